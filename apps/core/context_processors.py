@@ -1,0 +1,38 @@
+"""Template context for the console layout: tenant switcher and navigation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject
+
+from apps.access.services import authorize
+from apps.tenants.selectors import tenants_for_user
+
+
+def _nav(request: HttpRequest) -> list[dict[str, str]]:
+    """Only areas that exist and that the member may open."""
+    tenant = getattr(request, "tenant", None)
+    membership = getattr(request, "membership", None)
+    if tenant is None:
+        return []
+    items = [
+        ("Dashboard", "tenant.view", "tenants:dashboard"),
+        ("Members", "tenant.view", "tenants:members"),
+        ("Audit log", "audit.read", "audit:tenant_list"),
+    ]
+    return [
+        {"label": label, "url_name": url_name}
+        for label, permission, url_name in items
+        if authorize(membership, permission, tenant=tenant)
+    ]
+
+
+def console(request: HttpRequest) -> dict[str, Any]:
+    return {
+        "current_tenant": getattr(request, "tenant", None),
+        "current_membership": getattr(request, "membership", None),
+        "my_tenants": SimpleLazyObject(lambda: list(tenants_for_user(user=request.user))),
+        "nav_items": SimpleLazyObject(lambda: _nav(request)),
+    }

@@ -1,0 +1,104 @@
+"""Tenants, memberships and the abstract base every tenant-owned model inherits."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models.functions import Now
+
+from apps.tenants.querysets import MembershipQuerySet, TenantOwnedQuerySet, TenantQuerySet
+
+SLUG_PATTERN = r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?"
+slug_validator = RegexValidator(
+    rf"^{SLUG_PATTERN}$",
+    "Use 1–40 lowercase letters, digits or hyphens; start and end with a letter or digit.",
+)
+RESERVED_SLUGS = frozenset({"new", "admin", "api", "platform", "settings", "static", "accounts", "www"})
+
+
+class Tenant(models.Model):
+    """An organisation using Bastion; everything it owns hangs off this row."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+
+    slug = models.CharField(max_length=40, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=120)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    suspended_reason = models.CharField(max_length=500, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(status__in=["active", "suspended"]), name="tenant_status_valid"),
+            models.CheckConstraint(condition=models.Q(slug__regex=rf"^{SLUG_PATTERN}$"), name="tenant_slug_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.status == self.Status.SUSPENDED
+
+
+class TenantOwned(models.Model):
+    """Abstract base: an indexed tenant foreign key and ``for_tenant()``.
+
+    Composite indexes of subclasses must lead with ``tenant``.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=True)
+
+    objects = TenantOwnedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+
+class Membership(TenantOwned):
+    """A user's place in a tenant: their status and base role."""
+
+    class Status(models.TextChoices):
+        INVITED = "invited", "Invited"
+        ACTIVE = "active", "Active"
+        DISABLED = "disabled", "Disabled"
+
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        ADMIN = "admin", "Admin"
+        MEMBER = "member", "Member"
+        VIEWER = "viewer", "Viewer"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.INVITED)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    invited_at = models.DateTimeField(db_default=Now())
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    joined_at = models.DateTimeField(null=True, blank=True)
+
+    objects = MembershipQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_user_per_tenant"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["invited", "active", "disabled"]), name="membership_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(role__in=["owner", "admin", "member", "viewer"]), name="membership_role_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "status"], name="membership_tenant_status")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}@{self.tenant_id} ({self.role}, {self.status})"

@@ -1,0 +1,31 @@
+"""Production: every required value must come from the environment, or start-up fails."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+from config.settings.base import *  # noqa: F403
+from config.settings.env import env, env_bool, env_secret
+
+_REQUIRED = ("SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "ALLOWED_HOSTS")
+_missing = [name for name in _REQUIRED if not (env_secret(name) or "").strip()]
+if _missing:
+    raise ImproperlyConfigured(f"Production settings need these environment variables: {', '.join(_missing)}")
+
+DEBUG = False
+SECRET_KEY = env_secret("SECRET_KEY")
+if len(SECRET_KEY or "") < 50:
+    raise ImproperlyConfigured("SECRET_KEY must be at least 50 characters long in production")
+AUDIT_HMAC_KEY = env_secret("AUDIT_HMAC_KEY", "") or SECRET_KEY
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
+
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SESSION_COOKIE_NAME = "__Host-sessionid"
+CSRF_COOKIE_NAME = "__Host-csrftoken"

@@ -1,0 +1,28 @@
+"""URL map: /t/<tenant>/… tenant console, /platform/… staff, /accounts/… sign-in."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+from apps.core import views as core_views
+
+urlpatterns = [
+    path("healthz", core_views.healthz, name="healthz"),
+    path("readyz", core_views.readyz, name="readyz"),
+    path("", core_views.home, name="home"),
+    path("accounts/", include("allauth.urls")),
+    path("invitations/", include("apps.tenants.invitation_urls")),
+    path("platform/", include("apps.platform.urls")),
+    path("t/<str:tenant_slug>/", include("apps.tenants.urls")),
+    path("t/<str:tenant_slug>/audit/", include("apps.audit.urls")),
+]
+
+if settings.ADMIN_ENABLED:
+    # The Django admin is for superusers only, not for every platform staff member.
+    admin.site.has_permission = lambda request: request.user.is_active and request.user.is_superuser
+    urlpatterns.append(path("django-admin/", admin.site.urls))
+
+handler400 = "apps.core.errors.bad_request"
+handler403 = "apps.core.errors.permission_denied"
+handler404 = "apps.core.errors.page_not_found"
+handler500 = "apps.core.errors.server_error"
