@@ -18,7 +18,11 @@ STORAGES = {
 # Tests talk to a real broker (Redis by default) so that task paths are exercised end to end.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/15")
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
-CELERY_TASK_ALWAYS_EAGER = False
+# Most tests run tasks inline; tests marked "celery" switch this off and use a
+# real worker on the real broker (see tests/conftest.py).
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+WHITENOISE_AUTOREFRESH = True
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
