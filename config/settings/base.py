@@ -38,6 +38,8 @@ INSTALLED_APPS = [
     "apps.tenants",
     "apps.audit",
     "apps.access",
+    "apps.catalog",
+    "apps.guardrails",
     "apps.platform",
 ]
 

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class GuardrailsConfig(AppConfig):
+    name = "apps.guardrails"
+    label = "guardrails"
