@@ -21,18 +21,30 @@ class Decision:
         return self.allowed
 
 
-def authorize(membership: Membership | None, action: str, resource: Any = None, *, tenant: Tenant) -> Decision:
-    """May the holder of ``membership`` perform ``action`` (on ``resource``) in ``tenant``?
+def authorize(
+    subject: Membership | None, action: str, resource: Any = None, *, tenant: Tenant | None = None
+) -> Decision:
+    """May ``subject`` perform ``action`` (on ``resource``)?
 
-    Deny by default. Order: membership and tenant status, then role permissions.
-    Object grants and break-glass elevations join this function in later issues.
-    Raises ValueError for an action that is not in the catalog.
+    ``subject`` is a membership today (an API client joins with the runtime
+    API). ``tenant`` is the tenant the request is about; it defaults to the
+    subject's own. A ``resource`` is any tenant-owned object (it has
+    ``tenant_id``); one of another tenant is always denied.
+
+    Deny by default. Order: membership and tenant status, then role
+    permissions. Object grants and break-glass elevations join this function
+    in later issues. Raises ValueError for an action not in the catalog.
     """
     require_known(action)
-    if membership is None or membership.tenant_id != tenant.pk:
+    if subject is None:
         return Decision(False, action, ("not a member of this tenant",))
-    if membership.status != Membership.Status.ACTIVE:
-        return Decision(False, action, (f"membership is {membership.status}",))
-    if action in BASE_ROLE_PERMISSIONS.get(membership.role, frozenset()):
-        return Decision(True, action, (f"role {membership.role} grants {action}",))
-    return Decision(False, action, (f"role {membership.role} does not grant {action}",))
+    tenant_id = tenant.pk if tenant is not None else subject.tenant_id
+    if subject.tenant_id != tenant_id:
+        return Decision(False, action, ("not a member of this tenant",))
+    if resource is not None and getattr(resource, "tenant_id", None) != tenant_id:
+        return Decision(False, action, ("resource belongs to another tenant",))
+    if subject.status != Membership.Status.ACTIVE:
+        return Decision(False, action, (f"membership is {subject.status}",))
+    if action in BASE_ROLE_PERMISSIONS.get(subject.role, frozenset()):
+        return Decision(True, action, (f"role {subject.role} grants {action}",))
+    return Decision(False, action, (f"role {subject.role} does not grant {action}",))
