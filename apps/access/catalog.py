@@ -50,15 +50,73 @@ PERMISSIONS: dict[str, Permission] = {
     )
 }
 
-_MEMBER = {"tenant.view", "prompt.create", "prompt.read", "dataset.read", "tool.execute", "model.use"}
-_MEMBER |= {"breakglass.request"}
+_USE = frozenset({"tenant.view", "prompt.create", "prompt.read", "model.use", "breakglass.request"})
 
-BASE_ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "owner": frozenset(PERMISSIONS),
-    "admin": frozenset(PERMISSIONS) - {"billing.manage"},
-    "member": frozenset(_MEMBER),
-    "viewer": frozenset({"tenant.view", "prompt.read"}),
+
+@dataclass(frozen=True, slots=True)
+class BuiltinRole:
+    key: str
+    name: str
+    description: str
+    permissions: frozenset[str]
+
+
+BUILTIN_ROLES: dict[str, BuiltinRole] = {
+    r.key: r
+    for r in (
+        BuiltinRole("owner", "Owner", "Everything, including billing and ownership.", frozenset(PERMISSIONS)),
+        BuiltinRole(
+            "admin",
+            "Admin",
+            "Runs the tenant: members, roles, SSO, tools; not payment settings.",
+            frozenset(PERMISSIONS) - {"billing.manage"},
+        ),
+        BuiltinRole(
+            "developer",
+            "Developer",
+            "Builds AI apps: prompts, models, datasets, tools, API clients.",
+            _USE | {"dataset.read", "dataset.write", "tool.execute", "apiclient.manage"},
+        ),
+        BuiltinRole("analyst", "Analyst", "Uses models over datasets it can read.", _USE | {"dataset.read"}),
+        BuiltinRole(
+            "billing",
+            "Billing",
+            "Sees usage and manages budgets and payment.",
+            frozenset({"tenant.view", "billing.view", "billing.manage"}),
+        ),
+        BuiltinRole(
+            "auditor",
+            "Auditor",
+            "Reads the audit log, usage and prompts; changes nothing.",
+            frozenset({"tenant.view", "audit.read", "billing.view", "prompt.read"}),
+        ),
+        BuiltinRole(
+            "approver",
+            "Approver",
+            "Approves or denies break-glass requests.",
+            frozenset({"tenant.view", "breakglass.approve", "audit.read"}),
+        ),
+        BuiltinRole(
+            "member",
+            "Member",
+            "Everyday use: prompts, models, datasets and tools.",
+            _USE | {"dataset.read", "tool.execute"},
+        ),
+        BuiltinRole("viewer", "Viewer", "Read-only access to the console.", frozenset({"tenant.view", "prompt.read"})),
+    )
 }
+
+# The built-in role every membership carries through ``Membership.role``.
+BASE_ROLE_PERMISSIONS: dict[str, frozenset[str]] = {key: role.permissions for key, role in BUILTIN_ROLES.items()}
+
+# Actions that can also be granted on a single object, and the django-guardian
+# permission (app label, model, codename) that stores such a grant.
+OBJECT_ACTIONS: dict[str, tuple[str, str, str]] = {
+    "dataset.read": ("catalog", "dataset", "dataset_read"),
+    "dataset.write": ("catalog", "dataset", "dataset_write"),
+    "tool.execute": ("catalog", "tool", "tool_execute"),
+}
+CODENAME_ACTIONS: dict[str, str] = {codename: action for action, (_, _, codename) in OBJECT_ACTIONS.items()}
 
 
 def require_known(action: str) -> Permission:

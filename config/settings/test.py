@@ -9,6 +9,7 @@ DEBUG = False
 SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"  # noqa: S105
 AUDIT_HMAC_KEY = "test-audit-hmac-key-0123456789abcdef"
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1", "bastion.example.com"]
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 STORAGES = {

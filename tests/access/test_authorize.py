@@ -23,7 +23,7 @@ def test_owner_may_do_everything_in_the_catalog(cast) -> None:
 def test_viewer_is_denied_with_a_reason(cast) -> None:
     decision = authorize(_membership(cast, cast.viewer), "audit.read", tenant=cast.acme)
     assert not decision.allowed
-    assert "viewer" in decision.reasons[0]
+    assert decision.reasons == ("no role grants audit.read",)
 
 
 def test_membership_of_another_tenant_is_denied(cast) -> None:
