@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
+
+from apps.core import context
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 
@@ -22,3 +25,35 @@ app.conf.beat_schedule = {
         "schedule": 15 * 60.0,
     },
 }
+
+# Log correlation: a task enqueued during a request carries that request's id in
+# a message header, and the worker binds it (or the task id) for the task's log lines.
+REQUEST_ID_HEADER = "bastion_request_id"
+_task_contexts: dict[str, Any] = {}
+
+
+@signals.before_task_publish.connect
+def _add_request_id_header(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    request_id = context.current().request_id
+    if headers is not None and request_id:
+        headers.setdefault(REQUEST_ID_HEADER, request_id)
+
+
+@signals.task_prerun.connect
+def _bind_task_context(task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:
+    request = getattr(task, "request", None)
+    if request is None or getattr(request, "is_eager", False):
+        return  # eager (tests, inline): the caller's request context stays in force
+    request_id = getattr(request, REQUEST_ID_HEADER, None) or (getattr(request, "headers", None) or {}).get(
+        REQUEST_ID_HEADER
+    )
+    request_id = request_id or task_id or ""
+    if task_id:
+        _task_contexts[task_id] = context.enter(request_id=str(request_id)[:64])
+
+
+@signals.task_postrun.connect
+def _unbind_task_context(task_id: str | None = None, **kwargs: Any) -> None:
+    token = _task_contexts.pop(task_id or "", None)
+    if token is not None:
+        context.leave(token)

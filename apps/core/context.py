@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, replace
 
 
@@ -46,6 +46,18 @@ def bind(**values: object) -> Iterator[RequestContext]:
     try:
         yield _current.get()
     finally:
+        _current.reset(token)
+
+
+def enter(**values: object) -> Token[RequestContext]:
+    """Start a fresh context where a ``with bind()`` block does not fit (e.g. Celery's
+    task_prerun/task_postrun signals); pass the token to ``leave``."""
+    values.setdefault("request_id", new_request_id())
+    return _current.set(RequestContext(**values))  # type: ignore[arg-type]
+
+
+def leave(token: Token[RequestContext]) -> None:
+    with contextlib.suppress(ValueError, RuntimeError):  # token from another thread/context: nothing to restore
         _current.reset(token)
 
 
