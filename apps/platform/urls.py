@@ -1,8 +1,16 @@
+"""Platform staff URLs, mounted under /platform/."""
+
 from django.urls import path
 
-from apps.platform import views
+from apps.platform import audit_views, views
 
 app_name = "platform"
 urlpatterns = [
     path("", views.tenant_list, name="tenant_list"),
+    path("tenants/new/", views.tenant_create, name="tenant_create"),
+    path("tenants/<str:slug>/", views.tenant_detail, name="tenant_detail"),
+    path("tenants/<str:slug>/suspend/", views.tenant_suspend, name="tenant_suspend"),
+    path("tenants/<str:slug>/reactivate/", views.tenant_reactivate, name="tenant_reactivate"),
+    path("audit/", audit_views.platform_audit_list, name="audit"),
+    path("audit/export/<str:fmt>/", audit_views.platform_audit_export, name="audit_export"),
 ]

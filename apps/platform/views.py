@@ -1,14 +1,126 @@
-"""Platform staff pages: tenants across the installation."""
+"""Platform staff pages: every tenant of the installation.
+
+Staff only (``platform_view``: others get 404, anonymous users the sign-in
+page). Thin: parse, select, call one tenant service, render or redirect.
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
 
 from apps.access.decorators import platform_view
-from apps.tenants import selectors
+from apps.platform.forms import TenantCreateForm, TenantFilterForm, TenantSuspendForm
+from apps.tenants import selectors, services
+from apps.tenants.models import Tenant
+from apps.tenants.services import TenantError
+
+TENANTS_PAGE_SIZE = 25
+MEMBERS_PAGE_SIZE = 50
+
+
+def _tenant_or_404(slug: str) -> Tenant:
+    tenant = selectors.tenant_get(slug=slug)
+    if tenant is None:
+        raise Http404("No such tenant")
+    return tenant
+
+
+def _query_without_page(request: HttpRequest) -> str:
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
 
 
 @platform_view
 def tenant_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "platform/tenant_list.html", {"tenants": selectors.tenant_list_with_counts()})
+    """Every tenant with member counts (one query a page), searchable by name or slug, filterable by status."""
+    filter_form = TenantFilterForm(request.GET)
+    tenants = selectors.tenant_list_with_counts(**filter_form.filters())
+    page = Paginator(tenants, TENANTS_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"filter_form": filter_form, "page": page, "query": _query_without_page(request)}
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "platform/partials/_tenant_table.html", context)
+    return render(request, "platform/tenant_list.html", context)
+
+
+@platform_view
+@require_http_methods(["GET", "HEAD", "POST"])
+def tenant_create(request: HttpRequest) -> HttpResponse:
+    """Create a tenant and invite its first owner by e-mail."""
+    form = TenantCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            tenant = services.tenant_create(
+                slug=form.cleaned_data["slug"],
+                name=form.cleaned_data["name"],
+                owner_email=form.cleaned_data["owner_email"],
+                by=request.user,  # type: ignore[arg-type]
+            )
+        except TenantError as exc:
+            form.add_error("slug", str(exc))
+        else:
+            messages.success(
+                request, f"{tenant.name} is created; an invitation is on its way to {form.cleaned_data['owner_email']}."
+            )
+            return redirect("platform:tenant_detail", slug=tenant.slug)
+    return render(request, "platform/tenant_form.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@platform_view
+def tenant_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    """One tenant: status, member counts and its members (50 a page)."""
+    tenant = _tenant_or_404(slug)
+    members = selectors.member_list(tenant=tenant)
+    page = Paginator(members, MEMBERS_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "tenant": tenant,
+        "counts": selectors.member_counts(tenant=tenant),
+        "page": page,
+        "query": _query_without_page(request),
+    }
+    return render(request, "platform/tenant_detail.html", context)
+
+
+@platform_view
+@require_http_methods(["GET", "HEAD", "POST"])
+def tenant_suspend(request: HttpRequest, slug: str) -> HttpResponse:
+    """Suspend a tenant with a reason. GET asks to confirm; POST suspends (audited)."""
+    tenant = _tenant_or_404(slug)
+    form = TenantSuspendForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.tenant_set_status(
+                tenant=tenant,
+                suspended=True,
+                reason=form.cleaned_data["reason"],
+                by=request.user,  # type: ignore[arg-type]
+            )
+        except TenantError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"{tenant.name} is suspended; its console is read-only.")
+            return redirect("platform:tenant_detail", slug=tenant.slug)
+    context = {"tenant": tenant, "form": form, "suspend": True}
+    return render(request, "platform/tenant_status_confirm.html", context, status=400 if form.errors else 200)
+
+
+@platform_view
+@require_http_methods(["GET", "HEAD", "POST"])
+def tenant_reactivate(request: HttpRequest, slug: str) -> HttpResponse:
+    """Reactivate a suspended tenant. GET asks to confirm; POST reactivates (audited)."""
+    tenant = _tenant_or_404(slug)
+    error = ""
+    if request.method == "POST":
+        try:
+            services.tenant_set_status(tenant=tenant, suspended=False, by=request.user)  # type: ignore[arg-type]
+        except TenantError as exc:
+            error = str(exc)
+        else:
+            messages.success(request, f"{tenant.name} is active again.")
+            return redirect("platform:tenant_detail", slug=tenant.slug)
+    context = {"tenant": tenant, "error": error, "suspend": False}
+    return render(request, "platform/tenant_status_confirm.html", context, status=400 if error else 200)

@@ -1,25 +1,278 @@
-"""Tenant console pages (thin: select, render)."""
+"""Tenant console pages: dashboard, members, invitations.
+
+Thin: parse, select, call one service, render or redirect. Permissions are
+declared with ``tenant_view``; a membership id from the URL is looked up only
+inside ``request.tenant`` so another tenant's id is a 404. Member actions
+answer an htmx request with the changed table row and anything else with a
+redirect, so every action also works without JavaScript.
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.access.decorators import public_view, tenant_view
-from apps.tenants import selectors
+from apps.access.services import authorize
+from apps.tenants import selectors, services
+from apps.tenants.forms import InvitationPasswordForm, InviteForm, MemberFilterForm, RoleForm, role_choices_for
+from apps.tenants.models import Membership
+from apps.tenants.services import TenantError
+
+MEMBERS_PAGE_SIZE = 50
+RECENT_EVENTS = 5
+
+
+def _can(request: HttpRequest, permission: str) -> bool:
+    return authorize(request.membership, permission, tenant=request.tenant).allowed  # type: ignore[attr-defined]
+
+
+def _membership_or_404(request: HttpRequest, membership_id: int) -> Membership:
+    membership = selectors.membership_get(tenant=request.tenant, membership_id=membership_id)  # type: ignore[attr-defined]
+    if membership is None:
+        raise Http404("No such member")
+    return membership
+
+
+def _members_url(request: HttpRequest) -> str:
+    return reverse("tenants:members", kwargs={"tenant_slug": request.tenant.slug})  # type: ignore[attr-defined]
+
+
+def _row_context(request: HttpRequest) -> dict[str, Any]:
+    """What the member row partial needs to decide which controls to show."""
+    return {
+        "can_manage": _can(request, "member.manage"),
+        "role_choices": role_choices_for(request.membership),  # type: ignore[attr-defined]
+    }
+
+
+def _row_response(request: HttpRequest, member: Membership, *, error: str = "", notice: str = "") -> HttpResponse:
+    context = {**_row_context(request), "member": member, "row_error": error, "row_notice": notice}
+    return render(request, "tenants/partials/_member_row.html", context)
 
 
 @tenant_view("tenant.view")
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "tenants/dashboard.html", {})
+    """Overview for any member: member counts, their role, recent audit events if they hold audit.read."""
+    can_audit = _can(request, "audit.read")
+    context = {
+        "counts": selectors.member_counts(tenant=request.tenant),  # type: ignore[attr-defined]
+        "can_manage": _can(request, "member.manage"),
+        "can_audit": can_audit,
+        "recent_events": (
+            selectors.recent_audit_events(tenant=request.tenant, limit=RECENT_EVENTS)  # type: ignore[attr-defined]
+            if can_audit
+            else []
+        ),
+    }
+    return render(request, "tenants/dashboard.html", context)
 
 
 @tenant_view("tenant.view")
 def member_list(request: HttpRequest) -> HttpResponse:
-    members = selectors.member_list(tenant=request.tenant)  # type: ignore[attr-defined]
-    return render(request, "tenants/member_list.html", {"members": members})
+    """Members, 50 a page by e-mail, filterable; managers also get the invite form and row controls.
+
+    An out-of-range or malformed ``page`` shows the nearest page; an invalid
+    filter value is reported and ignored.
+    """
+    filter_form = MemberFilterForm(request.GET)
+    members = selectors.member_list(tenant=request.tenant, **filter_form.filters())  # type: ignore[attr-defined]
+    page = Paginator(members, MEMBERS_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        **_row_context(request),
+        "filter_form": filter_form,
+        "page": page,
+        "query": query.urlencode(),
+        "counts": selectors.member_counts(tenant=request.tenant),  # type: ignore[attr-defined]
+        "invite_form": InviteForm(actor=request.membership),  # type: ignore[attr-defined]
+    }
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "tenants/partials/_member_table.html", context)
+    return render(request, "tenants/member_list.html", context)
+
+
+@tenant_view("member.manage")
+def member_invite(request: HttpRequest) -> HttpResponse:
+    """Invite someone by e-mail (member.manage). GET shows the form; POST invites and redirects."""
+    form = InviteForm(request.POST or None, actor=request.membership)  # type: ignore[attr-defined]
+    if request.method == "POST" and form.is_valid():
+        try:
+            membership = services.membership_invite(
+                tenant=request.tenant,  # type: ignore[attr-defined]
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+                by=request.user,  # type: ignore[arg-type]
+            )
+        except TenantError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Invitation sent to {membership.user.email}.")
+            return redirect(_members_url(request))
+    return render(request, "tenants/member_invite.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@tenant_view("member.manage")
+@require_http_methods(["GET", "HEAD", "POST"])
+def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
+    """Change a member's role (member.manage). htmx gets the updated row; others a page or redirect."""
+    member = _membership_or_404(request, membership_id)
+    form = RoleForm(request.POST or None, actor=request.membership, initial={"role": member.role})  # type: ignore[attr-defined]
+    error = ""
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                member = services.membership_change_role(
+                    membership=member,
+                    role=form.cleaned_data["role"],
+                    by=request.user,  # type: ignore[arg-type]
+                )
+            except TenantError as exc:
+                error = str(exc)
+            else:
+                notice = f"{member.user.email} is now {member.get_role_display().lower()}."
+                if request.htmx:  # type: ignore[attr-defined]
+                    return _row_response(request, member, notice=notice)
+                messages.success(request, notice)
+                return redirect(_members_url(request))
+        else:
+            error = " ".join(form.errors.get("role", ["Choose a role."]))
+    if request.htmx:  # type: ignore[attr-defined]
+        return _row_response(request, member, error=error)
+    context = {"form": form, "member": member, "error": error}
+    return render(request, "tenants/member_role.html", context, status=400 if error else 200)
+
+
+def _status_change(request: HttpRequest, membership_id: int, *, disabled: bool) -> HttpResponse:
+    member = _membership_or_404(request, membership_id)
+    try:
+        member = services.membership_set_disabled(membership=member, disabled=disabled, by=request.user)  # type: ignore[arg-type]
+    except TenantError as exc:
+        if request.htmx:  # type: ignore[attr-defined]
+            return _row_response(request, member, error=str(exc))
+        messages.error(request, str(exc))
+        return redirect(_members_url(request))
+    notice = f"{member.user.email} is {'disabled' if disabled else 'enabled again'}."
+    if request.htmx:  # type: ignore[attr-defined]
+        return _row_response(request, member, notice=notice)
+    messages.success(request, notice)
+    return redirect(_members_url(request))
+
+
+@tenant_view("member.manage")
+@require_POST
+def member_disable(request: HttpRequest, membership_id: int) -> HttpResponse:
+    """Disable a membership (member.manage): the person loses access at once."""
+    return _status_change(request, membership_id, disabled=True)
+
+
+@tenant_view("member.manage")
+@require_POST
+def member_enable(request: HttpRequest, membership_id: int) -> HttpResponse:
+    """Enable a disabled membership again (member.manage)."""
+    return _status_change(request, membership_id, disabled=False)
+
+
+@tenant_view("member.manage")
+@require_POST
+def member_resend(request: HttpRequest, membership_id: int) -> HttpResponse:
+    """Send a new invitation link to someone who has not accepted yet (member.manage)."""
+    member = _membership_or_404(request, membership_id)
+    try:
+        member = services.membership_resend(membership=member, by=request.user)  # type: ignore[arg-type]
+    except TenantError as exc:
+        error, notice = str(exc), ""
+    else:
+        error, notice = "", f"A new invitation is on its way to {member.user.email}."
+    if request.htmx:  # type: ignore[attr-defined]
+        return _row_response(request, member, error=error, notice=notice)
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, notice)
+    return redirect(_members_url(request))
+
+
+@tenant_view("member.manage")
+@require_http_methods(["GET", "HEAD", "POST"])
+def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
+    """Remove a member or withdraw an invitation (member.manage). GET asks to confirm; POST removes."""
+    member = _membership_or_404(request, membership_id)
+    error = ""
+    if request.method == "POST":
+        try:
+            services.membership_remove(membership=member, by=request.user)  # type: ignore[arg-type]
+        except TenantError as exc:
+            error = str(exc)
+        else:
+            messages.success(request, f"{member.user.email} no longer has access to {request.tenant.name}.")  # type: ignore[attr-defined]
+            return redirect(_members_url(request))
+    context = {"member": member, "error": error}
+    return render(request, "tenants/member_remove.html", context, status=400 if error else 200)
+
+
+# --- invitations (public: the signed token is the credential) ------------------------------
+
+
+def _invitation_error(request: HttpRequest, message: str, *, status: int = 400) -> HttpResponse:
+    return render(request, "tenants/invitation_invalid.html", {"message": message}, status=status)
 
 
 @public_view
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
 def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
-    raise NotImplementedError
+    """Accept an invitation from its e-mailed link.
+
+    Expired, forged or used tokens get a 400 page. Signed in as the invitee:
+    confirm with a POST. Signed in as someone else: 403 with an explanation.
+    Not signed in with a password already set: sign in first. Not signed in
+    and no password yet: choose one (validated), which verifies the e-mail,
+    activates the membership and sends the person to sign in; never logs in.
+    """
+    try:
+        membership = services.invitation_membership(token)
+    except TenantError as exc:
+        return _invitation_error(request, str(exc))
+    tenant, invitee = membership.tenant, membership.user
+    context: dict[str, Any] = {"membership": membership, "tenant": tenant, "invitee": invitee}
+    if tenant.is_suspended:
+        message = f"{tenant.name} is suspended. You can accept the invitation once it is reactivated."
+        return _invitation_error(request, message, status=403)
+    dashboard_url = reverse("tenants:dashboard", kwargs={"tenant_slug": tenant.slug})
+
+    if request.user.is_authenticated:
+        if request.user.pk != invitee.pk:
+            return render(request, "tenants/invitation_wrong_user.html", context, status=403)
+        if request.method == "POST":
+            try:
+                services.membership_accept(membership=membership, user=request.user)  # type: ignore[arg-type]
+            except TenantError as exc:
+                return _invitation_error(request, str(exc))
+            messages.success(request, f"Welcome to {tenant.name}.")
+            return redirect(dashboard_url)
+        return render(request, "tenants/invitation_confirm.html", context)
+
+    if invitee.has_usable_password():
+        login_url = f"{reverse('account_login')}?{urlencode({'next': request.path})}"
+        return render(request, "tenants/invitation_sign_in.html", {**context, "login_url": login_url})
+
+    form = InvitationPasswordForm(invitee, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.invitation_accept_with_password(membership=membership, password=form.cleaned_data["new_password1"])
+        except TenantError as exc:
+            return _invitation_error(request, str(exc))
+        messages.success(request, f"Your password is set and you have joined {tenant.name}. Sign in to continue.")
+        return redirect(f"{reverse('account_login')}?{urlencode({'next': dashboard_url})}")
+    status = 400 if form.errors else 200
+    return render(request, "tenants/invitation_set_password.html", {**context, "form": form}, status=status)

@@ -1,0 +1,99 @@
+"""Input cleaning for the tenant console (members and invitations).
+
+Forms that offer roles take the acting membership and narrow the choices:
+only an owner is offered the owner role.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth.forms import SetPasswordForm
+from django.core.validators import MaxLengthValidator
+
+from apps.tenants.models import Membership
+
+MAX_SEARCH_LENGTH = 254
+MAX_PASSWORD_LENGTH = 128
+
+
+def role_choices_for(actor: Membership | None) -> list[tuple[str, str]]:
+    """The roles ``actor`` may hand out: every role for an owner, all but owner for anyone else."""
+    roles = Membership.Role.choices
+    if actor is not None and actor.role == Membership.Role.OWNER:
+        return list(roles)
+    return [(value, label) for value, label in roles if value != Membership.Role.OWNER]
+
+
+class _RoleChoiceMixin:
+    def _narrow_roles(self, actor: Membership | None) -> None:
+        field = self.fields["role"]  # type: ignore[attr-defined]
+        field.choices = role_choices_for(actor)
+
+
+class InviteForm(_RoleChoiceMixin, forms.Form):
+    """Invite one person by e-mail with a base role."""
+
+    email = forms.EmailField(
+        label="E-mail address",
+        max_length=254,
+        help_text="They get a link valid for 7 days. If they have no Bastion account yet, they choose a password.",
+        error_messages={"invalid": "Enter a complete e-mail address, like name@example.com."},
+    )
+    role = forms.ChoiceField(
+        label="Role",
+        choices=Membership.Role.choices,
+        initial=Membership.Role.MEMBER,
+        help_text="Viewers can only look; members use models, tools and datasets; admins manage the tenant.",
+    )
+
+    def __init__(self, *args: Any, actor: Membership | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._narrow_roles(actor)
+
+    def clean_email(self) -> str:
+        return self.cleaned_data["email"].strip().lower()
+
+
+class RoleForm(_RoleChoiceMixin, forms.Form):
+    """Change one member's base role."""
+
+    role = forms.ChoiceField(label="Role", choices=Membership.Role.choices)
+
+    def __init__(self, *args: Any, actor: Membership | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._narrow_roles(actor)
+        self.fields["role"].error_messages["invalid_choice"] = "Choose one of the roles you are allowed to grant."
+
+
+class MemberFilterForm(forms.Form):
+    """Filters of the members list; an invalid value is reported and ignored."""
+
+    q = forms.CharField(label="Search", required=False, max_length=MAX_SEARCH_LENGTH, strip=True)
+    status = forms.ChoiceField(label="Status", required=False, choices=[("", "Any status"), *Membership.Status.choices])
+    role = forms.ChoiceField(label="Role", required=False, choices=[("", "Any role"), *Membership.Role.choices])
+
+    def filters(self) -> dict[str, str]:
+        """The cleaned filters, or none at all if any value was invalid."""
+        if not self.is_valid():
+            return {}
+        return {
+            "search": self.cleaned_data["q"],
+            "status": self.cleaned_data["status"],
+            "role": self.cleaned_data["role"],
+        }
+
+
+class InvitationPasswordForm(SetPasswordForm):
+    """The invitee's first password, checked by every configured password validator."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["new_password1"].label = "Choose a password"
+        self.fields["new_password2"].label = "Repeat the password"
+        for field in self.fields.values():
+            field.widget.attrs["maxlength"] = str(MAX_PASSWORD_LENGTH)
+            field.validators.append(
+                MaxLengthValidator(MAX_PASSWORD_LENGTH, f"Use at most {MAX_PASSWORD_LENGTH} characters.")
+            )
