@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
@@ -13,6 +15,10 @@ from apps.core import context
 # cannot inject arbitrary text into logs and audit rows.
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 MAX_USER_AGENT = 512
+# Probes hit these every few seconds; their access lines are DEBUG so they do not drown the log.
+QUIET_PATHS = frozenset({"/healthz", "/readyz"})
+
+access_logger = logging.getLogger("bastion.access")
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -34,14 +40,37 @@ class RequestContextMiddleware:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else context.new_request_id()
         request.request_id = request_id  # type: ignore[attr-defined]
+        started = time.perf_counter()
         with context.bind(
             request_id=request_id,
             ip=client_ip(request),
             user_agent=request.headers.get("User-Agent", "")[:MAX_USER_AGENT],
         ):
             response = self.get_response(request)
-        response["X-Request-ID"] = request_id
+            response["X-Request-ID"] = request_id
+            # Inside the bound context, so the line carries request id, tenant and user.
+            _access_log(request, response, (time.perf_counter() - started) * 1000)
         return response
+
+
+def _access_log(request: HttpRequest, response: HttpResponse, duration_ms: float) -> None:
+    """One line per request (method, path, status, duration). The query string is left out: it may hold secrets."""
+    level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
+    if not access_logger.isEnabledFor(level):
+        return
+    access_logger.log(
+        level,
+        "%s %s %s",
+        request.method,
+        request.path,
+        response.status_code,
+        extra={
+            "method": request.method,
+            "path": request.path[:2048],
+            "status": response.status_code,
+            "duration_ms": round(duration_ms, 1),
+        },
+    )
 
 
 class UserContextMiddleware:
