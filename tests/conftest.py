@@ -52,3 +52,77 @@ def client_for(db: None):
         return client
 
     return make
+
+
+# --- a real Celery worker on the real broker -----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _celery_worker_queue(django_db_setup, django_db_blocker):
+    """One in-process Celery worker (a thread) for the session, consuming a queue of its own.
+
+    The queue name is unique to this test process, so parallel runs (xdist
+    workers, another checkout's suite) sharing the broker never take each
+    other's messages. The worker runs tasks in its own thread with its own
+    database connection: tests using it need committed data (``celery_worker``
+    brings ``transactional_db``).
+    """
+    import os
+    import uuid
+
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+
+    queue = f"bastion-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    with (
+        django_db_blocker.unblock(),
+        start_worker(
+            app,
+            pool="solo",
+            concurrency=1,
+            queues=[queue],
+            perform_ping_check=False,
+            loglevel="WARNING",
+            shutdown_timeout=30,
+        ),
+    ):
+        yield queue
+    with app.connection_for_write() as conn:  # leave nothing behind in the shared broker
+        conn.default_channel.queue_delete(queue)
+
+
+@pytest.fixture
+def celery_worker(_celery_worker_queue, transactional_db):
+    """Send tasks through the real broker to a real worker for one test (``.delay()`` is not eager).
+
+    Tasks go to the session worker's private queue. Wait for their effect by
+    polling the database (there is no result backend); see ``wait_for``.
+    """
+    from config.celery import app
+
+    saved = {key: app.conf[key] for key in ("task_always_eager", "task_default_queue")}
+    app.conf.task_always_eager = False
+    app.conf.task_default_queue = _celery_worker_queue
+    try:
+        yield _celery_worker_queue
+    finally:
+        app.conf.update(saved)
+
+
+@pytest.fixture
+def wait_for():
+    """``wait_for(predicate, timeout=20)``: poll until ``predicate()`` is truthy; returns its value or fails."""
+    import time
+
+    def wait(predicate, timeout: float = 20.0, interval: float = 0.05, message: str = ""):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                pytest.fail(message or f"condition not met within {timeout:.0f}s")
+            time.sleep(interval)
+
+    return wait
