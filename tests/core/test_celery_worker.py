@@ -41,7 +41,8 @@ def test_request_id_follows_the_task(celery_worker, wait_for):
 def test_several_tasks_are_all_processed(celery_worker, wait_for):
     for n in range(5):
         record_heartbeat.delay(f"batch-{n}")
-    wait_for(lambda: AuditEvent.objects.filter(action="system.heartbeat", metadata__note__startswith="batch-").count() == 5)
+    batch = AuditEvent.objects.filter(action="system.heartbeat", metadata__note__startswith="batch-")
+    wait_for(lambda: batch.count() == 5)
 
 
 def test_eager_mode_is_back_after_the_worker_fixture(db):
