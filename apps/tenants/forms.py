@@ -30,6 +30,7 @@ class _RoleChoiceMixin:
     def _narrow_roles(self, actor: Membership | None) -> None:
         field = self.fields["role"]  # type: ignore[attr-defined]
         field.choices = role_choices_for(actor)
+        field.error_messages["invalid_choice"] = "Choose one of the roles you are allowed to grant."
 
 
 class InviteForm(_RoleChoiceMixin, forms.Form):
@@ -64,7 +65,6 @@ class RoleForm(_RoleChoiceMixin, forms.Form):
     def __init__(self, *args: Any, actor: Membership | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._narrow_roles(actor)
-        self.fields["role"].error_messages["invalid_choice"] = "Choose one of the roles you are allowed to grant."
 
 
 class MemberFilterForm(forms.Form):

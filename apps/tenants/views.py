@@ -2,9 +2,10 @@
 
 Thin: parse, select, call one service, render or redirect. Permissions are
 declared with ``tenant_view``; a membership id from the URL is looked up only
-inside ``request.tenant`` so another tenant's id is a 404. Member actions
-answer an htmx request with the changed table row and anything else with a
-redirect, so every action also works without JavaScript.
+inside ``request.tenant`` (and before the method is checked), so another
+tenant's id is a 404 whatever the method. Member actions answer an htmx
+request with the changed table row and anything else with a redirect, so
+every action also works without JavaScript.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
 from apps.access.decorators import public_view, tenant_view
 from apps.access.services import authorize
@@ -32,7 +33,13 @@ RECENT_EVENTS = 5
 
 
 def _can(request: HttpRequest, permission: str) -> bool:
-    return authorize(request.membership, permission, tenant=request.tenant).allowed  # type: ignore[attr-defined]
+    """Display check (which controls to show): not a request for access, so no denial is logged."""
+    return authorize(
+        request.membership,  # type: ignore[attr-defined]
+        permission,
+        tenant=request.tenant,  # type: ignore[attr-defined]
+        log_denial=False,
+    ).allowed
 
 
 def _membership_or_404(request: HttpRequest, membership_id: int) -> Membership:
@@ -154,6 +161,8 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
 
 def _status_change(request: HttpRequest, membership_id: int, *, disabled: bool) -> HttpResponse:
     member = _membership_or_404(request, membership_id)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
     try:
         member = services.membership_set_disabled(membership=member, disabled=disabled, by=request.user)  # type: ignore[arg-type]
     except TenantError as exc:
@@ -169,24 +178,23 @@ def _status_change(request: HttpRequest, membership_id: int, *, disabled: bool) 
 
 
 @tenant_view("member.manage")
-@require_POST
 def member_disable(request: HttpRequest, membership_id: int) -> HttpResponse:
-    """Disable a membership (member.manage): the person loses access at once."""
+    """Disable a membership (member.manage): the person loses access at once. POST only."""
     return _status_change(request, membership_id, disabled=True)
 
 
 @tenant_view("member.manage")
-@require_POST
 def member_enable(request: HttpRequest, membership_id: int) -> HttpResponse:
-    """Enable a disabled membership again (member.manage)."""
+    """Enable a disabled membership again (member.manage). POST only."""
     return _status_change(request, membership_id, disabled=False)
 
 
 @tenant_view("member.manage")
-@require_POST
 def member_resend(request: HttpRequest, membership_id: int) -> HttpResponse:
-    """Send a new invitation link to someone who has not accepted yet (member.manage)."""
+    """Send a new invitation link to someone who has not accepted yet (member.manage). POST only."""
     member = _membership_or_404(request, membership_id)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
     try:
         member = services.membership_resend(membership=member, by=request.user)  # type: ignore[arg-type]
     except TenantError as exc:

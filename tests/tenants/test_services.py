@@ -84,17 +84,19 @@ def test_last_active_owner_cannot_demote_themselves(cast):
     assert _membership(cast, cast.owner).role == "owner"
 
 
-@pytest.mark.parametrize("action", ["remove", "disable", "demote"])
+CHANGES = {
+    "remove": lambda target, by: services.membership_remove(membership=target, by=by),
+    "disable": lambda target, by: services.membership_set_disabled(membership=target, disabled=True, by=by),
+    "demote": lambda target, by: services.membership_change_role(membership=target, role="member", by=by),
+}
+
+
+@pytest.mark.parametrize("action", sorted(CHANGES))
 def test_last_active_owner_is_protected_whoever_asks(cast, action):
     """Even an actor outside the owner-only rule (platform staff) cannot strip the last owner."""
     target = _membership(cast, cast.owner)
     with pytest.raises(TenantError, match="last active owner"):
-        if action == "remove":
-            services.membership_remove(membership=target, by=cast.staff)
-        elif action == "disable":
-            services.membership_set_disabled(membership=target, disabled=True, by=cast.staff)
-        else:
-            services.membership_change_role(membership=target, role="member", by=cast.staff)
+        CHANGES[action](target, cast.staff)
     target.refresh_from_db()
     assert (target.role, target.status) == ("owner", "active")
 
@@ -179,7 +181,9 @@ def test_admin_cannot_remove_an_owner(cast):
 
 def test_invite_sends_mail_after_commit(cast, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        membership = services.membership_invite(tenant=cast.acme, email=" New@Example.com ", role="member", by=cast.admin)
+        membership = services.membership_invite(
+            tenant=cast.acme, email=" New@Example.com ", role="member", by=cast.admin
+        )
     assert membership.status == "invited"
     assert membership.user.email == "new@example.com"
     assert not membership.user.has_usable_password()
