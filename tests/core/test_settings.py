@@ -22,7 +22,14 @@ PRODUCTION_ENV = {
     "ALLOWED_HOSTS": "bastion.example.com",
 }
 # Variables the parent environment may carry that would change what production sees.
-_SCRUB = {*PRODUCTION_ENV, "DEBUG", "SECRET_KEY_FILE", "AUDIT_HMAC_KEY", "DJANGO_SETTINGS_MODULE"}
+_SCRUB = {
+    *PRODUCTION_ENV,
+    "DEBUG",
+    "SECRET_KEY_FILE",
+    "AUDIT_HMAC_KEY",
+    "DJANGO_SETTINGS_MODULE",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",  # make test sets it for Playwright; check --deploy rightly refuses it
+}
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
