@@ -45,6 +45,7 @@ def link(prev: bytes, payload: bytes) -> bytes:
 
 
 def seal_mac(chain: int, seq: int, head_hash: bytes) -> bytes:
+    """The MAC of a seal: binds a chain's head hash to its position."""
     return hmac.new(
         settings.AUDIT_HMAC_KEY.encode(), f"seal:{chain}:{seq}:".encode() + head_hash, hashlib.sha256
     ).digest()
@@ -64,7 +65,8 @@ def normalize_json(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, float):
         if not math.isfinite(value) or "e" in repr(value):
             return repr(value)
-        return value
+        # jsonb's numeric has no negative zero: -0.0 comes back as 0.0.
+        return 0.0 if value == 0 else value
     if isinstance(value, str):
         return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
     if isinstance(value, dict):
@@ -75,12 +77,19 @@ def normalize_json(value: Any, _depth: int = 0) -> Any:
 
 
 def normalize_ip(ip: Any) -> str | None:
+    """The canonical text of an IP address, or None if ``ip`` is not one.
+
+    Accepts a string or an ``ipaddress`` object (the database may return
+    either). An IPv6 zone id (``fe80::1%eth0``) is dropped: PostgreSQL's inet
+    type refuses it, and it only names an interface of the receiving host.
+    """
     if not ip:
         return None
     try:
-        return str(ipaddress.ip_address(str(ip)))
+        address = ipaddress.ip_address(str(ip).split("%", 1)[0])
     except ValueError:
         return None
+    return str(address)
 
 
 def iso(moment: datetime) -> str:

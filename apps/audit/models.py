@@ -8,6 +8,7 @@ lock a writer takes, and only for its own tenant.
 from __future__ import annotations
 
 from django.db import models
+from django.db.models.functions import Upper
 
 from apps.tenants.models import Tenant
 
@@ -70,6 +71,15 @@ class AuditEvent(models.Model):
         indexes = [
             models.Index(fields=["tenant", "-occurred_at", "-id"], name="audit_tenant_time"),
             models.Index(fields=["tenant", "actor_id", "-occurred_at", "-id"], name="audit_tenant_actor_time"),
+            # Actors that are not (or no longer) users are found by their display
+            # snapshot, case-insensitively (actor_display__iexact compiles to UPPER()).
+            models.Index(
+                models.F("tenant"),
+                Upper("actor_display"),
+                models.F("occurred_at").desc(),
+                models.F("id").desc(),
+                name="audit_tenant_actordisp_time",
+            ),
             models.Index(fields=["tenant", "action", "-occurred_at", "-id"], name="audit_tenant_action_time"),
             models.Index(
                 fields=["tenant", "target_type", "target_id", "-occurred_at", "-id"], name="audit_tenant_target_time"

@@ -40,10 +40,13 @@ _TEXT_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), MASK),
     (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), MASK),
     (re.compile(r"\bxox[abpors]-[A-Za-z0-9-]{10,}"), MASK),
-    # key=value or "key": "value" pairs whose key looks secret.
+    # key=value or "key": "value" pairs whose key looks secret. The key may only
+    # start where a word starts, and its prefix is bounded: an unanchored
+    # ``[\w-]*`` made long words quadratic (20 kB of letters took 15 s).
     (
         re.compile(
-            r"""(?P<k>["']?[\w-]*(?:password|passwd|secret|token|api[-_]?key|apikey|authorization)["']?\s*[:=]\s*)"""
+            r"""(?P<k>(?<![\w-])["']?[\w-]{0,64}?(?:password|passwd|secret|token|api[-_]?key|apikey|authorization)"""
+            r"""["']?\s*[:=]\s*)"""
             r"""(?P<q>["']?)(?P<v>[^\s"'&,;}]+)""",
             re.IGNORECASE,
         ),
