@@ -33,7 +33,7 @@ class TenantCreateForm(forms.Form):
     slug = forms.CharField(
         label="Slug",
         max_length=Tenant._meta.get_field("slug").max_length,
-        help_text="Used in the console's addresses (/t/<slug>/) and cannot be changed later. "
+        help_text="Part of the console's addresses (/t/your-slug/); it cannot be changed later. "
         "1–40 lowercase letters, digits or hyphens.",
     )
     owner_email = forms.EmailField(

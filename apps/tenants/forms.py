@@ -13,6 +13,7 @@ from django.contrib.auth.forms import SetPasswordForm
 from django.core.validators import MaxLengthValidator
 
 from apps.tenants.models import Membership
+from apps.tenants.services import INVITATION_MAX_AGE
 
 MAX_SEARCH_LENGTH = 254
 MAX_PASSWORD_LENGTH = 128
@@ -39,7 +40,8 @@ class InviteForm(_RoleChoiceMixin, forms.Form):
     email = forms.EmailField(
         label="E-mail address",
         max_length=254,
-        help_text="They get a link valid for 7 days. If they have no Bastion account yet, they choose a password.",
+        help_text=f"They get a link valid for {INVITATION_MAX_AGE // (24 * 3600)} days. "
+        "If they have no Bastion account yet, they choose a password.",
         error_messages={"invalid": "Enter a complete e-mail address, like name@example.com."},
     )
     role = forms.ChoiceField(
