@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from apps.access.decorators import platform_view
+from apps.platform import services as platform_services
 from apps.platform.forms import TenantCreateForm, TenantFilterForm, TenantSuspendForm
 from apps.tenants import selectors, services
 from apps.tenants.models import Tenant
@@ -54,7 +55,7 @@ def tenant_create(request: HttpRequest) -> HttpResponse:
     form = TenantCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            tenant = services.tenant_create(
+            tenant = platform_services.tenant_provision(
                 slug=form.cleaned_data["slug"],
                 name=form.cleaned_data["name"],
                 owner_email=form.cleaned_data["owner_email"],
