@@ -4,7 +4,7 @@
 # - .venv matches pyproject.toml (scripts/bootstrap.sh).
 # - Database: DATABASE_URL if set; else the PostgreSQL on 127.0.0.1:5432 (user postgres) if it
 #   answers; else the embedded PostgreSQL under .data/pg (started here, stopped again afterwards
-#   if this script started it).
+#   if this script started it). BASTION_TEST_DB=embedded goes straight to the embedded one.
 # - Broker: CELERY_BROKER_URL if set; else Redis on 127.0.0.1:6379 (db 15) if it answers; else
 #   RabbitMQ on 127.0.0.1:5672 (guest/guest); else a redis-server started here if one is
 #   installed; otherwise it stops with a message saying what to install.
@@ -48,9 +48,10 @@ with kombu.Connection(sys.argv[1], connect_timeout=3) as c:
 }
 
 # --- database ---------------------------------------------------------------------------------
+# BASTION_TEST_DB=embedded skips the probe of 127.0.0.1:5432 (e.g. to test against PostgreSQL 18).
 if [ -n "${DATABASE_URL:-}" ]; then
   say "database: DATABASE_URL from the environment"
-elif probe_postgres "postgresql://postgres@127.0.0.1:5432/postgres"; then
+elif [ "${BASTION_TEST_DB:-auto}" != "embedded" ] && probe_postgres "postgresql://postgres@127.0.0.1:5432/postgres"; then
   export DATABASE_URL="postgresql://postgres@127.0.0.1:5432/bastion"
   say "database: PostgreSQL on 127.0.0.1:5432"
 else
