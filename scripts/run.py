@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             "web",
             [
                 str(BIN / "gunicorn"),
+                "--config=config/gunicorn.py",
                 "config.wsgi:application",
                 f"--bind={host}:{port}",
                 "--workers=2",
