@@ -1,4 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from apps.guardrails import views
 
 app_name = "guardrails"
-urlpatterns: list = []
+urlpatterns = [
+    path("try/", views.try_tool_call, name="try"),
+]

@@ -1,0 +1,156 @@
+"""Named reads of the catalog, always for one tenant and one acting subject.
+
+Every selector scopes by ``for_tenant(tenant)`` first, so another tenant's id
+is simply not found. Visibility is decided by ``apps.access.services.authorize``
+and nothing else:
+
+- lists: if the subject holds the action tenant-wide (a role grants it), every
+  row is visible and the queryset is returned as is. Otherwise each row is put
+  to ``authorize(subject, action, row)`` — object grants decide — over one
+  narrow query of ids, and the list is narrowed to those ids. ``authorize``
+  works from the subject's permission set, loaded once and memoised on the
+  membership, so the query count stays flat however many rows there are, and
+  the result is still a lazy queryset that paginates in SQL;
+- single objects: ``authorize(subject, action, obj)`` on the row itself.
+
+An object the subject may not see is reported as missing (None), so views
+answer 404 and never reveal whether it exists. List filtering and UI hints do
+not write to the decision log; a refused single-object read does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from django.db.models import Model, QuerySet
+
+from apps.access.services import authorize
+from apps.accounts.models import User
+from apps.catalog import permissions
+from apps.catalog.models import AIModel, Dataset, Tool
+from apps.tenants.models import Membership, Tenant
+
+M = TypeVar("M", bound=Model)
+
+
+def _may(
+    subject: Membership | None,
+    actions: Sequence[str],
+    *,
+    tenant: Tenant,
+    resource: Any = None,
+    log_denial: bool = False,
+) -> bool:
+    """Any of ``actions`` allowed? With ``log_denial`` a refusal is logged once, for the first action."""
+    if any(authorize(subject, action, resource, tenant=tenant, log_denial=False).allowed for action in actions):
+        return True
+    if log_denial:
+        authorize(subject, actions[0], resource, tenant=tenant)
+    return False
+
+
+def _visible(qs: QuerySet[M], *, subject: Membership | None, tenant: Tenant, actions: Sequence[str]) -> QuerySet[M]:
+    """``qs`` narrowed to rows on which ``subject`` may perform any of ``actions``."""
+    if _may(subject, actions, tenant=tenant):
+        return qs
+    # Only what authorize() reads: the key and the tenant (plus _meta for the reason text).
+    candidates = qs.select_related(None).only("pk", "tenant_id").order_by()
+    allowed = [row.pk for row in candidates if _may(subject, actions, tenant=tenant, resource=row)]
+    return qs.filter(pk__in=allowed)
+
+
+def dataset_list(
+    *,
+    tenant: Tenant,
+    subject: Membership | None,
+    classification: str = "",
+    personal_data: bool | None = None,
+) -> QuerySet[Dataset]:
+    """Datasets of ``tenant`` that ``subject`` may ``dataset.read``, by name, owner joined."""
+    qs = Dataset.objects.for_tenant(tenant).select_related("owner").order_by("name", "pk")
+    if classification:
+        qs = qs.filter(classification=classification)
+    if personal_data is not None:
+        qs = qs.filter(contains_personal_data=personal_data)
+    return _visible(qs, subject=subject, tenant=tenant, actions=[permissions.DATASET_READ])
+
+
+def dataset_get(
+    *, tenant: Tenant, subject: Membership | None, pk: int, action: str = permissions.DATASET_READ
+) -> Dataset | None:
+    """One dataset of ``tenant`` on which ``subject`` may ``action``; None if missing or not allowed."""
+    dataset = Dataset.objects.for_tenant(tenant).select_related("owner").filter(pk=pk).first()
+    if dataset is None or not _may(subject, [action], tenant=tenant, resource=dataset, log_denial=True):
+        return None
+    return dataset
+
+
+def dataset_owner_choices(*, tenant: Tenant) -> QuerySet[User]:
+    """Users who may own a dataset of ``tenant``: its active members, by e-mail."""
+    return User.objects.filter(memberships__tenant=tenant, memberships__status=Membership.Status.ACTIVE).order_by(
+        "email"
+    )
+
+
+_TOOL_VISIBLE = (permissions.TOOL_EXECUTE, permissions.TOOL_MANAGE)
+
+
+def tool_list(
+    *,
+    tenant: Tenant,
+    subject: Membership | None,
+    risk_level: str = "",
+    allowlisted: bool | None = None,
+) -> QuerySet[Tool]:
+    """Tools of ``tenant`` that ``subject`` may ``tool.execute`` or ``tool.manage``, by name.
+
+    The argument schema (up to 64 KiB a row) is deferred; it loads on access.
+    """
+    qs = Tool.objects.for_tenant(tenant).defer("args_schema").order_by("name", "pk")
+    if risk_level:
+        qs = qs.filter(risk_level=risk_level)
+    if allowlisted is not None:
+        qs = qs.filter(allowlisted=allowlisted)
+    return _visible(qs, subject=subject, tenant=tenant, actions=_TOOL_VISIBLE)
+
+
+def tool_get(*, tenant: Tenant, subject: Membership | None, pk: int, action: str | None = None) -> Tool | None:
+    """One tool of ``tenant``; None if missing or if ``subject`` may not ``action`` on it.
+
+    Without ``action`` the tool is visible to a subject who may execute or manage it.
+    """
+    tool = Tool.objects.for_tenant(tenant).filter(pk=pk).first()
+    actions = _TOOL_VISIBLE if action is None else (action,)
+    if tool is None or not _may(subject, actions, tenant=tenant, resource=tool, log_denial=True):
+        return None
+    return tool
+
+
+_MODEL_VISIBLE = (permissions.MODEL_USE, permissions.MODEL_MANAGE)
+
+
+def model_list(
+    *,
+    tenant: Tenant,
+    subject: Membership | None,
+    provider: str = "",
+    enabled: bool | None = None,
+) -> QuerySet[AIModel]:
+    """Models of ``tenant`` (enabled or not) if ``subject`` may ``model.use`` or manage them."""
+    qs = AIModel.objects.for_tenant(tenant).order_by("provider", "model_name", "pk")
+    if provider:
+        qs = qs.filter(provider=provider)
+    if enabled is not None:
+        qs = qs.filter(enabled=enabled)
+    return _visible(qs, subject=subject, tenant=tenant, actions=_MODEL_VISIBLE)
+
+
+def model_get(
+    *, tenant: Tenant, subject: Membership | None, pk: int, action: str = permissions.MODEL_USE
+) -> AIModel | None:
+    """One model of ``tenant`` on which ``subject`` may ``action``; None if missing or not allowed."""
+    model = AIModel.objects.for_tenant(tenant).filter(pk=pk).first()
+    if model is None or not _may(subject, [action], tenant=tenant, resource=model, log_denial=True):
+        return None
+    return model

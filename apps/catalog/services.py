@@ -1,0 +1,369 @@
+"""Catalog writes: datasets, tools and models.
+
+Every service is keyword-only, atomic, validates before writing, records one
+audit event (updates carry the before/after of each changed field) and returns
+the object. Validation failures raise ``django.core.exceptions.ValidationError``
+keyed by field name, so a form can put each message next to its field.
+Permission checks belong to the caller (the view's ``tenant_view``); the
+tenant is always the one of the object or the one passed in, never user input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+
+from apps.accounts.models import User
+from apps.audit.services import Actor, record
+from apps.catalog.models import AIModel, Dataset, Tool
+from apps.catalog.validation import (
+    json_digest,
+    normalise_egress_allowlist,
+    normalise_tags,
+    validate_args_schema,
+)
+from apps.tenants.models import Membership, Tenant
+
+M = TypeVar("M", bound=models.Model)
+
+DATASET_FIELDS = ("name", "description", "classification", "contains_personal_data", "owner", "tags")
+TOOL_FIELDS = (
+    "name",
+    "description",
+    "args_schema",
+    "egress_allowlist",
+    "output_cap_bytes",
+    "args_cap_bytes",
+    "risk_level",
+    "allowlisted",
+)
+PRICE_QUANTUM = Decimal("0.000001")
+MODEL_FIELDS = ("provider", "model_name", "price_per_1k_input", "price_per_1k_output", "enabled")
+
+
+def _actor(by: User | None) -> Actor:
+    return Actor.for_user(by) if by is not None else Actor.from_context()
+
+
+def _audit_value(obj: models.Model, field: str) -> Any:
+    """A JSON-safe value for the audit log; documents become their size and digest."""
+    if field == "owner":
+        return obj.owner_id  # type: ignore[attr-defined]
+    value = getattr(obj, field)
+    if field == "args_schema":
+        return json_digest(value)
+    if isinstance(value, (Decimal, int)) and field.startswith("price_"):
+        # Same scale before and after, so 0 and 0.000000 are not reported as a change.
+        return str(Decimal(value).quantize(PRICE_QUANTUM))
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return value
+
+
+def _snapshot(obj: models.Model, fields: Iterable[str]) -> dict[str, Any]:
+    return {field: _audit_value(obj, field) for field in fields}
+
+
+def _changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {key: {"before": before[key], "after": after[key]} for key in before if before[key] != after[key]}
+
+
+def _apply(obj: models.Model, data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = set(data) - set(allowed)
+    if unknown:
+        raise TypeError(f"cannot update {sorted(unknown)} on {type(obj).__name__}")
+    for field, value in data.items():
+        setattr(obj, field, value)
+
+
+def _full_clean(obj: models.Model, errors: dict[str, list[str]], *, exclude: Iterable[str] = ()) -> None:
+    """Field validation (lengths, choices, ranges) merged into ``errors``; constraints are checked by hand."""
+    try:
+        obj.full_clean(exclude=["tenant", *exclude], validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        for field, messages in exc.message_dict.items():
+            errors.setdefault(field, []).extend(m for m in messages if m not in errors.get(field, []))
+
+
+def _raise_if(errors: dict[str, list[str]]) -> None:
+    if errors:
+        raise ValidationError(errors)
+
+
+def _collect(errors: dict[str, list[str]], field: str, exc: ValidationError) -> None:
+    errors.setdefault(field, []).extend(exc.messages)
+
+
+def _save_unique(obj: M, *, field: str, message: str) -> M:
+    """Save in a savepoint; a unique violation that raced past the pre-check becomes a field error."""
+    try:
+        with transaction.atomic():
+            obj.save()
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", "") or ""
+        if "unique" not in constraint:
+            raise
+        raise ValidationError({field: [message]}) from None
+    return obj
+
+
+def _locked(model: type[M], obj: M) -> M:
+    """Re-read ``obj`` through its tenant's scope with a row lock: the base for a before/after diff."""
+    return model.objects.for_tenant(obj.tenant_id).select_for_update().get(pk=obj.pk)  # type: ignore[attr-defined]
+
+
+# Datasets -------------------------------------------------------------------------------------------------------
+
+
+def _validate_dataset(dataset: Dataset) -> None:
+    errors: dict[str, list[str]] = {}
+    dataset.name = (dataset.name or "").strip()
+    dataset.description = (dataset.description or "").strip()
+    try:
+        dataset.tags = normalise_tags(dataset.tags or [])
+    except ValidationError as exc:
+        _collect(errors, "tags", exc)
+    _full_clean(dataset, errors, exclude=["owner", "tags"])
+    if (
+        dataset.owner_id is not None
+        and not Membership.objects.for_tenant(dataset.tenant_id).active().filter(user_id=dataset.owner_id).exists()
+    ):
+        errors.setdefault("owner", []).append("Choose an active member of this tenant as the owner.")
+    if (
+        dataset.name
+        and Dataset.objects.for_tenant(dataset.tenant_id).filter(name=dataset.name).exclude(pk=dataset.pk).exists()
+    ):
+        errors.setdefault("name", []).append(f"A dataset named “{dataset.name}” already exists.")
+    _raise_if(errors)
+
+
+@transaction.atomic
+def dataset_create(
+    *,
+    tenant: Tenant,
+    name: str,
+    classification: str = Dataset.Classification.INTERNAL,
+    description: str = "",
+    contains_personal_data: bool = False,
+    owner: User | None = None,
+    tags: Iterable[str] = (),
+    by: User | None = None,
+) -> Dataset:
+    """Register a dataset in ``tenant``. Raises ValidationError (by field) if anything is off.
+
+    The caller has checked ``dataset.manage``. The owner must be an active member of the tenant.
+    """
+    dataset = Dataset(
+        tenant=tenant,
+        name=name,
+        classification=classification,
+        description=description,
+        contains_personal_data=contains_personal_data,
+        owner=owner,
+        tags=list(tags),
+    )
+    _validate_dataset(dataset)
+    _save_unique(dataset, field="name", message=f"A dataset named “{dataset.name}” already exists.")
+    record(
+        "dataset.create", tenant=tenant, actor=_actor(by), target=dataset, metadata=_snapshot(dataset, DATASET_FIELDS)
+    )
+    return dataset
+
+
+@transaction.atomic
+def dataset_update(*, dataset: Dataset, data: Mapping[str, Any], by: User | None = None) -> Dataset:
+    """Change fields of ``dataset`` (keys of ``data`` from DATASET_FIELDS). Raises ValidationError by field.
+
+    The row is locked and re-read in its own tenant; the audit event lists each
+    changed field's before and after. No change, no write and no event.
+    """
+    locked = _locked(Dataset, dataset)
+    before = _snapshot(locked, DATASET_FIELDS)
+    _apply(locked, data, DATASET_FIELDS)
+    _validate_dataset(locked)
+    changes = _changes(before, _snapshot(locked, DATASET_FIELDS))
+    if not changes:
+        return locked
+    locked.updated_at = timezone.now()
+    _save_unique(locked, field="name", message=f"A dataset named “{locked.name}” already exists.")
+    record("dataset.update", tenant=locked.tenant_id, actor=_actor(by), target=locked, metadata={"changes": changes})
+    return locked
+
+
+@transaction.atomic
+def dataset_delete(*, dataset: Dataset, by: User | None = None) -> None:
+    """Delete ``dataset``; the audit event keeps what it was."""
+    locked = _locked(Dataset, dataset)
+    pk, snapshot = locked.pk, _snapshot(locked, DATASET_FIELDS)
+    locked.delete()
+    record(
+        "dataset.delete",
+        tenant=locked.tenant_id,
+        actor=_actor(by),
+        target_type="dataset",
+        target_id=pk,
+        metadata=snapshot,
+    )
+
+
+# Tools ----------------------------------------------------------------------------------------------------------
+
+
+def _validate_tool(tool: Tool) -> None:
+    errors: dict[str, list[str]] = {}
+    tool.name = (tool.name or "").strip()
+    tool.description = (tool.description or "").strip()
+    try:
+        validate_args_schema(tool.args_schema)
+    except ValidationError as exc:
+        _collect(errors, "args_schema", exc)
+    try:
+        tool.egress_allowlist = normalise_egress_allowlist(tool.egress_allowlist or [])
+    except ValidationError as exc:
+        _collect(errors, "egress_allowlist", exc)
+    _full_clean(tool, errors, exclude=["args_schema", "egress_allowlist"])
+    if tool.name and Tool.objects.for_tenant(tool.tenant_id).filter(name=tool.name).exclude(pk=tool.pk).exists():
+        errors.setdefault("name", []).append(f"A tool named “{tool.name}” already exists.")
+    _raise_if(errors)
+
+
+@transaction.atomic
+def tool_create(
+    *,
+    tenant: Tenant,
+    name: str,
+    args_schema: Any,
+    description: str = "",
+    egress_allowlist: Iterable[str] = (),
+    output_cap_bytes: int = 1024 * 1024,
+    args_cap_bytes: int | None = None,
+    risk_level: str = Tool.RiskLevel.MEDIUM,
+    allowlisted: bool = False,
+    by: User | None = None,
+) -> Tool:
+    """Register a tool in ``tenant``. Raises ValidationError (by field) if anything is off.
+
+    The caller has checked ``tool.manage``. ``args_schema`` must pass
+    ``validate_args_schema`` (valid 2020-12 schema, ≤ 64 KiB, local $refs
+    only); allowlist entries are stored in canonical form. The audit event
+    records the schema's size and digest, not the schema.
+    """
+    tool = Tool(
+        tenant=tenant,
+        name=name,
+        description=description,
+        args_schema=args_schema,
+        egress_allowlist=list(egress_allowlist),
+        output_cap_bytes=output_cap_bytes,
+        args_cap_bytes=args_cap_bytes,
+        risk_level=risk_level,
+        allowlisted=allowlisted,
+    )
+    _validate_tool(tool)
+    _save_unique(tool, field="name", message=f"A tool named “{tool.name}” already exists.")
+    record("tool.create", tenant=tenant, actor=_actor(by), target=tool, metadata=_snapshot(tool, TOOL_FIELDS))
+    return tool
+
+
+@transaction.atomic
+def tool_update(*, tool: Tool, data: Mapping[str, Any], by: User | None = None) -> Tool:
+    """Change fields of ``tool`` (keys of ``data`` from TOOL_FIELDS). Raises ValidationError by field.
+
+    Locked and re-read in its own tenant; the audit event lists each changed
+    field's before and after (the schema as size and digest).
+    """
+    locked = _locked(Tool, tool)
+    before = _snapshot(locked, TOOL_FIELDS)
+    _apply(locked, data, TOOL_FIELDS)
+    _validate_tool(locked)
+    changes = _changes(before, _snapshot(locked, TOOL_FIELDS))
+    if not changes:
+        return locked
+    locked.updated_at = timezone.now()
+    _save_unique(locked, field="name", message=f"A tool named “{locked.name}” already exists.")
+    record("tool.update", tenant=locked.tenant_id, actor=_actor(by), target=locked, metadata={"changes": changes})
+    return locked
+
+
+@transaction.atomic
+def tool_delete(*, tool: Tool, by: User | None = None) -> None:
+    """Delete ``tool``; the audit event keeps what it was."""
+    locked = _locked(Tool, tool)
+    pk, snapshot = locked.pk, _snapshot(locked, TOOL_FIELDS)
+    locked.delete()
+    record(
+        "tool.delete", tenant=locked.tenant_id, actor=_actor(by), target_type="tool", target_id=pk, metadata=snapshot
+    )
+
+
+# Models ---------------------------------------------------------------------------------------------------------
+
+
+def _validate_model(model: AIModel) -> None:
+    errors: dict[str, list[str]] = {}
+    model.model_name = (model.model_name or "").strip()
+    _full_clean(model, errors)
+    if (
+        model.model_name
+        and AIModel.objects.for_tenant(model.tenant_id)
+        .filter(provider=model.provider, model_name=model.model_name)
+        .exclude(pk=model.pk)
+        .exists()
+    ):
+        errors.setdefault("model_name", []).append(
+            f"{model.get_provider_display()} model “{model.model_name}” is already registered."
+        )
+    _raise_if(errors)
+
+
+@transaction.atomic
+def model_create(
+    *,
+    tenant: Tenant,
+    provider: str,
+    model_name: str,
+    price_per_1k_input: Decimal | int = 0,
+    price_per_1k_output: Decimal | int = 0,
+    enabled: bool = False,
+    by: User | None = None,
+) -> AIModel:
+    """Register a provider model in ``tenant`` (disabled unless ``enabled``). Raises ValidationError by field.
+
+    The caller has checked ``tool.manage`` (see apps.catalog.permissions.MODEL_MANAGE).
+    """
+    model = AIModel(
+        tenant=tenant,
+        provider=provider,
+        model_name=model_name,
+        price_per_1k_input=price_per_1k_input,
+        price_per_1k_output=price_per_1k_output,
+        enabled=enabled,
+    )
+    _validate_model(model)
+    _save_unique(model, field="model_name", message="This model is already registered.")
+    record("model.create", tenant=tenant, actor=_actor(by), target=model, metadata=_snapshot(model, MODEL_FIELDS))
+    return model
+
+
+@transaction.atomic
+def model_update(*, model: AIModel, data: Mapping[str, Any], by: User | None = None) -> AIModel:
+    """Change fields of ``model`` (keys from MODEL_FIELDS), including enabling or disabling it.
+
+    Raises ValidationError by field. Locked, re-read in its own tenant, audited with before/after.
+    """
+    locked = _locked(AIModel, model)
+    before = _snapshot(locked, MODEL_FIELDS)
+    _apply(locked, data, MODEL_FIELDS)
+    _validate_model(locked)
+    changes = _changes(before, _snapshot(locked, MODEL_FIELDS))
+    if not changes:
+        return locked
+    locked.updated_at = timezone.now()
+    _save_unique(locked, field="model_name", message="This model is already registered.")
+    record("model.update", tenant=locked.tenant_id, actor=_actor(by), target=locked, metadata={"changes": changes})
+    return locked

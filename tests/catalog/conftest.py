@@ -1,0 +1,1 @@
+from tests.catalog.fixtures import memberships, rows  # noqa: F401 - fixtures
