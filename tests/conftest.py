@@ -79,8 +79,8 @@ def _celery_worker_queue(django_db_setup, django_db_blocker):
         django_db_blocker.unblock(),
         start_worker(
             app,
-            pool="solo",
-            concurrency=1,
+            pool="threads",
+            concurrency=2,
             queues=[queue],
             perform_ping_check=False,
             loglevel="WARNING",
