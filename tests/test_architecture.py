@@ -21,7 +21,16 @@ ROOT = Path(__file__).resolve().parents[1]
 # Third-party URL trees that bring their own authentication decorators.
 THIRD_PARTY_PREFIXES = ("accounts/", "django-admin/")
 FACE_FILES = ("views.py", "forms.py", "tasks.py", "audit_views.py")
-TENANT_OWNED_MODELS = {"Membership", "AuditEvent"}
+TENANT_OWNED_MODELS = {
+    "Membership",
+    "AuditEvent",
+    "Dataset",
+    "Tool",
+    "AIModel",
+    "Role",
+    "RoleBinding",
+    "DeniedDecision",
+}
 
 
 def _walk(patterns: list, prefix: str = ""):

@@ -20,6 +20,10 @@ def _nav(request: HttpRequest) -> list[dict[str, str]]:
     items = [
         ("Dashboard", "tenant.view", "tenants:dashboard"),
         ("Members", "tenant.view", "tenants:members"),
+        ("Datasets", "dataset.read", "catalog:dataset_list"),
+        ("Tools", "tool.execute", "catalog:tool_list"),
+        ("Models", "model.use", "catalog:model_list"),
+        ("Try a tool call", "tool.execute", "guardrails:try"),
         ("Audit log", "audit.read", "audit:tenant_list"),
     ]
     return [
