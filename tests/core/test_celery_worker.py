@@ -51,3 +51,20 @@ def test_eager_mode_is_back_after_the_worker_fixture(db):
 
     assert app.conf.task_always_eager is True
     assert isinstance(record_heartbeat.delay("inline"), EagerResult)
+
+
+def test_beat_task_seal_audit_chains_runs_on_the_worker(celery_worker, wait_for, cast):
+    """The periodic audit seal (config/celery.py's beat schedule) through the broker and worker."""
+    from apps.audit.models import AuditSeal
+    from apps.audit.services import record
+    from apps.audit.tasks import seal_audit_chains
+    from config.celery import app
+
+    assert app.conf.beat_schedule["audit-seal-chains"]["task"] == seal_audit_chains.name
+    record("test.event", tenant=cast.acme, metadata={"n": 1})
+    chains = set(AuditEvent.objects.values_list("chain", flat=True))
+
+    result = seal_audit_chains.delay()
+    assert not isinstance(result, EagerResult)
+    wait_for(lambda: set(AuditSeal.objects.values_list("chain", flat=True)) >= chains)
+    assert AuditSeal.objects.filter(chain=cast.acme.pk).exists()
