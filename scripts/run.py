@@ -210,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
     env["PYTHONUNBUFFERED"] = "1"
+    if os.geteuid() == 0:
+        # Celery prints a multi-line plain-text warning when the worker runs as root (containers, CI).
+        warning = "ignore:You're running the worker with superuser privileges"
+        env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), warning]))
     data_dir = Path(env.get("BASTION_DATA_DIR") or ROOT / ".data").resolve()
     env["BASTION_DATA_DIR"] = str(data_dir)
     host = env.get("HOST", "127.0.0.1")
