@@ -63,8 +63,8 @@ def _celery_worker_queue(django_db_setup, django_db_blocker):
 
     The queue name is unique to this test process, so parallel runs (xdist
     workers, another checkout's suite) sharing the broker never take each
-    other's messages. The worker runs tasks in its own thread with its own
-    database connection: tests using it need committed data (``celery_worker``
+    other's messages. The worker runs tasks in its own threads with their own
+    database connections: tests using it need committed data (``celery_worker``
     brings ``transactional_db``).
     """
     import os
@@ -75,21 +75,26 @@ def _celery_worker_queue(django_db_setup, django_db_blocker):
     from config.celery import app
 
     queue = f"bastion-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    with (
-        django_db_blocker.unblock(),
-        start_worker(
-            app,
-            pool="threads",
-            concurrency=2,
-            queues=[queue],
-            perform_ping_check=False,
-            loglevel="WARNING",
-            shutdown_timeout=30,
-        ),
-    ):
+    worker = start_worker(
+        app,
+        pool="threads",  # the solo pool stalls ~10 s per task on AMQP when run in a thread
+        concurrency=2,
+        queues=[queue],
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    )
+    # Database access is unblocked only to start and stop the worker: in between, the worker
+    # threads reach the database only while a test holding transactional_db runs.
+    with django_db_blocker.unblock():
+        worker.__enter__()
+    try:
         yield queue
-    with app.connection_for_write() as conn:  # leave nothing behind in the shared broker
-        conn.default_channel.queue_delete(queue)
+    finally:
+        with django_db_blocker.unblock():
+            worker.__exit__(None, None, None)
+        with app.connection_for_write() as conn:  # leave nothing behind in the shared broker
+            conn.default_channel.queue_delete(queue)
 
 
 @pytest.fixture
