@@ -101,7 +101,7 @@ def load(membership: Membership) -> PermissionSet:
     if base is not None:
         for action in base.permissions:
             _add(actions, action, f"role {base.name} (membership role)")
-    groups = list(getattr(membership, "idp_groups", None) or ())
+    groups = list(membership.idp_groups or ())
     bindings = RoleBinding.objects.filter(tenant_id=membership.tenant_id).filter(
         Q(membership_id=membership.pk) | Q(idp_group__in=groups) if groups else Q(membership_id=membership.pk)
     )
@@ -142,7 +142,7 @@ def for_membership(membership: Membership) -> PermissionSet:
         tenant_version(membership.tenant_id),
         membership.pk,
         membership.role,
-        tuple(sorted(getattr(membership, "idp_groups", None) or ())),
+        tuple(sorted(membership.idp_groups or ())),
     )
     permset = _local.get(key)
     if permset is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Now
@@ -71,9 +72,16 @@ class Membership(TenantOwned):
         DISABLED = "disabled", "Disabled"
 
     class Role(models.TextChoices):
+        """The member's built-in role (apps.access.catalog.BUILTIN_ROLES); more roles come from bindings."""
+
         OWNER = "owner", "Owner"
         ADMIN = "admin", "Admin"
+        DEVELOPER = "developer", "Developer"
+        ANALYST = "analyst", "Analyst"
         MEMBER = "member", "Member"
+        BILLING = "billing", "Billing"
+        AUDITOR = "auditor", "Auditor"
+        APPROVER = "approver", "Approver"
         VIEWER = "viewer", "Viewer"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
@@ -85,6 +93,9 @@ class Membership(TenantOwned):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     joined_at = models.DateTimeField(null=True, blank=True)
+    # Groups the identity provider asserted at the member's last SSO sign-in;
+    # role bindings to a group apply while the group is listed here.
+    idp_groups = ArrayField(models.CharField(max_length=200), default=list, blank=True)
 
     objects = MembershipQuerySet.as_manager()
 
@@ -95,7 +106,20 @@ class Membership(TenantOwned):
                 condition=models.Q(status__in=["invited", "active", "disabled"]), name="membership_status_valid"
             ),
             models.CheckConstraint(
-                condition=models.Q(role__in=["owner", "admin", "member", "viewer"]), name="membership_role_valid"
+                condition=models.Q(
+                    role__in=[
+                        "owner",
+                        "admin",
+                        "developer",
+                        "analyst",
+                        "member",
+                        "billing",
+                        "auditor",
+                        "approver",
+                        "viewer",
+                    ]
+                ),
+                name="membership_role_valid",
             ),
         ]
         indexes = [models.Index(fields=["tenant", "status"], name="membership_tenant_status")]

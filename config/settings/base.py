@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django.contrib.sites",
     "django.contrib.admin",
+    "django.contrib.postgres",
     "django_htmx",
     "template_partials",
     "guardian",

@@ -70,3 +70,15 @@ def test_anonymous_is_sent_to_sign_in(client, cast) -> None:
     response = client.get("/t/acme/")
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
+
+
+def test_membership_roles_are_exactly_the_builtin_roles() -> None:
+    from apps.access.catalog import BUILTIN_ROLES
+
+    assert set(Membership.Role.values) == set(BUILTIN_ROLES)
+
+
+def test_the_database_accepts_every_builtin_role(cast) -> None:
+    membership = Membership.objects.for_tenant(cast.acme).get(user=cast.viewer)
+    for role in Membership.Role.values:
+        Membership.objects.filter(pk=membership.pk).update(role=role)
