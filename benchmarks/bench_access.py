@@ -34,9 +34,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import database_url, ensure_database, setup_django, write_results  # noqa: E402
+from benchmarks.common import database_url, ensure_database, setup_django, write_results
 
 DB_NAME = "bastion_bench_access"
+UNUSABLE = "!"  # Django's marker for an unusable password hash
 TENANTS = 50
 USERS_PER_TENANT = 200
 CUSTOM_ROLES_PER_TENANT = 2
@@ -82,7 +83,7 @@ def seed(rng: random.Random) -> None:
             [Tenant(slug=f"bench-{i:02d}", name=f"Bench {i:02d}") for i in range(TENANTS)]
         )
         users = User.objects.bulk_create(
-            [User(email=f"u{i}@bench.example", password="!") for i in range(TENANTS * USERS_PER_TENANT)],
+            [User(email=f"u{i}@bench.example", password=UNUSABLE) for i in range(TENANTS * USERS_PER_TENANT)],
             batch_size=2000,
         )
         perms = {
