@@ -59,7 +59,7 @@ else
     say "database: embedded PostgreSQL in $DATA_DIR/pg (already running; left running)"
   else
     cleanup_cmds+=("'$PY' scripts/devdb.py stop --data-dir '$DATA_DIR'")
-    say "database: no PostgreSQL on 127.0.0.1:5432; starting the embedded one in $DATA_DIR/pg"
+    say "database: starting the embedded PostgreSQL in $DATA_DIR/pg"
   fi
   DATABASE_URL="$("$PY" scripts/devdb.py start --data-dir "$DATA_DIR")"
   export DATABASE_URL
