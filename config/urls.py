@@ -15,6 +15,7 @@ urlpatterns = [
     path("platform/", include("apps.platform.urls")),
     path("t/<str:tenant_slug>/", include("apps.tenants.urls")),
     path("t/<str:tenant_slug>/audit/", include("apps.audit.urls")),
+    path("t/<str:tenant_slug>/access/", include("apps.access.urls")),
     path("t/<str:tenant_slug>/catalog/", include("apps.catalog.urls")),
     path("t/<str:tenant_slug>/guardrails/", include("apps.guardrails.urls")),
 ]
