@@ -55,7 +55,7 @@ _TEXT_PATTERNS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 # 13 to 19 digits, optionally grouped by single spaces or dashes.
-_PAN_RE = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+_PAN_RE = re.compile(r"(?<![\d.,-])(?:\d[ -]?){12,18}\d(?![\d-]|[.,]\d)")
 
 
 def _luhn_ok(digits: str) -> bool:

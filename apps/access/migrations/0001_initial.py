@@ -7,89 +7,157 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
-        ('tenants', '0001_initial'),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("tenants", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Role',
+            name="Role",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.SlugField(help_text='Stable identifier, e.g. data-steward.', max_length=40)),
-                ('name', models.CharField(max_length=80)),
-                ('description', models.CharField(blank=True, max_length=300)),
-                ('permissions', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=40), blank=True, default=list, size=None)),
-                ('builtin', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False)),
-                ('group', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='bastion_role', to='auth.group')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key", models.SlugField(help_text="Stable identifier, e.g. data-steward.", max_length=40)),
+                ("name", models.CharField(max_length=80)),
+                ("description", models.CharField(blank=True, max_length=300)),
+                (
+                    "permissions",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=40), blank=True, default=list, size=None
+                    ),
+                ),
+                ("builtin", models.BooleanField(default=False)),
+                (
+                    "created_at",
+                    models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False),
+                ),
+                (
+                    "group",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="bastion_role", to="auth.group"
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-builtin', 'name'],
+                "ordering": ["-builtin", "name"],
             },
         ),
         migrations.CreateModel(
-            name='RoleBinding',
+            name="RoleBinding",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('idp_group', models.CharField(blank=True, help_text='Group name as the identity provider sends it.', max_length=200)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False)),
-                ('membership', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='role_bindings', to='tenants.membership')),
-                ('role', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='bindings', to='access.role')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "idp_group",
+                    models.CharField(
+                        blank=True, help_text="Group name as the identity provider sends it.", max_length=200
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False),
+                ),
+                (
+                    "membership",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="role_bindings",
+                        to="tenants.membership",
+                    ),
+                ),
+                (
+                    "role",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="bindings", to="access.role"
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='DeniedDecision',
+            name="DeniedDecision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('occurred_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('subject_type', models.CharField(max_length=16)),
-                ('subject_id', models.CharField(max_length=64)),
-                ('subject_display', models.CharField(blank=True, max_length=254)),
-                ('action', models.CharField(max_length=40)),
-                ('resource_type', models.CharField(blank=True, max_length=64)),
-                ('resource_id', models.CharField(blank=True, max_length=64)),
-                ('reasons', models.JSONField(default=list)),
-                ('request_id', models.CharField(blank=True, max_length=64)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("occurred_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                ("subject_type", models.CharField(max_length=16)),
+                ("subject_id", models.CharField(max_length=64)),
+                ("subject_display", models.CharField(blank=True, max_length=254)),
+                ("action", models.CharField(max_length=40)),
+                ("resource_type", models.CharField(blank=True, max_length=64)),
+                ("resource_id", models.CharField(blank=True, max_length=64)),
+                ("reasons", models.JSONField(default=list)),
+                ("request_id", models.CharField(blank=True, max_length=64)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-occurred_at', '-id'],
-                'indexes': [models.Index(fields=['tenant', '-occurred_at', '-id'], name='denied_tenant_time'), models.Index(fields=['tenant', 'subject_id', 'action'], name='denied_tenant_subject_action'), models.Index(fields=['tenant', 'action', '-occurred_at'], name='denied_tenant_action_time')],
+                "ordering": ["-occurred_at", "-id"],
+                "indexes": [
+                    models.Index(fields=["tenant", "-occurred_at", "-id"], name="denied_tenant_time"),
+                    models.Index(fields=["tenant", "subject_id", "action"], name="denied_tenant_subject_action"),
+                    models.Index(fields=["tenant", "action", "-occurred_at"], name="denied_tenant_action_time"),
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='role',
-            constraint=models.UniqueConstraint(fields=('tenant', 'key'), name='role_unique_key_per_tenant'),
+            model_name="role",
+            constraint=models.UniqueConstraint(fields=("tenant", "key"), name="role_unique_key_per_tenant"),
         ),
         migrations.AddConstraint(
-            model_name='role',
-            constraint=models.UniqueConstraint(fields=('tenant', 'name'), name='role_unique_name_per_tenant'),
+            model_name="role",
+            constraint=models.UniqueConstraint(fields=("tenant", "name"), name="role_unique_name_per_tenant"),
         ),
         migrations.AddIndex(
-            model_name='rolebinding',
-            index=models.Index(fields=['tenant', 'membership'], name='rolebinding_tenant_member'),
+            model_name="rolebinding",
+            index=models.Index(fields=["tenant", "membership"], name="rolebinding_tenant_member"),
         ),
         migrations.AddIndex(
-            model_name='rolebinding',
-            index=models.Index(fields=['tenant', 'idp_group'], name='rolebinding_tenant_group'),
+            model_name="rolebinding",
+            index=models.Index(fields=["tenant", "idp_group"], name="rolebinding_tenant_group"),
         ),
         migrations.AddConstraint(
-            model_name='rolebinding',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('idp_group', ''), ('membership__isnull', False)), models.Q(('membership__isnull', True), models.Q(('idp_group', ''), _negated=True)), _connector='OR'), name='rolebinding_member_xor_group'),
+            model_name="rolebinding",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("idp_group", ""), ("membership__isnull", False)),
+                    models.Q(("membership__isnull", True), models.Q(("idp_group", ""), _negated=True)),
+                    _connector="OR",
+                ),
+                name="rolebinding_member_xor_group",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rolebinding',
-            constraint=models.UniqueConstraint(condition=models.Q(('membership__isnull', False)), fields=('tenant', 'role', 'membership'), name='rolebinding_unique_member'),
+            model_name="rolebinding",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("membership__isnull", False)),
+                fields=("tenant", "role", "membership"),
+                name="rolebinding_unique_member",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rolebinding',
-            constraint=models.UniqueConstraint(condition=models.Q(('idp_group', ''), _negated=True), fields=('tenant', 'role', 'idp_group'), name='rolebinding_unique_group'),
+            model_name="rolebinding",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("idp_group", ""), _negated=True),
+                fields=("tenant", "role", "idp_group"),
+                name="rolebinding_unique_group",
+            ),
         ),
     ]

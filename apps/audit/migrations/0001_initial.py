@@ -5,73 +5,112 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('tenants', '0001_initial'),
+        ("tenants", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AuditChainHead',
+            name="AuditChainHead",
             fields=[
-                ('chain', models.BigIntegerField(primary_key=True, serialize=False)),
-                ('seq', models.BigIntegerField()),
-                ('head_hash', models.BinaryField(max_length=32)),
-                ('prev_hash', models.BinaryField(max_length=32)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("chain", models.BigIntegerField(primary_key=True, serialize=False)),
+                ("seq", models.BigIntegerField()),
+                ("head_hash", models.BinaryField(max_length=32)),
+                ("prev_hash", models.BinaryField(max_length=32)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.CreateModel(
-            name='AuditRetentionCut',
+            name="AuditRetentionCut",
             fields=[
-                ('chain', models.BigIntegerField(primary_key=True, serialize=False)),
-                ('up_to_seq', models.BigIntegerField()),
-                ('anchor_hash', models.BinaryField(max_length=32)),
-                ('cut_at', models.DateTimeField(auto_now=True)),
+                ("chain", models.BigIntegerField(primary_key=True, serialize=False)),
+                ("up_to_seq", models.BigIntegerField()),
+                ("anchor_hash", models.BinaryField(max_length=32)),
+                ("cut_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.CreateModel(
-            name='AuditSeal',
+            name="AuditSeal",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('chain', models.BigIntegerField()),
-                ('seq', models.BigIntegerField()),
-                ('head_hash', models.BinaryField(max_length=32)),
-                ('sealed_at', models.DateTimeField(auto_now_add=True)),
-                ('mac', models.BinaryField(max_length=32)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("chain", models.BigIntegerField()),
+                ("seq", models.BigIntegerField()),
+                ("head_hash", models.BinaryField(max_length=32)),
+                ("sealed_at", models.DateTimeField(auto_now_add=True)),
+                ("mac", models.BinaryField(max_length=32)),
             ],
             options={
-                'indexes': [models.Index(fields=['chain', '-seq'], name='audit_seal_chain_seq')],
+                "indexes": [models.Index(fields=["chain", "-seq"], name="audit_seal_chain_seq")],
             },
         ),
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('chain', models.BigIntegerField(help_text='Tenant id, or 0 for platform events.')),
-                ('seq', models.BigIntegerField()),
-                ('occurred_at', models.DateTimeField()),
-                ('actor_type', models.CharField(choices=[('user', 'User'), ('api_client', 'API client'), ('system', 'System'), ('anonymous', 'Anonymous')], max_length=16)),
-                ('actor_id', models.CharField(blank=True, max_length=64)),
-                ('actor_display', models.CharField(blank=True, max_length=254)),
-                ('action', models.CharField(max_length=100)),
-                ('target_type', models.CharField(blank=True, max_length=64)),
-                ('target_id', models.CharField(blank=True, max_length=64)),
-                ('result', models.CharField(choices=[('success', 'Success'), ('failure', 'Failure'), ('denied', 'Denied')], max_length=16)),
-                ('ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('user_agent', models.CharField(blank=True, max_length=512)),
-                ('request_id', models.CharField(blank=True, max_length=64)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('prev_hash', models.BinaryField(max_length=32)),
-                ('hash', models.BinaryField(max_length=32)),
-                ('tenant', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tenants.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("chain", models.BigIntegerField(help_text="Tenant id, or 0 for platform events.")),
+                ("seq", models.BigIntegerField()),
+                ("occurred_at", models.DateTimeField()),
+                (
+                    "actor_type",
+                    models.CharField(
+                        choices=[
+                            ("user", "User"),
+                            ("api_client", "API client"),
+                            ("system", "System"),
+                            ("anonymous", "Anonymous"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("actor_id", models.CharField(blank=True, max_length=64)),
+                ("actor_display", models.CharField(blank=True, max_length=254)),
+                ("action", models.CharField(max_length=100)),
+                ("target_type", models.CharField(blank=True, max_length=64)),
+                ("target_id", models.CharField(blank=True, max_length=64)),
+                (
+                    "result",
+                    models.CharField(
+                        choices=[("success", "Success"), ("failure", "Failure"), ("denied", "Denied")], max_length=16
+                    ),
+                ),
+                ("ip", models.GenericIPAddressField(blank=True, null=True)),
+                ("user_agent", models.CharField(blank=True, max_length=512)),
+                ("request_id", models.CharField(blank=True, max_length=64)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("prev_hash", models.BinaryField(max_length=32)),
+                ("hash", models.BinaryField(max_length=32)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="tenants.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-occurred_at', '-id'],
-                'indexes': [models.Index(fields=['tenant', '-occurred_at', '-id'], name='audit_tenant_time'), models.Index(fields=['tenant', 'actor_id', '-occurred_at', '-id'], name='audit_tenant_actor_time'), models.Index(fields=['tenant', 'action', '-occurred_at', '-id'], name='audit_tenant_action_time'), models.Index(fields=['tenant', 'target_type', 'target_id', '-occurred_at', '-id'], name='audit_tenant_target_time'), models.Index(fields=['-occurred_at', '-id'], name='audit_time')],
-                'constraints': [models.UniqueConstraint(fields=('chain', 'seq'), name='audit_event_chain_seq_unique'), models.CheckConstraint(condition=models.Q(('result__in', ['success', 'failure', 'denied'])), name='audit_event_result_valid')],
+                "ordering": ["-occurred_at", "-id"],
+                "indexes": [
+                    models.Index(fields=["tenant", "-occurred_at", "-id"], name="audit_tenant_time"),
+                    models.Index(fields=["tenant", "actor_id", "-occurred_at", "-id"], name="audit_tenant_actor_time"),
+                    models.Index(fields=["tenant", "action", "-occurred_at", "-id"], name="audit_tenant_action_time"),
+                    models.Index(
+                        fields=["tenant", "target_type", "target_id", "-occurred_at", "-id"],
+                        name="audit_tenant_target_time",
+                    ),
+                    models.Index(fields=["-occurred_at", "-id"], name="audit_time"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("chain", "seq"), name="audit_event_chain_seq_unique"),
+                    models.CheckConstraint(
+                        condition=models.Q(("result__in", ["success", "failure", "denied"])),
+                        name="audit_event_result_valid",
+                    ),
+                ],
             },
         ),
     ]

@@ -9,77 +9,260 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('tenants', '0001_initial'),
+        ("tenants", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AIModel',
+            name="AIModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(choices=[('openai', 'OpenAI'), ('anthropic', 'Anthropic'), ('azure-openai', 'Azure OpenAI'), ('google', 'Google'), ('self-hosted', 'Self-hosted')], max_length=32)),
-                ('model_name', models.CharField(max_length=100, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,99}$', 'Use letters, digits and . _ : / @ - only.')])),
-                ('price_per_1k_input', models.DecimalField(decimal_places=6, default=0, max_digits=12, validators=[django.core.validators.MinValueValidator(0)])),
-                ('price_per_1k_output', models.DecimalField(decimal_places=6, default=0, max_digits=12, validators=[django.core.validators.MinValueValidator(0)])),
-                ('enabled', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False)),
-                ('updated_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "provider",
+                    models.CharField(
+                        choices=[
+                            ("openai", "OpenAI"),
+                            ("anthropic", "Anthropic"),
+                            ("azure-openai", "Azure OpenAI"),
+                            ("google", "Google"),
+                            ("self-hosted", "Self-hosted"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "model_name",
+                    models.CharField(
+                        max_length=100,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,99}$", "Use letters, digits and . _ : / @ - only."
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "price_per_1k_input",
+                    models.DecimalField(
+                        decimal_places=6,
+                        default=0,
+                        max_digits=12,
+                        validators=[django.core.validators.MinValueValidator(0)],
+                    ),
+                ),
+                (
+                    "price_per_1k_output",
+                    models.DecimalField(
+                        decimal_places=6,
+                        default=0,
+                        max_digits=12,
+                        validators=[django.core.validators.MinValueValidator(0)],
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=False)),
+                (
+                    "created_at",
+                    models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False),
+                ),
+                ("updated_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'model',
-                'ordering': ['provider', 'model_name'],
-                'indexes': [models.Index(fields=['tenant', 'enabled', 'provider'], name='aimodel_tenant_enabled')],
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'provider', 'model_name'), name='aimodel_unique_name_per_tenant'), models.CheckConstraint(condition=models.Q(('provider__in', ['openai', 'anthropic', 'azure-openai', 'google', 'self-hosted'])), name='aimodel_provider_valid'), models.CheckConstraint(condition=models.Q(('model_name', ''), _negated=True), name='aimodel_name_not_blank'), models.CheckConstraint(condition=models.Q(('price_per_1k_input__gte', 0), ('price_per_1k_output__gte', 0)), name='aimodel_prices_not_negative')],
+                "verbose_name": "model",
+                "ordering": ["provider", "model_name"],
+                "indexes": [models.Index(fields=["tenant", "enabled", "provider"], name="aimodel_tenant_enabled")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("tenant", "provider", "model_name"), name="aimodel_unique_name_per_tenant"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("provider__in", ["openai", "anthropic", "azure-openai", "google", "self-hosted"])
+                        ),
+                        name="aimodel_provider_valid",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("model_name", ""), _negated=True), name="aimodel_name_not_blank"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("price_per_1k_input__gte", 0), ("price_per_1k_output__gte", 0)),
+                        name="aimodel_prices_not_negative",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Dataset',
+            name="Dataset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('description', models.CharField(blank=True, max_length=2000)),
-                ('classification', models.CharField(choices=[('public', 'Public'), ('internal', 'Internal'), ('confidential', 'Confidential'), ('restricted', 'Restricted')], default='internal', max_length=16)),
-                ('contains_personal_data', models.BooleanField(default=False)),
-                ('tags', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=32), blank=True, default=list, size=20)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False)),
-                ('updated_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                ("description", models.CharField(blank=True, max_length=2000)),
+                (
+                    "classification",
+                    models.CharField(
+                        choices=[
+                            ("public", "Public"),
+                            ("internal", "Internal"),
+                            ("confidential", "Confidential"),
+                            ("restricted", "Restricted"),
+                        ],
+                        default="internal",
+                        max_length=16,
+                    ),
+                ),
+                ("contains_personal_data", models.BooleanField(default=False)),
+                (
+                    "tags",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=32), blank=True, default=list, size=20
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False),
+                ),
+                ("updated_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
-                'permissions': [('dataset_read', 'Read this dataset'), ('dataset_write', 'Write to this dataset')],
-                'indexes': [models.Index(fields=['tenant', 'classification', 'name'], name='dataset_tenant_class_name')],
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'name'), name='dataset_unique_name_per_tenant'), models.CheckConstraint(condition=models.Q(('name', ''), _negated=True), name='dataset_name_not_blank'), models.CheckConstraint(condition=models.Q(('classification__in', ['public', 'internal', 'confidential', 'restricted'])), name='dataset_classification_valid'), models.CheckConstraint(condition=models.Q(('tags__len__lte', 20)), name='dataset_tags_max')],
+                "ordering": ["name"],
+                "permissions": [("dataset_read", "Read this dataset"), ("dataset_write", "Write to this dataset")],
+                "indexes": [
+                    models.Index(fields=["tenant", "classification", "name"], name="dataset_tenant_class_name")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("tenant", "name"), name="dataset_unique_name_per_tenant"),
+                    models.CheckConstraint(
+                        condition=models.Q(("name", ""), _negated=True), name="dataset_name_not_blank"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("classification__in", ["public", "internal", "confidential", "restricted"])
+                        ),
+                        name="dataset_classification_valid",
+                    ),
+                    models.CheckConstraint(condition=models.Q(("tags__len__lte", 20)), name="dataset_tags_max"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Tool',
+            name="Tool",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9_-]{1,64}$', 'Use 1–64 letters, digits, underscores or hyphens.')])),
-                ('description', models.CharField(blank=True, max_length=2000)),
-                ('args_schema', models.JSONField(blank=True, default=dict)),
-                ('egress_allowlist', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=255), blank=True, default=list, size=None)),
-                ('output_cap_bytes', models.PositiveIntegerField(default=1048576, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(10485760)])),
-                ('args_cap_bytes', models.PositiveIntegerField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1048576)])),
-                ('risk_level', models.CharField(choices=[('low', 'Low'), ('medium', 'Medium'), ('high', 'High')], default='medium', max_length=8)),
-                ('allowlisted', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False)),
-                ('updated_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=64,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Za-z0-9_-]{1,64}$", "Use 1–64 letters, digits, underscores or hyphens."
+                            )
+                        ],
+                    ),
+                ),
+                ("description", models.CharField(blank=True, max_length=2000)),
+                ("args_schema", models.JSONField(blank=True, default=dict)),
+                (
+                    "egress_allowlist",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=255), blank=True, default=list, size=None
+                    ),
+                ),
+                (
+                    "output_cap_bytes",
+                    models.PositiveIntegerField(
+                        default=1048576,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(10485760),
+                        ],
+                    ),
+                ),
+                (
+                    "args_cap_bytes",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(1048576),
+                        ],
+                    ),
+                ),
+                (
+                    "risk_level",
+                    models.CharField(
+                        choices=[("low", "Low"), ("medium", "Medium"), ("high", "High")], default="medium", max_length=8
+                    ),
+                ),
+                ("allowlisted", models.BooleanField(default=False)),
+                (
+                    "created_at",
+                    models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False),
+                ),
+                ("updated_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
-                'permissions': [('tool_execute', 'Run this tool')],
-                'indexes': [models.Index(fields=['tenant', 'risk_level', 'name'], name='tool_tenant_risk_name'), models.Index(fields=['tenant', 'allowlisted', 'name'], name='tool_tenant_allowlisted_name')],
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'name'), name='tool_unique_name_per_tenant'), models.CheckConstraint(condition=models.Q(('name__regex', '^[A-Za-z0-9_-]{1,64}$')), name='tool_name_valid'), models.CheckConstraint(condition=models.Q(('risk_level__in', ['low', 'medium', 'high'])), name='tool_risk_level_valid'), models.CheckConstraint(condition=models.Q(('output_cap_bytes__gte', 1), ('output_cap_bytes__lte', 10485760)), name='tool_output_cap_range'), models.CheckConstraint(condition=models.Q(('args_cap_bytes__isnull', True), models.Q(('args_cap_bytes__gte', 1), ('args_cap_bytes__lte', 1048576)), _connector='OR'), name='tool_args_cap_range'), models.CheckConstraint(condition=models.Q(('egress_allowlist__len__lte', 100)), name='tool_allowlist_max')],
+                "ordering": ["name"],
+                "permissions": [("tool_execute", "Run this tool")],
+                "indexes": [
+                    models.Index(fields=["tenant", "risk_level", "name"], name="tool_tenant_risk_name"),
+                    models.Index(fields=["tenant", "allowlisted", "name"], name="tool_tenant_allowlisted_name"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("tenant", "name"), name="tool_unique_name_per_tenant"),
+                    models.CheckConstraint(
+                        condition=models.Q(("name__regex", "^[A-Za-z0-9_-]{1,64}$")), name="tool_name_valid"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("risk_level__in", ["low", "medium", "high"])), name="tool_risk_level_valid"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("output_cap_bytes__gte", 1), ("output_cap_bytes__lte", 10485760)),
+                        name="tool_output_cap_range",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("args_cap_bytes__isnull", True),
+                            models.Q(("args_cap_bytes__gte", 1), ("args_cap_bytes__lte", 1048576)),
+                            _connector="OR",
+                        ),
+                        name="tool_args_cap_range",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("egress_allowlist__len__lte", 100)), name="tool_allowlist_max"
+                    ),
+                ],
             },
         ),
     ]

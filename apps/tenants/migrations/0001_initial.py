@@ -8,7 +8,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -17,36 +16,109 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Tenant',
+            name="Tenant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.CharField(max_length=40, unique=True, validators=[django.core.validators.RegexValidator('^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$', 'Use 1–40 lowercase letters, digits or hyphens; start and end with a letter or digit.')])),
-                ('name', models.CharField(max_length=120)),
-                ('status', models.CharField(choices=[('active', 'Active'), ('suspended', 'Suspended')], default='active', max_length=16)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False)),
-                ('suspended_at', models.DateTimeField(blank=True, null=True)),
-                ('suspended_reason', models.CharField(blank=True, max_length=500)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "slug",
+                    models.CharField(
+                        max_length=40,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$",
+                                "Use 1–40 lowercase letters, digits or hyphens; start and end with a letter or digit.",
+                            )
+                        ],
+                    ),
+                ),
+                ("name", models.CharField(max_length=120)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("active", "Active"), ("suspended", "Suspended")], default="active", max_length=16
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False),
+                ),
+                ("suspended_at", models.DateTimeField(blank=True, null=True)),
+                ("suspended_reason", models.CharField(blank=True, max_length=500)),
             ],
             options={
-                'ordering': ['name'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('status__in', ['active', 'suspended'])), name='tenant_status_valid'), models.CheckConstraint(condition=models.Q(('slug__regex', '^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$')), name='tenant_slug_valid')],
+                "ordering": ["name"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("status__in", ["active", "suspended"])), name="tenant_status_valid"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("slug__regex", "^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")),
+                        name="tenant_slug_valid",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Membership',
+            name="Membership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('invited', 'Invited'), ('active', 'Active'), ('disabled', 'Disabled')], default='invited', max_length=16)),
-                ('role', models.CharField(choices=[('owner', 'Owner'), ('admin', 'Admin'), ('member', 'Member'), ('viewer', 'Viewer')], default='member', max_length=16)),
-                ('invited_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('joined_at', models.DateTimeField(blank=True, null=True)),
-                ('invited_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='tenants.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("invited", "Invited"), ("active", "Active"), ("disabled", "Disabled")],
+                        default="invited",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("owner", "Owner"), ("admin", "Admin"), ("member", "Member"), ("viewer", "Viewer")],
+                        default="member",
+                        max_length=16,
+                    ),
+                ),
+                ("invited_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                ("joined_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "invited_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to="tenants.tenant"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['tenant', 'status'], name='membership_tenant_status')],
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'user'), name='membership_unique_user_per_tenant'), models.CheckConstraint(condition=models.Q(('status__in', ['invited', 'active', 'disabled'])), name='membership_status_valid'), models.CheckConstraint(condition=models.Q(('role__in', ['owner', 'admin', 'member', 'viewer'])), name='membership_role_valid')],
+                "indexes": [models.Index(fields=["tenant", "status"], name="membership_tenant_status")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("tenant", "user"), name="membership_unique_user_per_tenant"),
+                    models.CheckConstraint(
+                        condition=models.Q(("status__in", ["invited", "active", "disabled"])),
+                        name="membership_status_valid",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("role__in", ["owner", "admin", "member", "viewer"])),
+                        name="membership_role_valid",
+                    ),
+                ],
             },
         ),
     ]

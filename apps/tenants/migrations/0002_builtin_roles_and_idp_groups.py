@@ -6,29 +6,62 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0001_initial'),
+        ("tenants", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='membership',
-            name='membership_role_valid',
+            model_name="membership",
+            name="membership_role_valid",
         ),
         migrations.AddField(
-            model_name='membership',
-            name='idp_groups',
-            field=django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=200), blank=True, default=list, size=None),
+            model_name="membership",
+            name="idp_groups",
+            field=django.contrib.postgres.fields.ArrayField(
+                base_field=models.CharField(max_length=200), blank=True, default=list, size=None
+            ),
         ),
         migrations.AlterField(
-            model_name='membership',
-            name='role',
-            field=models.CharField(choices=[('owner', 'Owner'), ('admin', 'Admin'), ('developer', 'Developer'), ('analyst', 'Analyst'), ('member', 'Member'), ('billing', 'Billing'), ('auditor', 'Auditor'), ('approver', 'Approver'), ('viewer', 'Viewer')], default='member', max_length=16),
+            model_name="membership",
+            name="role",
+            field=models.CharField(
+                choices=[
+                    ("owner", "Owner"),
+                    ("admin", "Admin"),
+                    ("developer", "Developer"),
+                    ("analyst", "Analyst"),
+                    ("member", "Member"),
+                    ("billing", "Billing"),
+                    ("auditor", "Auditor"),
+                    ("approver", "Approver"),
+                    ("viewer", "Viewer"),
+                ],
+                default="member",
+                max_length=16,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='membership',
-            constraint=models.CheckConstraint(condition=models.Q(('role__in', ['owner', 'admin', 'developer', 'analyst', 'member', 'billing', 'auditor', 'approver', 'viewer'])), name='membership_role_valid'),
+            model_name="membership",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "role__in",
+                        [
+                            "owner",
+                            "admin",
+                            "developer",
+                            "analyst",
+                            "member",
+                            "billing",
+                            "auditor",
+                            "approver",
+                            "viewer",
+                        ],
+                    )
+                ),
+                name="membership_role_valid",
+            ),
         ),
     ]
