@@ -18,6 +18,7 @@ from django.db import transaction
 from apps.accounts import services as account_services
 from apps.accounts.models import User
 from apps.core import context
+from apps.platform import services as platform_services
 from apps.platform.management import demo
 from apps.tenants import selectors, services
 from apps.tenants.models import Membership
@@ -88,7 +89,9 @@ class Command(BaseCommand):
 
         tenant = selectors.tenant_get(slug=spec.slug)
         if tenant is None:
-            tenant = services.tenant_create(slug=spec.slug, name=spec.name, owner_email=owner.email, by=staff)
+            tenant = platform_services.tenant_provision(
+                slug=spec.slug, name=spec.name, owner_email=owner.email, by=staff
+            )
             self.created.append(f"tenant {spec.slug} ({spec.name}), created by {staff.email}")
             # The owner signed in once (after a typo) to accept: the audit log shows both.
             account_services.record_sign_in_failure(identifier=owner.email)
