@@ -8,7 +8,7 @@ lock a writer takes, and only for its own tenant.
 from __future__ import annotations
 
 from django.db import models
-from django.db.models.functions import Upper
+from django.db.models.functions import Collate, Upper
 
 from apps.tenants.models import Tenant
 
@@ -80,7 +80,15 @@ class AuditEvent(models.Model):
                 models.F("id").desc(),
                 name="audit_tenant_actordisp_time",
             ),
-            models.Index(fields=["tenant", "action", "-occurred_at", "-id"], name="audit_tenant_action_time"),
+            # Byte-order collation: an action prefix ("member.") becomes an index
+            # range (see selectors.event_queryset) whatever the database's collation.
+            models.Index(
+                models.F("tenant"),
+                Collate("action", "C"),
+                models.F("occurred_at").desc(),
+                models.F("id").desc(),
+                name="audit_tenant_action_c_time",
+            ),
             models.Index(
                 fields=["tenant", "target_type", "target_id", "-occurred_at", "-id"], name="audit_tenant_target_time"
             ),

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import F, QuerySet
-from django.db.models.functions import Lower
+from django.db.models.functions import Collate, Lower
 
 from apps.accounts.models import User
 from apps.audit.models import AuditEvent
@@ -103,7 +103,9 @@ def event_queryset(*, tenant: Tenant | None, filters: AuditFilters) -> QuerySet[
     """Events visible in a scope, filtered; unordered (callers order by time, id).
 
     Each filter is shaped to lead with an index: tenant, then actor id / actor
-    display / action / target, then time. An e-mail in the actor filter is
+    display / action / target, then time. An action prefix is an index range
+    (whether PostgreSQL then reads that range or the time index depends on how
+    common the prefix is). An e-mail in the actor filter is
     resolved to the user's id (one indexed lookup) so that the actor's events
     are found under every e-mail they ever had; an e-mail that belongs to no
     user matches the display snapshot instead (anonymous sign-in attempts,
@@ -126,8 +128,14 @@ def event_queryset(*, tenant: Tenant | None, filters: AuditFilters) -> QuerySet[
         else:
             qs = qs.filter(actor_id=filters.actor)
     if filters.action:
+        # Compared in byte order (COLLATE "C") to match the audit_tenant_action_c_time
+        # index: a prefix is then the index range [prefix, prefix with its last character + 1).
+        qs = qs.alias(action_c=Collate("action", "C"))
         prefix = filters.action_prefix
-        qs = qs.filter(action__startswith=prefix) if prefix is not None else qs.filter(action=filters.action)
+        if prefix is None:
+            qs = qs.filter(action_c=filters.action)
+        elif prefix:
+            qs = qs.filter(action_c__gte=prefix, action_c__lt=prefix[:-1] + chr(ord(prefix[-1]) + 1))
     if filters.result:
         qs = qs.filter(result=filters.result)
     if filters.target_type:

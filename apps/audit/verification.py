@@ -117,6 +117,11 @@ def chains_to_verify() -> list[int]:
     return sorted(ids)
 
 
+def chain_names() -> dict[int, str]:
+    """A display name per chain: "platform" for chain 0, else the tenant's slug."""
+    return {PLATFORM_CHAIN: "platform", **dict(Tenant.objects.values_list("pk", "slug"))}
+
+
 def _rows(chain_id: int) -> Iterator[Any]:
     # No lower seq bound on purpose: a row planted before the chain start must be seen.
     return (

@@ -5,17 +5,21 @@ display snapshot; UPPER() matches what ``actor_display__iexact`` compiles to.
 """
 
 import django.db.models.functions.text
+from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+    # CONCURRENTLY: a plain CREATE INDEX would block every audited change while it builds.
+    atomic = False
+
     dependencies = [
         ("audit", "0002_append_only"),
         ("tenants", "0001_initial"),
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexConcurrently(
             model_name="auditevent",
             index=models.Index(
                 models.F("tenant"),

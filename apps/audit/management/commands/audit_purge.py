@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps.audit.models import PLATFORM_CHAIN
 from apps.audit.services import Actor, RetentionError, retention_purge
-from apps.tenants.models import Tenant
+from apps.tenants.selectors import tenant_get
 
 
 class Command(BaseCommand):
@@ -36,10 +36,10 @@ class Command(BaseCommand):
         if options["platform"]:
             chain_id, label = PLATFORM_CHAIN, "platform"
         else:
-            chain_id = Tenant.objects.filter(slug=options["tenant"]).values_list("pk", flat=True).first()
-            if chain_id is None:
+            tenant = tenant_get(slug=options["tenant"])
+            if tenant is None:
                 raise CommandError(f"No tenant with the slug {options['tenant']!r}.")
-            label = options["tenant"]
+            chain_id, label = tenant.pk, tenant.slug
         older_than = timezone.now() - timedelta(days=days)
         actor = Actor.system(f"manage.py audit_purge ({_os_user()})")
         try:

@@ -12,8 +12,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.audit.models import PLATFORM_CHAIN
-from apps.audit.verification import VerifyReport, chains_to_verify, verify_chain
-from apps.tenants.models import Tenant
+from apps.audit.verification import VerifyReport, chain_names, chains_to_verify, verify_chain
+from apps.tenants.selectors import tenant_get
 
 EXIT_PROBLEM = 2
 
@@ -27,7 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print a JSON document instead of text lines.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        names = dict(Tenant.objects.values_list("pk", "slug"))
+        names = chain_names()
         chains = self._chains(options["tenant"], options["platform"])
         reports = [verify_chain(chain_id) for chain_id in chains]
         failed = [report for report in reports if not report.ok]
@@ -50,10 +50,10 @@ class Command(BaseCommand):
             return chains_to_verify()
         chains = [PLATFORM_CHAIN] if platform else []
         for slug in slugs:
-            tenant_id = Tenant.objects.filter(slug=slug).values_list("pk", flat=True).first()
-            if tenant_id is None:
+            tenant = tenant_get(slug=slug)
+            if tenant is None:
                 raise CommandError(f"No tenant with the slug {slug!r}.")
-            chains.append(tenant_id)
+            chains.append(tenant.pk)
         return chains
 
     def _line(self, report: VerifyReport, names: dict[int, str]) -> str:
@@ -71,6 +71,4 @@ class Command(BaseCommand):
 
 
 def _name(chain_id: int, names: dict[int, str]) -> str:
-    if chain_id == PLATFORM_CHAIN:
-        return "platform"
     return names.get(chain_id, "deleted tenant")

@@ -1,0 +1,646 @@
+#!/usr/bin/env python
+"""Audit log benchmark: list pages at 1M events, and record() throughput.
+
+    .venv/bin/python benchmarks/bench_audit.py [--events 1000000] [--requests 30] [--writes 5000] [--reseed]
+
+Uses its own database, ``bastion_bench``, on the server named by DATABASE_URL
+(default postgres://postgres@127.0.0.1:5432/): creates it, migrates it, and
+seeds it once (later runs reuse the seed unless --reseed or --events changes).
+
+1. Seed: N events in one tenant's chain with COPY; links computed in Python
+   with apps.audit.chain.link, so the seeded chain verifies. Realistic spread:
+   skewed actors (users, system, API clients, anonymous sign-in attempts),
+   ~25 actions, 90/6/4 % success/failure/denied, 90 days of timestamps.
+   Then VACUUM ANALYZE.
+2. Pages: median server time (Django test client, in process: middleware,
+   view, queries, template) of the first audit page and of a filtered page
+   (actor e-mail + 7-day range), over --requests requests each; query counts.
+3. record(): N single events in autocommit, then in transactions of 100; then
+   two processes (own connections) writing to two tenants at once, as a ratio
+   of the single-process rate.
+
+Prints a table and writes bench-results/audit.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import re
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DB = "bastion_bench"
+TENANT_SLUG = "bench"
+WRITER_SLUGS = ("bench-w1", "bench-w2")
+TARGET_PAGE_MS = 150.0
+TARGET_RECORD_RATE = 1000.0
+TARGET_TWO_PROCESS_RATIO = 1.6
+TXN_BATCH = 100
+
+
+# --- set-up ---------------------------------------------------------------------------
+
+
+def bench_database_url() -> str:
+    server = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/")
+    parts = urlsplit(server)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{BENCH_DB}", parts.query, parts.fragment))
+
+
+def ensure_database(url: str, *, drop: bool) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    admin_url = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, parts.fragment))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone()
+        if exists and drop:
+            conn.execute(f'DROP DATABASE "{BENCH_DB}" WITH (FORCE)')
+            exists = None
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+
+
+def setup_django(url: str) -> None:
+    """Configure Django for the bench database: dev settings without DEBUG (no query log)."""
+    sys.path.insert(0, str(ROOT))
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
+    os.environ["DEBUG"] = "false"
+    os.environ["ALLOWED_HOSTS"] = "testserver,localhost"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+
+
+# --- seeding --------------------------------------------------------------------------
+
+ACTIONS = [
+    # (action, target type, weight)
+    ("auth.sign_in", "user", 30),
+    ("auth.sign_out", "user", 10),
+    ("auth.mfa_verify", "user", 8),
+    ("api.token_issue", "api_client", 25),
+    ("guardrail.tool_call_blocked", "tool", 6),
+    ("dataset.read", "dataset", 12),
+    ("dataset.update", "dataset", 3),
+    ("tool.execute", "tool", 15),
+    ("member.invite", "membership", 2),
+    ("member.accept", "membership", 2),
+    ("member.role_change", "membership", 1),
+    ("member.remove", "membership", 1),
+    ("role.create", "role", 1),
+    ("role.update", "role", 1),
+    ("role.bind", "role", 1),
+    ("grant.add", "dataset", 1),
+    ("grant.remove", "dataset", 1),
+    ("breakglass.request", "elevation", 1),
+    ("breakglass.approve", "elevation", 1),
+    ("billing.budget_update", "budget", 1),
+    ("apiclient.create", "api_client", 1),
+    ("apiclient.revoke", "api_client", 1),
+    ("key.rotate", "signing_key", 1),
+    ("sso.connection_update", "sso_connection", 1),
+    ("audit.export", "audit_log", 1),
+]
+USER_AGENTS = [
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
+    "python-httpx/0.27.0",
+    "bastion-sdk/1.4.2 (python 3.12)",
+]
+COPY_COLUMNS = (
+    "chain, seq, occurred_at, tenant_id, actor_type, actor_id, actor_display, action, target_type, target_id, "
+    "result, ip, user_agent, request_id, metadata, prev_hash, hash"
+)
+COPY_TYPES = [
+    "int8",
+    "int8",
+    "timestamptz",
+    "int8",
+    "varchar",
+    "varchar",
+    "varchar",
+    "varchar",
+    "varchar",
+    "varchar",
+    "varchar",
+    "inet",
+    "varchar",
+    "varchar",
+    "jsonb",
+    "bytea",
+    "bytea",
+]
+
+
+def seed_people(tenant_count_users: int = 60) -> tuple[Any, list[Any], Any]:
+    """The bench tenant, its users (first one is the owner who browses), and nothing audited yet."""
+    from apps.accounts.models import User
+    from apps.tenants.models import Membership, Tenant
+
+    tenant, _ = Tenant.objects.get_or_create(slug=TENANT_SLUG, defaults={"name": "Bench Corp"})
+    for slug in WRITER_SLUGS:
+        Tenant.objects.get_or_create(slug=slug, defaults={"name": slug})
+    users = []
+    for index in range(tenant_count_users):
+        user, _ = User.objects.get_or_create(
+            email=f"user{index:03d}@bench.example", defaults={"full_name": f"U {index}"}
+        )
+        Membership.objects.get_or_create(
+            tenant=tenant,
+            user=user,
+            defaults={"status": "active", "role": "owner" if index == 0 else "member", "joined_at": datetime.now(UTC)},
+        )
+        users.append(user)
+    return tenant, users, users[0]
+
+
+def seed_events(tenant: Any, users: list[Any], count: int, seed: int = 42) -> dict[str, Any]:
+    """COPY ``count`` chained events into the tenant's chain; returns timing figures."""
+    import psycopg
+    from django.db import connection
+
+    from apps.audit import chain as audit_chain
+
+    rng = random.Random(seed)
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now - timedelta(days=90)
+    span = (now - start).total_seconds()
+    # Sorted random instants: seq order follows time order, as appends do.
+    offsets = sorted(rng.random() * span for _ in range(count))
+    user_weights = [1.0 / (rank + 1) ** 0.9 for rank in range(len(users))]
+    action_names = [a for a, _, _ in ACTIONS]
+    action_targets = {a: t for a, t, _ in ACTIONS}
+    action_weights = [w for _, _, w in ACTIONS]
+    api_clients = [(f"cli_{n:04d}", f"integration-{n}") for n in range(8)]
+    subnets = ["10.20.{}.{}", "192.0.2.{}", "198.51.100.{}", "2001:db8:{:x}::{:x}"]
+
+    chain_id = tenant.pk
+    prev = before_last = audit_chain.GENESIS
+    started = time.perf_counter()
+    hashing = 0.0
+    dsn = connection.get_connection_params()
+    conninfo = {k: v for k, v in dsn.items() if k in {"dbname", "user", "password", "host", "port"}}
+    with psycopg.connect(**conninfo) as conn, conn.cursor() as cursor:
+        with cursor.copy(f"COPY audit_auditevent ({COPY_COLUMNS}) FROM STDIN") as copy:
+            copy.set_types(COPY_TYPES)
+            for seq, offset in enumerate(offsets, start=1):
+                occurred_at = start + timedelta(seconds=offset)
+                roll = rng.random()
+                if roll < 0.80:
+                    user = rng.choices(users, weights=user_weights)[0]
+                    actor = ("user", str(user.pk), user.email)
+                elif roll < 0.90:
+                    actor = ("system", "", "system")
+                elif roll < 0.97:
+                    client_id, name = rng.choice(api_clients)
+                    actor = ("api_client", client_id, name)
+                else:
+                    actor = ("anonymous", "", f"guess{rng.randrange(500)}@example.net")
+                action = rng.choices(action_names, weights=action_weights)[0]
+                if actor[0] == "anonymous":
+                    action = "auth.sign_in"
+                result_roll = rng.random()
+                result = "success" if result_roll < 0.90 else ("failure" if result_roll < 0.96 else "denied")
+                pattern = rng.choice(subnets)
+                ip = pattern.format(rng.randrange(1, 255), rng.randrange(1, 255))
+                metadata = {"n": seq % 97, "source": "console" if actor[0] == "user" else "api"}
+                if action.startswith("member."):
+                    metadata["role"] = rng.choice(["owner", "admin", "member", "viewer"])
+                values = {
+                    "chain": chain_id,
+                    "occurred_at": occurred_at,
+                    "tenant_id": tenant.pk,
+                    "actor_type": actor[0],
+                    "actor_id": actor[1],
+                    "actor_display": actor[2],
+                    "action": action,
+                    "target_type": action_targets[action],
+                    "target_id": str(rng.randrange(1, 5000)),
+                    "result": result,
+                    "ip": audit_chain.normalize_ip(ip),
+                    "user_agent": rng.choice(USER_AGENTS),
+                    "request_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+                }
+                t0 = time.perf_counter()
+                link = audit_chain.link(prev, audit_chain.payload(**values, metadata=metadata))
+                hashing += time.perf_counter() - t0
+                copy.write_row(
+                    (
+                        chain_id,
+                        seq,
+                        occurred_at,
+                        tenant.pk,
+                        *(values[k] for k in ("actor_type", "actor_id", "actor_display", "action")),
+                        *(values[k] for k in ("target_type", "target_id", "result", "ip", "user_agent")),
+                        values["request_id"],
+                        metadata,  # a dict: the jsonb dumper encodes it (a str would become a JSON string)
+                        prev,
+                        link,
+                    )
+                )
+                before_last, prev = prev, link
+        cursor.execute(
+            "INSERT INTO audit_auditchainhead (chain, seq, prev_hash, head_hash, updated_at) "
+            "VALUES (%s, %s, %s, %s, now())",
+            [chain_id, count, before_last, prev],
+        )
+        conn.commit()
+    copied = time.perf_counter() - started
+    t0 = time.perf_counter()
+    with psycopg.connect(**conninfo, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE audit_auditevent")
+        conn.execute("VACUUM ANALYZE accounts_user")
+    return {
+        "events": count,
+        "copy_seconds": round(copied, 1),
+        "python_hashing_seconds": round(hashing, 1),
+        "vacuum_analyze_seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def seeded_count(tenant: Any) -> int:
+    from apps.audit.models import AuditChainHead
+
+    head = AuditChainHead.objects.filter(chain=tenant.pk).first()
+    return head.seq if head else 0
+
+
+# --- pages ----------------------------------------------------------------------------
+
+
+def _check(response: Any, url: str, params: dict[str, str]) -> None:
+    if response.status_code != 200:
+        raise SystemExit(f"GET {url} {params} answered {response.status_code}")
+
+
+def time_page(client: Any, url: str, params: dict[str, str], requests: int) -> dict[str, Any]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for _ in range(3):  # warm caches and the connection
+        _check(client.get(url, params), url, params)
+    samples = []
+    for _ in range(requests):
+        t0 = time.perf_counter()
+        response = client.get(url, params)
+        samples.append((time.perf_counter() - t0) * 1000)
+        _check(response, url, params)
+    sql_seconds = 0.0
+
+    def timed(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        nonlocal sql_seconds
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            sql_seconds += time.perf_counter() - started
+
+    with CaptureQueriesContext(connection) as queries, connection.execute_wrapper(timed):
+        response = client.get(url, params)
+    # No test instrumentation (it would slow rendering): read the figures off the HTML.
+    body = response.content.decode()
+    rows = body.count("<time datetime=")
+    older = re.search(r'rel="next" href="[^"]*cursor=([A-Za-z0-9_-]+)"', body)
+    sql_ms = sql_seconds * 1000  # round trips included, one request
+    samples.sort()
+    return {
+        "url": url,
+        "params": params,
+        "requests": requests,
+        "rows": rows,
+        "median_ms": round(statistics.median(samples), 1),
+        "p90_ms": round(samples[int(len(samples) * 0.9) - 1], 1),
+        "min_ms": round(samples[0], 1),
+        "queries": len(queries),
+        "sql_ms": round(sql_ms, 1),
+        "next_cursor": older.group(1) if older else None,
+    }
+
+
+def explain(sql_filters: dict[str, Any], tenant: Any) -> list[str]:
+    from django.db import connection
+
+    from apps.audit.selectors import AuditFilters, event_queryset
+
+    qs = event_queryset(tenant=tenant, filters=AuditFilters(**sql_filters)).order_by("-occurred_at", "-id")[:51]
+    sql, params = qs.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) {sql}", params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def bench_pages(tenant: Any, owner: Any, users: list[Any], requests: int) -> dict[str, Any]:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(owner)
+    url = f"/t/{tenant.slug}/audit/"
+    now = datetime.now(UTC)
+    week = {
+        "date_from": (now - timedelta(days=50)).date().isoformat(),
+        "date_to": (now - timedelta(days=44)).date().isoformat(),
+    }
+    actor = users[9].email  # a mid-frequency user
+    first = time_page(client, url, {}, requests)
+    filtered = time_page(client, url, {"actor": actor, **week}, requests)
+    second = time_page(client, url, {"cursor": first.pop("next_cursor")}, requests)
+    filtered.pop("next_cursor")
+    second.pop("next_cursor")
+    action_prefix = time_page(client, url, {"action": "member.", "result": "denied"}, requests)
+    action_prefix.pop("next_cursor")
+    rare_prefix = time_page(client, url, {"action": "breakglass.", "result": "denied"}, requests)
+    rare_prefix.pop("next_cursor")
+    anonymous = time_page(client, url, {"actor": "guess7@example.net"}, requests)
+    anonymous.pop("next_cursor")
+    from apps.audit.forms import parse_moment
+
+    start = parse_moment(week["date_from"])[0]
+    end = parse_moment(week["date_to"])[0] + timedelta(days=1)
+    return {
+        "first_page": first,
+        "filtered_actor_and_week": filtered,
+        "second_page": second,
+        "filtered_action_prefix_and_result": action_prefix,
+        "filtered_rare_action_prefix_and_result": rare_prefix,
+        "filtered_anonymous_display": anonymous,
+        "plan_filtered": explain({"actor": actor, "occurred_from": start, "occurred_before": end}, tenant),
+    }
+
+
+# --- record() throughput --------------------------------------------------------------
+
+
+def _write(slug: str, n: int, batch: int, *, durable: bool = True) -> float:
+    """Record ``n`` events into a tenant's chain; ``batch`` > 1 groups them in transactions. Returns seconds.
+
+    ``durable=False`` is a diagnostic only: the session stops waiting for the
+    WAL flush at commit (synchronous_commit off), which shows what record()
+    costs when the disk's fsync latency is taken out.
+    """
+    from django.db import connection, transaction
+
+    from apps.audit.services import Actor, record
+    from apps.core import context
+    from apps.tenants.models import Tenant
+
+    tenant = Tenant.objects.get(slug=slug)
+    actor = Actor("user", "1", "writer@bench.example")
+    metadata = {"role": "member", "email": "someone@example.com", "note": "benchmark"}
+    with connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit TO on" if durable else "SET synchronous_commit TO off")
+    with context.bind(ip="192.0.2.1", user_agent="bench/1.0"):
+        t0 = time.perf_counter()
+        if batch <= 1:
+            for index in range(n):
+                record(
+                    "member.invite",
+                    tenant=tenant,
+                    actor=actor,
+                    target_type="membership",
+                    target_id=index,
+                    metadata=metadata,
+                )
+        else:
+            for first in range(0, n, batch):
+                with transaction.atomic():
+                    for index in range(first, min(n, first + batch)):
+                        record(
+                            "member.invite",
+                            tenant=tenant,
+                            actor=actor,
+                            target_type="membership",
+                            target_id=index,
+                            metadata=metadata,
+                        )
+        elapsed = time.perf_counter() - t0
+    with connection.cursor() as cursor:
+        cursor.execute("RESET synchronous_commit")
+    return elapsed
+
+
+def _worker(url: str, slug: str, n: int, batch: int, durable: bool, barrier: Any, out: Any) -> None:
+    setup_django(url)
+    _write(slug, 20, 1)  # connect and warm up
+    barrier.wait()
+    t0 = time.perf_counter()
+    _write(slug, n, batch, durable=durable)
+    out.put((slug, t0, time.perf_counter()))
+
+
+def two_processes(url: str, n: int, batch: int, *, durable: bool = True) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(len(WRITER_SLUGS))
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(url, slug, n, batch, durable, barrier, out)) for slug in WRITER_SLUGS]
+    for proc in procs:
+        proc.start()
+    results = [out.get(timeout=600) for _ in procs]
+    for proc in procs:
+        proc.join()
+    wall = max(end for _, _, end in results) - min(start for _, start, _ in results)
+    return {"events": n * len(procs), "seconds": round(wall, 2), "rate": round(n * len(procs) / wall)}
+
+
+def _scenario(url: str, n: int, batch: int, durable: bool, trials: int) -> dict[str, Any]:
+    """Single-process and two-process rates, interleaved over ``trials`` (the machine may be shared):
+    medians, their ratio, and every trial."""
+    singles, pairs = [], []
+    for _ in range(trials):
+        singles.append(n / _write(WRITER_SLUGS[0], n, batch, durable=durable))
+        pairs.append(two_processes(url, n, batch, durable=durable)["rate"])
+    single, pair = statistics.median(singles), statistics.median(pairs)
+    return {
+        "single_rate": round(single),
+        "two_process_rate": round(pair),
+        "ratio": round(pair / single, 2),
+        "single_trials": [round(rate) for rate in singles],
+        "two_process_trials": [round(rate) for rate in pairs],
+    }
+
+
+def bench_record(url: str, n: int, trials: int) -> dict[str, Any]:
+    _write(WRITER_SLUGS[0], 50, 1)  # warm up
+    return {
+        "events_per_process_run": n,
+        "trials": trials,
+        "transaction_batch": TXN_BATCH,
+        "autocommit": _scenario(url, n, 1, True, trials),
+        "transactions": _scenario(url, n, TXN_BATCH, True, trials),
+        "diagnostic_no_commit_flush": _scenario(url, n, 1, False, trials),
+    }
+
+
+# --- report ---------------------------------------------------------------------------
+
+
+def bench_verify(tenant: Any) -> dict[str, Any]:
+    """Verify the seeded chain end to end (the seed must verify, and this is how long a full check takes)."""
+    from apps.audit.verification import verify_chain
+
+    t0 = time.perf_counter()
+    report = verify_chain(tenant.pk)
+    elapsed = time.perf_counter() - t0
+    return {
+        "ok": report.ok,
+        "checked": report.checked,
+        "seconds": round(elapsed, 1),
+        "rate": round(report.checked / elapsed) if elapsed else None,
+        "problem": report.problem.detail if report.problem else None,
+    }
+
+
+def server_facts() -> dict[str, Any]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version()")
+        version = cursor.fetchone()[0]
+        facts = {"postgres": version.split(",")[0]}
+        for name in ("synchronous_commit", "fsync", "shared_buffers", "work_mem"):
+            cursor.execute(f"SHOW {name}")
+            facts[name] = cursor.fetchone()[0]
+        cursor.execute("SELECT pg_size_pretty(pg_total_relation_size('audit_auditevent'))")
+        facts["audit_table_size"] = cursor.fetchone()[0]
+    facts["cpus"] = os.cpu_count()
+    facts["load_average"] = [round(load, 2) for load in os.getloadavg()]
+    facts["python"] = platform.python_version()
+    return facts
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def print_table(results: dict[str, Any]) -> None:
+    pages = results["pages"]
+    rec = results["record"]
+    lines = [
+        f"Audit benchmark — {results['seed']['events']:,} events in one tenant chain ({results['server']['postgres']}, "
+        f"{results['server']['cpus']} CPUs, synchronous_commit={results['server']['synchronous_commit']})",
+        "",
+        f"{'measure':<46}{'median ms':>10}{'p90 ms':>9}{'SQL ms':>8}{'queries':>9}{'rows':>6}  target",
+    ]
+    for key, label in (
+        ("first_page", "first page"),
+        ("filtered_actor_and_week", "filtered: actor e-mail + 7-day range"),
+        ("second_page", "second page (keyset cursor)"),
+        ("filtered_action_prefix_and_result", "extra: action prefix member. + denied"),
+        ("filtered_rare_action_prefix_and_result", "extra: rare prefix breakglass. + denied"),
+        ("filtered_anonymous_display", "extra: non-user actor (display snapshot)"),
+    ):
+        page = pages[key]
+        target = f"< {TARGET_PAGE_MS:.0f} ms {verdict(page['median_ms'] < TARGET_PAGE_MS)}"
+        lines.append(
+            f"{label:<46}{page['median_ms']:>10}{page['p90_ms']:>9}{page['sql_ms']:>8}{page['queries']:>9}"
+            f"{page['rows']:>6}  {target}"
+        )
+    lines += [
+        "",
+        f"record() throughput, {rec['events_per_process_run']:,} events per process run, "
+        f"median of {rec['trials']} interleaved trials",
+        f"{'':<46}{'1 proc/s':>10}{'2 procs/s':>10}{'ratio':>8}  targets: >= {TARGET_RECORD_RATE:.0f}/s, "
+        f">= {TARGET_TWO_PROCESS_RATIO}x",
+    ]
+    for key, label in (
+        ("autocommit", "autocommit (one event per transaction)"),
+        ("transactions", f"transactions of {TXN_BATCH} events"),
+        ("diagnostic_no_commit_flush", "diagnostic: autocommit, synchronous_commit=off"),
+    ):
+        row = rec[key]
+        verdicts = (
+            f"{verdict(row['single_rate'] >= TARGET_RECORD_RATE)}, {verdict(row['ratio'] >= TARGET_TWO_PROCESS_RATIO)}"
+        )
+        lines.append(f"{label:<46}{row['single_rate']:>10}{row['two_process_rate']:>10}{row['ratio']:>7}x  {verdicts}")
+    check = results["verify"]
+    lines += [
+        "",
+        f"audit_verify of the seeded chain: {'ok' if check['ok'] else 'FAILED: ' + str(check['problem'])}, "
+        f"{check['checked']:,} events in {check['seconds']} s ({check['rate']:,} events/s)",
+    ]
+    lines += ["", "Plan of the filtered page query:", *("  " + line for line in pages["plan_filtered"])]
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--writes", type=int, default=5000, help="events per process per record() run")
+    parser.add_argument("--trials", type=int, default=3, help="interleaved record() trials (median reported)")
+    parser.add_argument("--reseed", action="store_true", help="drop and re-create the bench database")
+    args = parser.parse_args()
+
+    url = bench_database_url()
+    ensure_database(url, drop=args.reseed)
+    setup_django(url)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    tenant, users, owner = seed_people()
+    have = seeded_count(tenant)
+    if have not in (0, args.events):
+        print(f"{BENCH_DB} holds {have:,} events, not {args.events:,}: re-creating it", flush=True)
+        ensure_database(url, drop=True)
+        from django.db import connection
+
+        connection.close()
+        call_command("migrate", verbosity=0)
+        tenant, users, owner = seed_people()
+        have = 0
+    if have == 0:
+        print(f"Seeding {args.events:,} events with COPY …", flush=True)
+        seed = seed_events(tenant, users, args.events)
+    else:
+        seed = {"events": have, "reused": True}
+    print("Timing pages …", flush=True)
+    # Earlier runs' record() benchmarks added newer events of other tenants;
+    # fresh statistics (what autovacuum keeps in production) for the planner.
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE audit_auditevent")
+    pages = bench_pages(tenant, owner, users, args.requests)
+    print("Verifying the seeded chain …", flush=True)
+    verify = bench_verify(tenant)
+    facts = server_facts()
+    print("Timing record() …", flush=True)
+    record_figures = bench_record(url, args.writes, args.trials)
+    record_figures["load_average_after"] = [round(load, 2) for load in os.getloadavg()]
+    results = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "server": facts,
+        "seed": seed,
+        "pages": pages,
+        "verify": verify,
+        "record": record_figures,
+        "targets": {
+            "page_median_ms": TARGET_PAGE_MS,
+            "record_rate": TARGET_RECORD_RATE,
+            "two_process_ratio": TARGET_TWO_PROCESS_RATIO,
+        },
+    }
+    print_table(results)
+    out = ROOT / "bench-results" / "audit.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"\nWrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
