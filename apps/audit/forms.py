@@ -25,7 +25,6 @@ from apps.tenants.selectors import tenant_get
 PLATFORM_SCOPE = "platform"
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ACTION_RE = re.compile(r"^[A-Za-z0-9_.:-]+\*?$")
-_MOMENT_HELP = "A date (YYYY-MM-DD) or a date and time (YYYY-MM-DD HH:MM), UTC."
 
 
 def parse_moment(text: str) -> tuple[datetime, bool]:
@@ -41,7 +40,9 @@ def parse_moment(text: str) -> tuple[datetime, bool]:
             return datetime(day.year, day.month, day.day, tzinfo=UTC), True
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ValidationError(f"“{text[:40]}” is not a date or time. {_MOMENT_HELP}", code="invalid") from None
+        raise ValidationError(
+            f"“{text[:40]}” is not a date or time: use YYYY-MM-DD or YYYY-MM-DD HH:MM (UTC).", code="invalid"
+        ) from None
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment)
     return moment, False
@@ -54,14 +55,14 @@ class AuditFilterForm(forms.Form):
         label="Actor",
         max_length=254,
         required=False,
-        help_text="E-mail address or actor id.",
+        help_text="E-mail address or actor id",
         widget=forms.TextInput(attrs={"placeholder": "alice@example.com", "autocomplete": "off"}),
     )
     action = forms.CharField(
         label="Action",
         max_length=100,
         required=False,
-        help_text="Exact, or a prefix ending in “.”, e.g. member.",
+        help_text="Exact, or a prefix such as member.",
         widget=forms.TextInput(attrs={"placeholder": "member.", "autocomplete": "off"}),
     )
     result = forms.ChoiceField(label="Result", choices=[("", "Any result"), *AuditEvent.Result.choices], required=False)
@@ -81,14 +82,14 @@ class AuditFilterForm(forms.Form):
         label="From",
         max_length=40,
         required=False,
-        help_text=_MOMENT_HELP,
+        help_text="UTC; a date or a date and time",
         widget=forms.TextInput(attrs={"placeholder": "YYYY-MM-DD", "autocomplete": "off"}),
     )
     date_to = forms.CharField(
         label="To",
         max_length=40,
         required=False,
-        help_text="Inclusive: a date covers the whole day.",
+        help_text="Inclusive: a date covers the whole day",
         widget=forms.TextInput(attrs={"placeholder": "YYYY-MM-DD", "autocomplete": "off"}),
     )
     size = forms.IntegerField(
@@ -111,7 +112,7 @@ class AuditFilterForm(forms.Form):
                 label="Tenant",
                 max_length=40,
                 required=False,
-                help_text="A tenant's slug, or “platform” for platform events.",
+                help_text="A slug, or “platform” for platform events",
                 widget=forms.TextInput(attrs={"placeholder": "all tenants", "autocomplete": "off"}),
             )
             self.order_fields(["tenant"])
