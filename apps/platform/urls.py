@@ -12,5 +12,5 @@ urlpatterns = [
     path("tenants/<str:slug>/suspend/", views.tenant_suspend, name="tenant_suspend"),
     path("tenants/<str:slug>/reactivate/", views.tenant_reactivate, name="tenant_reactivate"),
     path("audit/", audit_views.platform_audit_list, name="audit"),
-    path("audit/export/<str:fmt>/", audit_views.platform_audit_export, name="audit_export"),
+    path("audit/export/", audit_views.platform_audit_export, name="audit_export"),
 ]

@@ -10,8 +10,6 @@ import pytest
 from apps.audit.models import AuditEvent
 from apps.audit.services import Actor, record
 
-pytestmark = pytest.mark.urls("tests.audit.urls_platform")
-
 URL = "/platform/audit/"
 EXPORT = "/platform/audit/export/"
 

@@ -89,13 +89,20 @@ def test_sign_in_and_walk_the_console(world, live_server, browser, screenshot_di
         ("06-tools", "/t/acme/catalog/tools/", "web-search"),
         ("07-try-tool-call", "/t/acme/guardrails/try/", "Try a tool call"),
         ("08-platform-tenants", "/platform/", "Globex"),
-        ("09-platform-audit", "/platform/audit/", "Audit"),
+        ("09-platform-audit", "/platform/audit/", "Platform audit log"),
+        ("11-roles", "/t/acme/access/roles/", "Developer"),
+        ("12-grants", "/t/acme/access/grants/", "support-tickets"),
+        ("13-explain", "/t/acme/access/explain/", "Explain"),
+        ("14-denied", "/t/acme/access/denied/", "Denied"),
     ]
     for name, path, expected in pages:
         response = page.goto(f"{live_server.url}{path}")
         assert response is not None, path
         assert response.status == 200, (path, response.status)
-        assert expected in page.content(), (path, expected)
+        content = page.content()
+        if expected not in content:
+            _shot(page, screenshot_dir, name + "-FAILED")
+            raise AssertionError((path, expected, content[-3000:]))
         _shot(page, screenshot_dir, name)
 
     # htmx is loaded and the CSRF header is on <body>, so partial updates can post.
