@@ -25,7 +25,6 @@ Prints a table and writes bench-results/audit.json.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -38,9 +37,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import database_url, ensure_database, setup_django, write_results  # noqa: E402
+
 BENCH_DB = "bastion_bench"
 TENANT_SLUG = "bench"
 WRITER_SLUGS = ("bench-w1", "bench-w2")
@@ -51,39 +53,6 @@ TXN_BATCH = 100
 
 
 # --- set-up ---------------------------------------------------------------------------
-
-
-def bench_database_url() -> str:
-    server = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/")
-    parts = urlsplit(server)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{BENCH_DB}", parts.query, parts.fragment))
-
-
-def ensure_database(url: str, *, drop: bool) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    admin_url = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, parts.fragment))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone()
-        if exists and drop:
-            conn.execute(f'DROP DATABASE "{BENCH_DB}" WITH (FORCE)')
-            exists = None
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-
-
-def setup_django(url: str) -> None:
-    """Configure Django for the bench database: dev settings without DEBUG (no query log)."""
-    sys.path.insert(0, str(ROOT))
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
-    os.environ["DEBUG"] = "false"
-    os.environ["ALLOWED_HOSTS"] = "testserver,localhost"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
 
 
 # --- seeding --------------------------------------------------------------------------
@@ -586,7 +555,7 @@ def main() -> None:
     parser.add_argument("--reseed", action="store_true", help="drop and re-create the bench database")
     args = parser.parse_args()
 
-    url = bench_database_url()
+    url = database_url(BENCH_DB)
     ensure_database(url, drop=args.reseed)
     setup_django(url)
     from django.core.management import call_command
@@ -636,9 +605,7 @@ def main() -> None:
         },
     }
     print_table(results)
-    out = ROOT / "bench-results" / "audit.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    out = write_results("audit", results)
     print(f"\nWrote {out.relative_to(ROOT)}")
 
 

@@ -288,38 +288,32 @@ def _check_object_action(action: str, obj: Any) -> str:
     return f"{app_label}.{codename}"
 
 
-@transaction.atomic
 def grant_object(
     *, action: str, obj: Any, role: Role | None = None, membership: Membership | None = None, by: Any = None
 ) -> None:
-    """Grant ``action`` on one object to a role or a member of the object's tenant."""
-    perm = _check_object_action(action, obj)
-    holder = _grant_holder(obj, role, membership)
-    assign_perm(perm, holder, obj)
-    record(
-        "grant.add",
-        tenant=obj.tenant_id,
-        actor=_actor(by),
-        target=obj,
-        metadata={
-            "action": action,
-            "role": role.key if role else None,
-            "member": membership.pk if membership else None,
-        },
-    )
-    permsets.bump_version(obj.tenant_id)
+    """Grant ``action`` on one object to a role or a member of the object's tenant.
+
+    Raises AccessError for an action that is not object-scoped, a wrong object
+    type, or a holder of another tenant.
+    """
+    _change_object_grant(assign_perm, "grant.add", action=action, obj=obj, role=role, membership=membership, by=by)
 
 
-@transaction.atomic
 def revoke_object(
     *, action: str, obj: Any, role: Role | None = None, membership: Membership | None = None, by: Any = None
 ) -> None:
     """Revoke a grant made by ``grant_object``; takes effect on the very next decision."""
+    _change_object_grant(remove_perm, "grant.remove", action=action, obj=obj, role=role, membership=membership, by=by)
+
+
+@transaction.atomic
+def _change_object_grant(
+    change: Any, audit_action: str, *, action: str, obj: Any, role: Role | None, membership: Membership | None, by: Any
+) -> None:
     perm = _check_object_action(action, obj)
-    holder = _grant_holder(obj, role, membership)
-    remove_perm(perm, holder, obj)
+    change(perm, _grant_holder(obj, role, membership), obj)
     record(
-        "grant.remove",
+        audit_action,
         tenant=obj.tenant_id,
         actor=_actor(by),
         target=obj,
