@@ -20,9 +20,10 @@ urlpatterns = [
     path("t/<str:tenant_slug>/guardrails/", include("apps.guardrails.urls")),
 ]
 
+# The Django admin is for superusers only, not for every platform staff member,
+# and is mounted only when ADMIN_ENABLED is set.
+admin.site.has_permission = lambda request: request.user.is_active and request.user.is_superuser
 if settings.ADMIN_ENABLED:
-    # The Django admin is for superusers only, not for every platform staff member.
-    admin.site.has_permission = lambda request: request.user.is_active and request.user.is_superuser
     urlpatterns.append(path("django-admin/", admin.site.urls))
 
 handler400 = "apps.core.errors.bad_request"
