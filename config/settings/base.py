@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.access",
     "apps.catalog",
+    "apps.sso",
     "apps.guardrails",
     "apps.platform",
 ]

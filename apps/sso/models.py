@@ -1,0 +1,143 @@
+"""SSO connections, verified e-mail domains, external identities and sign-in policy."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Now
+
+from apps.tenants.models import Tenant
+
+
+class SSOConnection(models.Model):
+    """One SAML or OIDC identity provider of a tenant (or of the platform when ``tenant`` is null)."""
+
+    class Kind(models.TextChoices):
+        SAML = "saml", "SAML 2.0"
+        OIDC = "oidc", "OpenID Connect"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"  # configured, never tested successfully
+        TESTED = "tested", "Tested"  # a test sign-in succeeded; not used for sign-in yet
+        ENABLED = "enabled", "Enabled"
+        DISABLED = "disabled", "Disabled"
+
+    # The public identifier in URLs (ACS, callback, metadata): never the database id.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    name = models.CharField(max_length=100, help_text="Shown on the sign-in page, e.g. “Okta” or “Entra ID”.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    # Protocol configuration. SAML: idp_entity_id, idp_sso_url, idp_slo_url, idp_x509_certs (list of PEM),
+    # metadata_url, metadata_xml (last good), metadata_fetched_at, metadata_error, want_assertion_signed,
+    # allow_idp_initiated. OIDC: issuer, client_id, scopes, discovery (last good document).
+    config = models.JSONField(default=dict, blank=True)
+    # OIDC client secret, encrypted (apps.sso.crypto); never rendered back to the browser.
+    secret_encrypted = models.TextField(blank=True)
+    # Attribute/claim names for email, first_name, last_name, groups (preset per IdP, editable).
+    attribute_mapping = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    updated_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(kind__in=["saml", "oidc"]), name="sso_connection_kind_valid"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["draft", "tested", "enabled", "disabled"]),
+                name="sso_connection_status_valid",
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "status"], name="sso_connection_tenant_status")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+
+class VerifiedDomain(models.Model):
+    """An e-mail domain that belongs to one tenant (or the platform); drives home-realm discovery."""
+
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    domain = models.CharField(max_length=253, unique=True, help_text="Lowercase, IDNA-encoded, e.g. acme.com.")
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    dns_token = models.CharField(max_length=64, blank=True, help_text="Value for a TXT record bastion-verify=<token>.")
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "domain"], name="verified_domain_tenant")]
+
+    def __str__(self) -> str:
+        return self.domain
+
+
+class ExternalIdentity(models.Model):
+    """Links an IdP subject (per connection) to a user: the same e-mail at another IdP is another identity."""
+
+    connection = models.ForeignKey(SSOConnection, on_delete=models.CASCADE, related_name="identities")
+    subject = models.CharField(max_length=255)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="external_identities")
+    last_sign_in_at = models.DateTimeField(null=True, blank=True)
+    last_groups = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "subject"], name="external_identity_unique_subject")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} @ {self.connection_id}"
+
+
+class SeenAssertion(models.Model):
+    """Assertion / token ids already accepted, kept until they expire: refuses replays."""
+
+    connection = models.ForeignKey(SSOConnection, on_delete=models.CASCADE, related_name="+")
+    assertion_id = models.CharField(max_length=255)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["connection", "assertion_id"], name="seen_assertion_unique")]
+        indexes = [models.Index(fields=["expires_at"], name="seen_assertion_expiry")]
+
+    def __str__(self) -> str:
+        return self.assertion_id
+
+
+class SignInPolicy(models.Model):
+    """A tenant's sign-in rules (one row per tenant; the platform's has ``tenant`` null)."""
+
+    tenant = models.OneToOneField(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    sso_required = models.BooleanField(
+        default=False, help_text="Every member must sign in through SSO (admins always must once SSO works)."
+    )
+    mfa_required_local = models.BooleanField(
+        default=True, help_text="Password sign-ins must use a second factor (enrolment is forced first)."
+    )
+    mfa_required_admin_sso = models.BooleanField(
+        default=False, help_text="Admins signing in through SSO must have used MFA at the IdP."
+    )
+    session_absolute_minutes = models.PositiveIntegerField(
+        default=8 * 60, help_text="A session ends this long after sign-in, whatever happens."
+    )
+    session_idle_minutes = models.PositiveIntegerField(default=30, help_text="A session ends after this long unused.")
+    updated_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(session_absolute_minutes__gte=5, session_absolute_minutes__lte=7 * 24 * 60),
+                name="signin_policy_absolute_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(session_idle_minutes__gte=1, session_idle_minutes__lte=24 * 60),
+                name="signin_policy_idle_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"sign-in policy of {self.tenant_id or 'platform'}"
