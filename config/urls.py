@@ -11,11 +11,13 @@ urlpatterns = [
     path("readyz", core_views.readyz, name="readyz"),
     path("", core_views.home, name="home"),
     path("accounts/", include("allauth.urls")),
+    path("sso/", include("apps.sso.urls")),
     path("invitations/", include("apps.tenants.invitation_urls")),
     path("platform/", include("apps.platform.urls")),
     path("t/<str:tenant_slug>/", include("apps.tenants.urls")),
     path("t/<str:tenant_slug>/audit/", include("apps.audit.urls")),
     path("t/<str:tenant_slug>/access/", include("apps.access.urls")),
+    path("t/<str:tenant_slug>/settings/sso/", include("apps.sso.settings_urls")),
     path("t/<str:tenant_slug>/catalog/", include("apps.catalog.urls")),
     path("t/<str:tenant_slug>/guardrails/", include("apps.guardrails.urls")),
 ]

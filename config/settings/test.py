@@ -27,3 +27,5 @@ WHITENOISE_AUTOREFRESH = True
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+# The loopback OIDC provider of the tests speaks plain http on 127.0.0.1.
+SSO_ALLOW_INSECURE_LOOPBACK = True
