@@ -20,9 +20,9 @@ from django.contrib.contenttypes.models import ContentType
 from django.db.models import Count, Max, Model, Q, QuerySet
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
-from apps.access.catalog import BUILTIN_ROLES, CODENAME_ACTIONS, OBJECT_ACTIONS, PERMISSIONS, BuiltinRole
+from apps.access import services as access_services
+from apps.access.catalog import BUILTIN_ROLES, CODENAME_ACTIONS, OBJECT_ACTIONS, BuiltinRole
 from apps.access.models import DeniedDecision, Role, RoleBinding
-from apps.access.services import authorize
 from apps.core.pagination import Page, keyset_page
 from apps.tenants.models import Membership, Tenant
 from apps.tenants.selectors import MAX_ID
@@ -46,9 +46,9 @@ def held_permissions(*, tenant: Tenant, subject: Membership) -> frozenset[str]:
     Works from the subject's memoised permission set, so it costs no query
     after the request's first decision; nothing is written to the decision log.
     """
-    return frozenset(
-        action for action in PERMISSIONS if authorize(subject, action, tenant=tenant, log_denial=False).allowed
-    )
+    if subject.tenant_id != tenant.pk:
+        return frozenset()
+    return access_services.held_permissions(subject)
 
 
 # --- roles ----------------------------------------------------------------------------------

@@ -117,6 +117,25 @@ def _deny(
     return decision
 
 
+# --- escalation ------------------------------------------------------------
+
+
+def held_permissions(subject: Membership) -> frozenset[str]:
+    """The catalog permissions ``subject`` holds tenant-wide (from its cached permission set)."""
+    if subject.status != Membership.Status.ACTIVE:
+        return frozenset()
+    return frozenset(permsets.for_membership(subject).actions)
+
+
+def _refuse_escalation(acting: Membership | None, permissions: set[str] | frozenset[str]) -> None:
+    """Nobody hands out (in a role, binding or grant) a permission they do not hold themselves."""
+    if acting is None:
+        return
+    missing = sorted(set(permissions) - held_permissions(acting))
+    if missing:
+        raise AccessError(f"You cannot hand out permissions you do not hold yourself: {', '.join(missing)}.")
+
+
 # --- roles -----------------------------------------------------------------
 
 
@@ -157,10 +176,21 @@ def roles_seed_builtin(*, tenant: Tenant) -> list[Role]:
 
 @transaction.atomic
 def role_create(
-    *, tenant: Tenant, key: str, name: str, permissions: list[str], description: str = "", by: Any = None
+    *,
+    tenant: Tenant,
+    key: str,
+    name: str,
+    permissions: list[str],
+    description: str = "",
+    by: Any = None,
+    acting: Membership | None = None,
 ) -> Role:
-    """Create a custom role. Raises AccessError on unknown permissions or a taken key or name."""
+    """Create a custom role. Raises AccessError on unknown permissions, a taken key or name, or escalation.
+
+    ``acting`` is the member making the change: they may only put permissions they hold into the role.
+    """
     perms = _check_permissions(permissions)
+    _refuse_escalation(acting, set(perms))
     if Role.objects.for_tenant(tenant).filter(key=key).exists() or key in BUILTIN_ROLES:
         raise AccessError(f"A role with the key “{key}” already exists.")
     if Role.objects.for_tenant(tenant).filter(name__iexact=name).exists():
@@ -179,11 +209,23 @@ def role_create(
 
 
 @transaction.atomic
-def role_update(*, role: Role, name: str, permissions: list[str], description: str = "", by: Any = None) -> Role:
-    """Edit a custom role. Raises AccessError for built-in roles and unknown permissions."""
+def role_update(
+    *,
+    role: Role,
+    name: str,
+    permissions: list[str],
+    description: str = "",
+    by: Any = None,
+    acting: Membership | None = None,
+) -> Role:
+    """Edit a custom role. Raises AccessError for built-in roles, unknown permissions, or escalation.
+
+    ``acting`` may add only permissions they hold; permissions already in the role may stay.
+    """
     locked = Role.objects.select_for_update().get(pk=role.pk)
     if locked.builtin:
         raise AccessError("Built-in roles cannot be edited; create a custom role instead.")
+    _refuse_escalation(acting, set(permissions) - set(locked.permissions))
     before = _role_state(locked)
     locked.name, locked.description, locked.permissions = name, description, _check_permissions(permissions)
     locked.save(update_fields=["name", "description", "permissions"])
@@ -241,9 +283,18 @@ def role_delete(*, role: Role, force: bool = False, by: Any = None) -> None:
 
 @transaction.atomic
 def binding_add(
-    *, role: Role, membership: Membership | None = None, idp_group: str = "", by: Any = None
+    *,
+    role: Role,
+    membership: Membership | None = None,
+    idp_group: str = "",
+    by: Any = None,
+    acting: Membership | None = None,
 ) -> RoleBinding:
-    """Bind ``role`` to a member or an IdP group of the same tenant. Raises AccessError otherwise."""
+    """Bind ``role`` to a member or an IdP group of the same tenant. Raises AccessError otherwise.
+
+    ``acting`` may bind only roles whose permissions they hold themselves.
+    """
+    _refuse_escalation(acting, set(role.permissions))
     if (membership is None) == (not idp_group):
         raise AccessError("Bind a role to exactly one member or one group.")
     if membership is not None and membership.tenant_id != role.tenant_id:
@@ -289,13 +340,22 @@ def _check_object_action(action: str, obj: Any) -> str:
 
 
 def grant_object(
-    *, action: str, obj: Any, role: Role | None = None, membership: Membership | None = None, by: Any = None
+    *,
+    action: str,
+    obj: Any,
+    role: Role | None = None,
+    membership: Membership | None = None,
+    by: Any = None,
+    acting: Membership | None = None,
 ) -> None:
     """Grant ``action`` on one object to a role or a member of the object's tenant.
 
     Raises AccessError for an action that is not object-scoped, a wrong object
-    type, or a holder of another tenant.
+    type, a holder of another tenant, or when ``acting`` may not do ``action``
+    on ``obj`` themselves.
     """
+    if acting is not None and not authorize(acting, action, obj, log_denial=False):
+        raise AccessError(f"You cannot grant {action} on this object: you may not do it yourself.")
     _change_object_grant(assign_perm, "grant.add", action=action, obj=obj, role=role, membership=membership, by=by)
 
 

@@ -154,6 +154,7 @@ def role_create(request: TenantRequest) -> HttpResponse:
                 description=form.cleaned_data["description"],
                 permissions=form.cleaned_data["permissions"],
                 by=request.user,
+                acting=request.membership,
             )
         except AccessError as exc:
             form.add_error(None, str(exc))
@@ -213,6 +214,7 @@ def role_edit(request: TenantRequest, role_id: int) -> HttpResponse:
                 description=form.cleaned_data["description"],
                 permissions=form.cleaned_data["permissions"],
                 by=request.user,
+                acting=request.membership,
             )
         except AccessError as exc:
             form.add_error(None, str(exc))
@@ -274,7 +276,9 @@ def binding_add(request: TenantRequest, role_id: int) -> HttpResponse:
     if form.is_valid():
         member, group = form.cleaned_data["member"], form.cleaned_data["idp_group"]
         try:
-            services.binding_add(role=role, membership=member, idp_group=group, by=request.user)
+            services.binding_add(
+                role=role, membership=member, idp_group=group, by=request.user, acting=request.membership
+            )
         except (AccessError, IntegrityError) as exc:
             form.add_error(None, str(exc) if isinstance(exc, AccessError) else "That binding was just added.")
         else:
@@ -393,6 +397,7 @@ def grant_add(request: TenantRequest) -> HttpResponse:
                 role=data["role"],
                 membership=data["membership"],
                 by=request.user,
+                acting=request.membership,
             )
         except AccessError as exc:
             form.add_error(None, str(exc))
