@@ -111,6 +111,11 @@ BASE_ROLE_PERMISSIONS: dict[str, frozenset[str]] = {key: role.permissions for ke
 
 # Actions that can also be granted on a single object, and the django-guardian
 # permission (app label, model, codename) that stores such a grant.
+# What a suspended tenant may still do: look, never change or spend.
+READ_ONLY_ACTIONS: frozenset[str] = frozenset(
+    {"tenant.view", "prompt.read", "dataset.read", "billing.view", "audit.read"}
+)
+
 OBJECT_ACTIONS: dict[str, tuple[str, str, str]] = {
     "dataset.read": ("catalog", "dataset", "dataset_read"),
     "dataset.write": ("catalog", "dataset", "dataset_write"),

@@ -43,7 +43,7 @@ def tenant_view(permission: str) -> Callable[[View], View]:
             context.update(tenant_id=tenant.pk, tenant_slug=tenant.slug)
             if tenant.is_suspended and request.method not in SAFE_METHODS:
                 return render(request, "tenants/suspended.html", {"tenant": tenant}, status=403)
-            decision = authorize(membership, permission, tenant=tenant)
+            decision = authorize(membership, permission, tenant=tenant, for_reading=request.method in SAFE_METHODS)
             if not decision.allowed:
                 return render(request, "403.html", {"decision": decision, "permission": permission}, status=403)
             return view(request, *args, **kwargs)

@@ -15,7 +15,7 @@ from django.db import transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
 from apps.access import permsets
-from apps.access.catalog import BUILTIN_ROLES, OBJECT_ACTIONS, PERMISSIONS, require_known
+from apps.access.catalog import BUILTIN_ROLES, OBJECT_ACTIONS, PERMISSIONS, READ_ONLY_ACTIONS, require_known
 from apps.access.models import DeniedDecision, Role, RoleBinding
 from apps.audit.services import Actor, record
 from apps.core import context
@@ -52,6 +52,7 @@ def authorize(
     *,
     tenant: Tenant | None = None,
     log_denial: bool = True,
+    for_reading: bool = False,
 ) -> Decision:
     """May ``subject`` perform ``action`` (on ``resource``)?
 
@@ -59,7 +60,9 @@ def authorize(
     ``tenant`` is the tenant the request is about and defaults to the
     subject's. ``resource`` is a tenant-owned object or None.
 
-    Deny by default. Order: membership and tenant → role permissions
+    Deny by default. Order: membership and tenant (a suspended tenant may
+    only use READ_ONLY_ACTIONS, unless the caller only shows a page:
+    ``for_reading``) → role permissions
     (membership role, assigned roles, IdP-group roles) → object grants
     (django-guardian, to the member or to one of its roles). Break-glass
     elevations join here later. Denials are written to the decision log
@@ -74,6 +77,8 @@ def authorize(
         return _deny(subject, action, resource, tenant_id, ("resource belongs to another tenant",), log_denial)
     if subject.status != Membership.Status.ACTIVE:
         return _deny(subject, action, resource, tenant_id, (f"membership is {subject.status}",), log_denial)
+    if action not in READ_ONLY_ACTIONS and not for_reading and subject.tenant.is_suspended:
+        return _deny(subject, action, resource, tenant_id, ("tenant is suspended (read-only)",), log_denial)
     permset = permsets.for_membership(subject)
     sources = permset.actions.get(action)
     if sources:

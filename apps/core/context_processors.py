@@ -33,7 +33,7 @@ def _nav(request: HttpRequest) -> list[dict[str, str]]:
     return [
         {"label": label, "url_name": url_name}
         for label, permission, url_name in items
-        if authorize(membership, permission, tenant=tenant, log_denial=False)
+        if authorize(membership, permission, tenant=tenant, log_denial=False, for_reading=True)
     ]
 
 

@@ -82,3 +82,14 @@ def test_the_database_accepts_every_builtin_role(cast) -> None:
     membership = Membership.objects.for_tenant(cast.acme).get(user=cast.viewer)
     for role in Membership.Role.values:
         Membership.objects.filter(pk=membership.pk).update(role=role)
+
+
+def test_suspended_tenant_may_only_read(cast) -> None:
+    from apps.tenants.services import tenant_set_status
+
+    tenant_set_status(tenant=cast.acme, suspended=True, reason="unpaid invoices")
+    owner = Membership.objects.select_related("tenant").get(tenant=cast.acme, user=cast.owner)
+    assert authorize(owner, "audit.read")
+    denied = authorize(owner, "tool.execute")
+    assert not denied.allowed
+    assert denied.reasons == ("tenant is suspended (read-only)",)
