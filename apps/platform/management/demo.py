@@ -38,7 +38,7 @@ TENANTS = (
         (
             DemoUser("owner@acme.example", "Olivia Owner", OWNER_PASSWORD, "owner"),
             DemoUser("admin@acme.example", "Adam Admin", MEMBER_PASSWORD, "admin"),
-            DemoUser("dev@acme.example", "Dana Developer", MEMBER_PASSWORD, "member"),
+            DemoUser("dev@acme.example", "Dana Developer", MEMBER_PASSWORD, "developer"),
             DemoUser("viewer@acme.example", "Victor Viewer", MEMBER_PASSWORD, "viewer"),
             DemoUser("new.hire@acme.example", "", None, "member", pending=True),
         ),

@@ -9,14 +9,17 @@ passwords back on the demo accounts.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from allauth.account.models import EmailAddress
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
+from apps.access import services as access_services
 from apps.accounts import services as account_services
 from apps.accounts.models import User
+from apps.catalog import services as catalog_services
 from apps.core import context
 from apps.platform import services as platform_services
 from apps.platform.management import demo
@@ -80,6 +83,85 @@ class Command(BaseCommand):
         # allauth refuses sign-in until the primary address is verified.
         EmailAddress.objects.update_or_create(user=user, email=user.email, defaults={"verified": True, "primary": True})
 
+    # --- catalog ---------------------------------------------------------------------------
+
+    def _catalog(self, tenant: Any, owner: User) -> None:
+        """Datasets, models, tools, a custom role and grants, so every console page has content."""
+        catalog_services.dataset_create(
+            tenant=tenant,
+            name="support-tickets",
+            classification="confidential",
+            contains_personal_data=True,
+            description="Customer support tickets since 2024, with names and e-mail addresses.",
+            tags=["support", "pii"],
+            owner=owner,
+            by=owner,
+        )
+        catalog_services.dataset_create(
+            tenant=tenant, name="product-docs", classification="internal", tags=["docs"], by=owner
+        )
+        payroll = catalog_services.dataset_create(
+            tenant=tenant, name="payroll-2026", classification="restricted", contains_personal_data=True, by=owner
+        )
+        catalog_services.model_create(
+            tenant=tenant,
+            provider="openai",
+            model_name="gpt-4.1",
+            price_per_1k_input=Decimal("0.002"),
+            price_per_1k_output=Decimal("0.008"),
+            enabled=True,
+            by=owner,
+        )
+        catalog_services.model_create(
+            tenant=tenant,
+            provider="anthropic",
+            model_name="claude-sonnet-4",
+            price_per_1k_input=Decimal("0.003"),
+            price_per_1k_output=Decimal("0.015"),
+            enabled=True,
+            by=owner,
+        )
+        catalog_services.tool_create(
+            tenant=tenant,
+            name="web-search",
+            description="Searches the public web through the vendor's API.",
+            args_schema={
+                "type": "object",
+                "properties": {"query": {"type": "string", "maxLength": 500}, "url": {"type": "string"}},
+                "required": ["query"],
+                "additionalProperties": False,
+            },
+            egress_allowlist=["api.search.example", "*.docs.example"],
+            output_cap_bytes=256 * 1024,
+            risk_level="medium",
+            allowlisted=True,
+            by=owner,
+        )
+        catalog_services.tool_create(
+            tenant=tenant,
+            name="sql-runner",
+            description="Runs read-only SQL against the analytics warehouse.",
+            args_schema={"type": "object", "properties": {"sql": {"type": "string"}}, "required": ["sql"]},
+            risk_level="high",
+            allowlisted=False,
+            by=owner,
+        )
+        owner_membership = selectors.member_list(tenant=tenant).get(user=owner)
+        steward = access_services.role_create(
+            tenant=tenant,
+            key="data-steward",
+            name="Data steward",
+            description="Reads restricted HR data.",
+            permissions=["tenant.view", "prompt.create", "model.use"],
+            by=owner,
+            acting=owner_membership,
+        )
+        access_services.binding_add(role=steward, idp_group="hr-analytics", by=owner, acting=owner_membership)
+        access_services.grant_object(
+            action="dataset.read", obj=payroll, role=steward, by=owner, acting=owner_membership
+        )
+        self.created.append(f"{tenant.slug}: 3 datasets, 2 models, 2 tools, role Data steward with a grant")
+
     # --- tenants ---------------------------------------------------------------------------
 
     def _tenant(self, spec: demo.DemoTenant, *, staff: User, reset_passwords: bool) -> None:
@@ -88,6 +170,7 @@ class Command(BaseCommand):
         people = {p.email: self._user(p, reset_password=reset_passwords) for p in others if not p.pending}
 
         tenant = selectors.tenant_get(slug=spec.slug)
+        new_tenant = False
         if tenant is None:
             tenant = platform_services.tenant_provision(
                 slug=spec.slug, name=spec.name, owner_email=owner.email, by=staff
@@ -96,6 +179,7 @@ class Command(BaseCommand):
             # The owner signed in once (after a typo) to accept: the audit log shows both.
             account_services.record_sign_in_failure(identifier=owner.email)
             account_services.record_sign_in(user=owner, method="password", success=True)
+            new_tenant = True
 
         memberships = {m.user.email: m for m in selectors.member_list(tenant=tenant)}
         for person in spec.people:
@@ -108,3 +192,5 @@ class Command(BaseCommand):
                 user = owner if person is owner_spec else people[person.email]
                 services.membership_accept(membership=membership, user=user)
                 self.created.append(f"{spec.slug}: {person.email} joined as {membership.role}")
+        if new_tenant and spec.slug == "acme":
+            self._catalog(tenant, owner)
