@@ -52,7 +52,7 @@ def test_seed_creates_the_demo_installation():
     assert members == {
         "owner@acme.example": ("owner", "active"),
         "admin@acme.example": ("admin", "active"),
-        "dev@acme.example": ("member", "active"),
+        "dev@acme.example": ("developer", "active"),
         "viewer@acme.example": ("viewer", "active"),
         "new.hire@acme.example": ("member", "invited"),
     }
