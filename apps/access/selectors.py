@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Count, Max, Model, Q, QuerySet
+from django.db.models import Count, IntegerField, Max, Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from apps.access import services as access_services
@@ -57,13 +58,23 @@ def held_permissions(*, tenant: Tenant, subject: Membership) -> frozenset[str]:
 def role_list(*, tenant: Tenant) -> QuerySet[Role]:
     """Roles of ``tenant``, built-in first then by name, with their binding counts (one query).
 
-    Annotated: ``member_binding_count`` and ``group_binding_count``.
+    Annotated: ``member_binding_count``, ``group_binding_count`` and, for
+    built-in roles, ``holder_count`` (active members whose membership role it is).
     """
+    holders = (
+        Membership.objects.for_tenant(tenant)
+        .filter(status=Membership.Status.ACTIVE, role=OuterRef("key"))
+        .order_by()
+        .values("role")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     return (
         Role.objects.for_tenant(tenant)
         .annotate(
             member_binding_count=Count("bindings", filter=Q(bindings__membership__isnull=False)),
             group_binding_count=Count("bindings", filter=Q(bindings__membership__isnull=True)),
+            holder_count=Coalesce(Subquery(holders, output_field=IntegerField()), 0),
         )
         .order_by("-builtin", "name", "pk")
     )

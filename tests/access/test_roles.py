@@ -124,3 +124,12 @@ def test_denials_are_logged_with_reason(roles) -> None:
     assert logged.action == "billing.manage"
     assert logged.subject_id == str(viewer.pk)
     assert logged.reasons == ["no role grants billing.manage"]
+
+
+def test_role_list_counts_holders_of_builtin_roles(roles) -> None:
+    from apps.access.selectors import role_list
+
+    counts = {role.key: role.holder_count for role in role_list(tenant=roles.acme)}
+    assert counts["owner"] == 1
+    assert counts["viewer"] == 1
+    assert counts["auditor"] == 0
