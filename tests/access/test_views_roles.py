@@ -52,7 +52,7 @@ def test_list_shows_builtin_and_custom_roles_with_permissions_risk_and_binding_c
     row = page[page.index(f'id="role-{role.pk}"') :]
     row = row[: row.index("</tr>")]
     assert "Custom" in row
-    assert "1 member<" in row
+    assert "1 assigned<" in row
     assert "2 groups" in row
     # Risk shows as the badge colour, the catalog description as the tooltip.
     assert 'class="badge badge-err" title="Change plans, budgets and payment settings (high risk)"' in row
