@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import math
 import secrets
 import socket
 import threading
@@ -247,15 +248,18 @@ def complete(
     """
     blob = _checked_blob(connection, state_blob)
 
+    # State first, even for error responses (they carry it too): otherwise anyone could send a user to
+    # our callback with an error_description of their choosing and have us display it.
+    state = _param(params, "state")
+    if state is None or not hmac.compare_digest(state.encode(), blob["state"].encode()):
+        raise SSOError("state", "The sign-in response does not belong to this browser's sign-in attempt.")
+
     error = _param(params, "error")
     if error is not None:
         description = _param(params, "error_description") or ""
         detail = _printable(f"{error}: {description}" if description else error)
         raise SSOError("idp_error", f"The identity provider refused the sign-in ({detail}).")
 
-    state = _param(params, "state")
-    if state is None or not hmac.compare_digest(state.encode(), blob["state"].encode()):
-        raise SSOError("state", "The sign-in response does not belong to this browser's sign-in attempt.")
     age = time.time() - blob["created_at"]
     if age > STATE_MAX_AGE_SECONDS or age < -leeway:
         raise SSOError("state", "The sign-in attempt is too old; please start again.")
@@ -298,6 +302,7 @@ def _checked_blob(connection: SSOConnection, state_blob: Mapping[str, Any]) -> d
         all(isinstance(blob.get(key), str) and blob[key] for key in ("state", "nonce", "code_verifier"))
         and isinstance(blob.get("created_at"), int | float)
         and not isinstance(blob.get("created_at"), bool)
+        and math.isfinite(blob["created_at"])
     )
     if not well_formed:
         raise SSOError("state", "There is no sign-in attempt in progress in this browser.")
@@ -366,7 +371,9 @@ def _exchange_code(
     try:
         payload = _json_object(body)
     except _FetchError as exc:
-        raise SSOError("token_exchange", f"The token endpoint answered HTTP {status} with a body that is not JSON.") from exc
+        raise SSOError(
+            "token_exchange", f"The token endpoint answered HTTP {status} with a body that is not JSON."
+        ) from exc
     if status != 200:
         error = payload.get("error")
         description = payload.get("error_description")
@@ -430,6 +437,13 @@ def _verify_id_token(
     if kid is not None and not isinstance(kid, str):
         raise SSOError("signature", "The ID token names its key with something that is not a key id.")
 
+    issuer = discovery.get("issuer")
+    if not isinstance(issuer, str) or not issuer:
+        # PyJWT skips the issuer check when given none: never let a damaged discovery turn it off.
+        raise SSOError("issuer", "The identity provider's issuer is not configured.")
+    if not client_id:
+        raise SSOError("audience", "The client id is not configured.")
+
     jwks_uri = discovery.get("jwks_uri")
     if not isinstance(jwks_uri, str):
         raise SSOError("signature", "The identity provider publishes no keys.")
@@ -440,7 +454,6 @@ def _verify_id_token(
     if not candidates:
         raise SSOError("signature", "The ID token is signed with a key the identity provider does not publish.")
 
-    issuer = discovery.get("issuer")
     claims: dict[str, Any] | None = None
     for candidate in candidates:
         try:
