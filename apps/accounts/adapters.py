@@ -1,16 +1,99 @@
 """django-allauth adapter: the hook where Bastion's sign-in policy plugs in.
 
-Sign-up is closed by default (tenants and their first owners are created by
-platform staff). The identity issue adds SSO-only and MFA rules here.
+- Sign-up is closed by default (tenants and their first owners are created by
+  platform staff).
+- A password sign-in that apps.sso.policy refuses (admins once SSO works,
+  members of SSO-only tenants, staff once platform SSO is enabled) is a form
+  error that names the way in, audited as ``auth.sign_in`` denied with reason
+  ``sso_required``. The password is checked first: the refusal (which names a
+  tenant) is shown only to someone who knows it, so an e-mail address alone
+  does not reveal where its owner is an admin.
+- Failed attempts are rate-limited by allauth (``ACCOUNT_RATE_LIMITS["login_failed"]``,
+  per IP and per account); every attempt refused by the lockout is audited
+  as ``auth.sign_in`` denied with reason ``rate_limited``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from allauth.account.adapter import DefaultAccountAdapter
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
+from django.utils.html import format_html
+
+from apps.accounts import services
+from apps.sso import policy
+
+LOCKOUT_MESSAGE = (
+    "Too many failed sign-in attempts for this account or from your network. "
+    "Sign-in is paused for a few minutes: wait and try again, or reset your password."
+)
 
 
 class AccountAdapter(DefaultAccountAdapter):
+    error_messages = {**DefaultAccountAdapter.error_messages, "too_many_login_attempts": LOCKOUT_MESSAGE}
+
+    # Set while ``reauthenticate`` runs: a signed-in user confirming their
+    # password is not a sign-in (not audited as one, not refused by the SSO rules).
+    _reauthenticating = False
+
     def is_open_for_signup(self, request: HttpRequest) -> bool:
         return bool(getattr(settings, "ACCOUNT_ALLOW_SIGNUPS", False))
+
+    def pre_authenticate(self, request: HttpRequest, **credentials: Any) -> None:
+        """allauth's rate limit; a refused attempt (lockout) is audited before the error reaches the form."""
+        try:
+            super().pre_authenticate(request, **credentials)
+        except ValidationError:
+            if not self._reauthenticating:
+                services.record_sign_in_failure(
+                    identifier=str(credentials.get("email") or credentials.get("username") or ""),
+                    reason="rate_limited",
+                    result="denied",
+                )
+            raise
+
+    def authenticate(self, request: HttpRequest, **credentials: Any) -> AbstractBaseUser | None:
+        """Check the password (allauth), then refuse it if the sign-in policy says SSO is the way in.
+
+        Raises ValidationError (a form error naming the SSO connection and
+        its start URL) for a refused user; the attempt is audited.
+        """
+        user = super().authenticate(request, **credentials)
+        if user is None or self._reauthenticating:
+            return user
+        refusal = policy.password_sign_in_check(user)
+        if refusal is None:
+            return user
+        services.record_sign_in(
+            user=user,  # type: ignore[arg-type]
+            method="password",
+            result="denied",
+            reason="sso_required",
+            tenant=refusal.tenant,
+            extra={
+                "rule": refusal.rule,
+                "tenant": refusal.tenant.slug if refusal.tenant is not None else "",
+                "connection": str(refusal.connection.public_id),
+            },
+        )
+        # The plain-text message (audit, tests) plus a link for people: names are escaped.
+        raise ValidationError(
+            format_html(
+                '{} <a href="{}">Sign in with {}</a>',
+                refusal.explanation,
+                refusal.start_url,
+                refusal.connection.name,
+            ),
+            code="sso_required",
+        )
+
+    def reauthenticate(self, user: AbstractBaseUser, password: str) -> bool:
+        self._reauthenticating = True
+        try:
+            return super().reauthenticate(user, password)
+        finally:
+            self._reauthenticating = False

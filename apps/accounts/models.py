@@ -20,6 +20,9 @@ class User(AbstractBaseUser, PermissionsMixin):
         "platform staff", default=False, help_text="Platform staff can open /platform/ and manage every tenant."
     )
     date_joined = models.DateTimeField(default=timezone.now)
+    # Sessions that started before this moment are ended on their next request
+    # (sign_out_everywhere): covers sessions the session list never saw.
+    sessions_revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = UserManager()
 

@@ -58,6 +58,10 @@ MIDDLEWARE = [
     "allauth.usersessions.middleware.UserSessionsMiddleware",
     "apps.core.middleware.UserContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Sign-in policy (after messages: they leave one for the sign-in page): session
+    # lifetimes and revocation, then forced MFA enrolment after a password sign-in.
+    "apps.accounts.middleware.SessionPolicyMiddleware",
+    "apps.accounts.middleware.MFAEnrolmentMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]

@@ -31,7 +31,8 @@ def test_correct_password_signs_in_and_is_audited(cast, client):
     assert "_auth_user_id" in client.session
     (event,) = _sign_ins()
     assert (event.result, event.actor_type, event.actor_id) == ("success", "user", str(cast.member.pk))
-    assert event.metadata == {"method": "password"}
+    assert event.metadata == {"method": "password", "mfa": False}
+    assert event.ip == "127.0.0.1"
     assert event.request_id  # the request context reached the audit row
 
 
@@ -68,10 +69,10 @@ def test_repeated_failures_lock_the_account_with_a_clear_message(cast, client):
         assert response.status_code == 200
     locked = client.post(LOGIN, {"login": cast.member.email, "password": "wrong guess"})
     assert locked.status_code in (200, 429)
-    assert "Too many failed login attempts" in locked.content.decode()
+    assert "Too many failed sign-in attempts" in locked.content.decode()
     # While locked, even the right password does not get in.
     still_locked = client.post(LOGIN, {"login": cast.member.email, "password": PASSWORD})
-    assert "Too many failed login attempts" in still_locked.content.decode()
+    assert "Too many failed sign-in attempts" in still_locked.content.decode()
     assert "_auth_user_id" not in client.session
     assert _sign_ins().filter(result="failure").count() == 5  # lockouts are refused before authentication
 

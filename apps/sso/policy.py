@@ -1,0 +1,286 @@
+"""Sign-in policy rules: who may use a password, who must use MFA, how long a session lives.
+
+Read by the password sign-in (apps.accounts: adapter, middleware) and by the
+SSO flow (apps.sso.services). The rules are plain functions over a few small
+reads; ``policy_update`` is the one write.
+
+- Admins never use local passwords (DESIGN invariant 4): platform staff once a
+  platform SSO connection is enabled, owners and admins of any tenant whose SSO
+  works, and every member of a tenant that requires SSO (once it works) are
+  refused a password sign-in with a message that names the way in.
+- A password sign-in that remains (e.g. the bootstrap owner before SSO exists)
+  needs MFA: staff, owners and admins always; members when a tenant of theirs
+  says ``mfa_required_local`` (the default).
+- A session lives no longer than the strictest policy of the user's tenants.
+
+"SSO works" means the tenant has an ``SSOConnection`` with status enabled; a
+draft or tested connection never locks anyone out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.audit.services import Actor, record
+from apps.sso.models import SignInPolicy, SSOConnection
+from apps.tenants.models import Membership, Tenant
+
+ADMIN_ROLES = frozenset({Membership.Role.OWNER.value, Membership.Role.ADMIN.value})
+SSO_START_PATH = "/sso/start/{public_id}/"
+POLICY_FIELDS = (
+    "sso_required",
+    "mfa_required_local",
+    "mfa_required_admin_sso",
+    "session_absolute_minutes",
+    "session_idle_minutes",
+)
+ABSOLUTE_MINUTES_RANGE = (5, 7 * 24 * 60)  # mirrors the table's check constraints
+IDLE_MINUTES_RANGE = (1, 24 * 60)
+
+
+class PolicyError(ValueError):
+    """A policy change the rules refuse; the message is for the person who asked."""
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordRefusal:
+    """Why a user may not sign in with a password, and the way in instead.
+
+    ``rule`` is stable (audited): ``staff`` (platform SSO enabled), ``admin``
+    (owner/admin of a tenant whose SSO works) or ``member`` (tenant requires SSO).
+    """
+
+    rule: str
+    tenant: Tenant | None
+    connection: SSOConnection
+    explanation: str  # why a password is refused, without the way in
+
+    @property
+    def start_url(self) -> str:
+        return sso_start_url(self.connection)
+
+    @property
+    def message(self) -> str:
+        """The explanation and the way in: "… Sign in with <connection>: /sso/start/<id>/"."""
+        return f"{self.explanation} Sign in with {self.connection.name}: {self.start_url}"
+
+
+def sso_start_url(connection: SSOConnection) -> str:
+    """Where a sign-in through ``connection`` starts (built by the SSO flow)."""
+    return SSO_START_PATH.format(public_id=connection.public_id)
+
+
+# --- selectors ---------------------------------------------------------------------------
+
+
+def policy_for(tenant: Tenant | None) -> SignInPolicy:
+    """The sign-in policy of ``tenant`` (the platform's for ``None``); model defaults if no row exists.
+
+    The default instance is unsaved: use ``policy_update`` to store a change.
+    """
+    row = SignInPolicy.objects.filter(tenant=tenant).first()
+    return row if row is not None else SignInPolicy(tenant=tenant)
+
+
+def _policies_for(tenant_ids: set[int]) -> dict[int, SignInPolicy]:
+    """Policies of several tenants in one query, with defaults for tenants without a row."""
+    found = {p.tenant_id: p for p in SignInPolicy.objects.filter(tenant_id__in=tenant_ids)}
+    return {tenant_id: found.get(tenant_id) or SignInPolicy(tenant_id=tenant_id) for tenant_id in tenant_ids}
+
+
+def working_connection(tenant: Tenant | None) -> SSOConnection | None:
+    """The enabled SSO connection of ``tenant`` (the platform's for ``None``) to offer first, by name."""
+    qs = SSOConnection.objects.filter(status=SSOConnection.Status.ENABLED)
+    qs = qs.filter(tenant__isnull=True) if tenant is None else qs.filter(tenant=tenant)
+    return qs.order_by("name", "pk").first()
+
+
+def tenant_has_working_sso(tenant: Tenant | None) -> bool:
+    """True if ``tenant`` (the platform for ``None``) has an enabled SSO connection."""
+    qs = SSOConnection.objects.filter(status=SSOConnection.Status.ENABLED)
+    qs = qs.filter(tenant__isnull=True) if tenant is None else qs.filter(tenant=tenant)
+    return qs.exists()
+
+
+def _active_memberships(user: Any) -> list[Membership]:
+    """The user's active memberships with their tenants, in a stable order (tenant name)."""
+    if user is None or not getattr(user, "is_authenticated", False) or user.pk is None:
+        return []
+    return list(
+        Membership.objects.filter(user_id=user.pk, status=Membership.Status.ACTIVE)
+        .select_related("tenant")
+        .order_by("tenant__name", "tenant_id")
+    )
+
+
+# --- rules -------------------------------------------------------------------------------
+
+
+def password_sign_in_check(user: Any) -> PasswordRefusal | None:
+    """Whether ``user`` is refused a password sign-in; ``None`` if a password is allowed.
+
+    At most four queries (memberships, policies, enabled connections, and the
+    platform connection for staff), whatever the number of tenants. The
+    first refusal wins: staff, then tenants by name.
+    """
+    if getattr(user, "is_staff", False):
+        platform_connection = working_connection(None)
+        if platform_connection is not None:
+            return PasswordRefusal(
+                rule="staff",
+                tenant=None,
+                connection=platform_connection,
+                explanation="Platform staff sign in through single sign-on, not with a password.",
+            )
+    memberships = _active_memberships(user)
+    if not memberships:
+        return None
+    tenant_ids = {m.tenant_id for m in memberships}
+    connections: dict[int, SSOConnection] = {}
+    for connection in SSOConnection.objects.filter(
+        tenant_id__in=tenant_ids, status=SSOConnection.Status.ENABLED
+    ).order_by("name", "pk"):
+        connections.setdefault(connection.tenant_id, connection)  # type: ignore[arg-type]
+    if not connections:
+        return None
+    policies = _policies_for(set(connections))
+    for membership in memberships:
+        connection = connections.get(membership.tenant_id)
+        if connection is None:
+            continue
+        tenant = membership.tenant
+        if membership.role in ADMIN_ROLES:
+            return PasswordRefusal(
+                rule="admin",
+                tenant=tenant,
+                connection=connection,
+                explanation=(
+                    f"You are an administrator of {tenant.name}, which uses single sign-on: "
+                    "administrators may not sign in with a password."
+                ),
+            )
+        if policies[membership.tenant_id].sso_required:
+            return PasswordRefusal(
+                rule="member",
+                tenant=tenant,
+                connection=connection,
+                explanation=f"{tenant.name} requires single sign-on for every member.",
+            )
+    return None
+
+
+def password_sign_in_refusal(user: Any) -> str | None:
+    """A message naming the right way in if ``user`` may not sign in with a password, else ``None``."""
+    refusal = password_sign_in_check(user)
+    return refusal.message if refusal is not None else None
+
+
+def mfa_required_for(user: Any) -> bool:
+    """Whether a password sign-in of ``user`` must use a second factor (enrolment is forced first).
+
+    True for platform staff, for owners and admins of any tenant (the bootstrap
+    owner of a tenant without SSO may use a password only with MFA), and for
+    members of any tenant whose policy has ``mfa_required_local`` (the default).
+    SSO sign-ins are governed by ``sso_mfa_required_for`` instead.
+    """
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    if user.is_staff:
+        return True
+    memberships = _active_memberships(user)
+    if any(m.role in ADMIN_ROLES for m in memberships):
+        return True
+    if not memberships:
+        return False
+    return any(p.mfa_required_local for p in _policies_for({m.tenant_id for m in memberships}).values())
+
+
+def sso_mfa_required_for(user: Any, *, tenant: Tenant | None) -> bool:
+    """Whether an SSO sign-in of ``user`` through a connection of ``tenant`` must carry IdP-asserted MFA.
+
+    True when the policy has ``mfa_required_admin_sso`` and the user is an
+    owner/admin of ``tenant`` (or platform staff, for the platform's connection).
+    """
+    if tenant is None:
+        return bool(getattr(user, "is_staff", False)) and policy_for(None).mfa_required_admin_sso
+    is_admin = Membership.objects.filter(
+        tenant=tenant, user_id=user.pk, status=Membership.Status.ACTIVE, role__in=ADMIN_ROLES
+    ).exists()
+    return is_admin and policy_for(tenant).mfa_required_admin_sso
+
+
+def session_limits_for(user: Any) -> tuple[int, int]:
+    """``(absolute_minutes, idle_minutes)`` for the user's sessions: the strictest of their tenants.
+
+    Platform staff also fall under the platform's policy. With no policy
+    rows the model defaults apply (8 hours absolute, 30 minutes idle).
+    """
+    default = SignInPolicy()
+    policies = list(_policies_for({m.tenant_id for m in _active_memberships(user)}).values())
+    if getattr(user, "is_staff", False):
+        policies.append(policy_for(None))
+    if not policies:
+        return default.session_absolute_minutes, default.session_idle_minutes
+    return (
+        min(p.session_absolute_minutes for p in policies),
+        min(p.session_idle_minutes for p in policies),
+    )
+
+
+# --- writes ------------------------------------------------------------------------------
+
+
+def _snapshot(policy: SignInPolicy) -> dict[str, Any]:
+    return {name: getattr(policy, name) for name in POLICY_FIELDS}
+
+
+def _validate(values: dict[str, Any]) -> None:
+    low, high = ABSOLUTE_MINUTES_RANGE
+    if not low <= values["session_absolute_minutes"] <= high:
+        raise PolicyError(f"A session must last between {low} minutes and {high // (24 * 60)} days.")
+    low, high = IDLE_MINUTES_RANGE
+    if not low <= values["session_idle_minutes"] <= high:
+        raise PolicyError(f"The idle timeout must be between {low} minute and {high // 60} hours.")
+    if values["session_idle_minutes"] > values["session_absolute_minutes"]:
+        raise PolicyError("The idle timeout cannot be longer than the session lifetime.")
+
+
+@transaction.atomic
+def policy_update(*, tenant: Tenant | None, by: Any = None, **changes: Any) -> SignInPolicy:
+    """Change the sign-in policy of ``tenant`` (the platform's for ``None``); audited before/after.
+
+    ``changes`` are fields of ``SignInPolicy`` (see ``POLICY_FIELDS``). The caller
+    has checked the permission (tenant admin for a tenant, staff for the
+    platform). Raises ``PolicyError`` for an unknown field or out-of-range
+    minutes; nothing is written then. Returns the stored policy; no event is
+    recorded when nothing changed.
+    """
+    unknown = set(changes) - set(POLICY_FIELDS)
+    if unknown:
+        raise PolicyError(f"Unknown policy setting: {', '.join(sorted(unknown))}.")
+    policy, _created = SignInPolicy.objects.select_for_update().get_or_create(tenant=tenant)
+    before = _snapshot(policy)
+    after = {**before, **{k: v for k, v in changes.items() if v is not None}}
+    _validate(after)
+    if after == before:
+        return policy
+    for name, value in after.items():
+        setattr(policy, name, value)
+    policy.updated_at = timezone.now()
+    policy.save()
+    record(
+        "sso.policy_update",
+        tenant=tenant,
+        actor=Actor.for_user(by) if by is not None else Actor.system(),
+        target=policy,
+        metadata={
+            "before": before,
+            "after": after,
+            "changed": sorted(name for name in POLICY_FIELDS if before[name] != after[name]),
+        },
+    )
+    return policy
