@@ -9,8 +9,10 @@ nothing is recorded twice. Every sign-in restarts the session clock.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from allauth.account import app_settings as account_settings
 from allauth.account.authentication import get_authentication_records
 from allauth.mfa.models import Authenticator
 from allauth.mfa.signals import authentication_failed, authenticator_added, authenticator_removed
@@ -30,12 +32,25 @@ def password_sign_in_records(request: HttpRequest, user: Any) -> tuple[bool, boo
     allauth appends one record per step (``password``, then ``mfa`` after the
     second-factor stage) to the session; the last primary step decides the
     method, and an ``mfa`` step after it means a second factor was used.
+    Re-authentications do not count, and neither does a password step older
+    than the session's current sign-in record or than allauth's login timeout
+    (a signed-in user who signs in again another way keeps old records).
     """
     records = get_authentication_records(request, user)
-    primary = [i for i, r in enumerate(records) if r.get("method") in {"password", "socialaccount", "code"}]
+    primary = [
+        i
+        for i, r in enumerate(records)
+        if r.get("method") in {"password", "socialaccount", "code"} and not r.get("reauthenticated")
+    ]
     if not primary or records[primary[-1]].get("method") != "password":
         return False, False
     last = primary[-1]
+    at = records[last].get("at")
+    marker = services.session_sign_in(request)
+    if not isinstance(at, int | float) or time.time() - at > account_settings.LOGIN_TIMEOUT:
+        return False, False
+    if marker is not None and isinstance(marker.get("at"), int | float) and marker["at"] >= at:
+        return False, False
     return True, any(r.get("method") == "mfa" for r in records[last + 1 :])
 
 

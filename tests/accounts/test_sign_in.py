@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.cache import cache
+from django.test import Client
 
 from apps.audit.models import AuditEvent
 from tests.conftest import PASSWORD
@@ -69,12 +70,32 @@ def test_repeated_failures_lock_the_account_with_a_clear_message(cast, client):
         assert response.status_code == 200
     locked = client.post(LOGIN, {"login": cast.member.email, "password": "wrong guess"})
     assert locked.status_code in (200, 429)
-    assert "Too many failed sign-in attempts" in locked.content.decode()
+    body = locked.content.decode()
+    assert "Too many failed sign-in attempts" in body
+    assert "wait and try again, or reset your password" in body
     # While locked, even the right password does not get in.
     still_locked = client.post(LOGIN, {"login": cast.member.email, "password": PASSWORD})
     assert "Too many failed sign-in attempts" in still_locked.content.decode()
     assert "_auth_user_id" not in client.session
     assert _sign_ins().filter(result="failure").count() == 5  # lockouts are refused before authentication
+    # The lockout itself is audited: one denied attempt per refused try, naming the account.
+    lockouts = _sign_ins().filter(result="denied")
+    assert lockouts.count() == 2
+    assert {e.metadata["reason"] for e in lockouts} == {"rate_limited"}
+    assert {e.metadata["identifier"] for e in lockouts} == {cast.member.email}
+    assert all(e.ip == "127.0.0.1" for e in lockouts)
+
+
+def test_failures_from_one_address_lock_that_address_out(cast, client):
+    """Per IP: ten failures against any accounts from one address, and that address must wait."""
+    for index in range(10):
+        client.post(LOGIN, {"login": f"guess{index}@acme.example", "password": "wrong guess"})
+    response = client.post(LOGIN, {"login": cast.viewer.email, "password": PASSWORD})
+    assert "Too many failed sign-in attempts" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+    assert _sign_ins().filter(result="denied", metadata__reason="rate_limited").count() == 1
+    elsewhere = Client(REMOTE_ADDR="10.9.8.7")
+    assert elsewhere.post(LOGIN, {"login": cast.viewer.email, "password": PASSWORD}).status_code == 302
 
 
 def test_lockout_is_per_account(cast, client):
