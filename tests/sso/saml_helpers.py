@@ -127,6 +127,7 @@ class ResponseSpec:
     recipient: str | None = None  # defaults to acs_url; "" omits the attribute
     in_response_to: str | None = None
     attributes: dict[str, list[str]] = field(default_factory=dict)
+    friendly_names: dict[str, str] = field(default_factory=dict)  # attribute Name -> FriendlyName
     authn_context: str = AC_PASSWORD
     now: datetime | None = None
     not_before: int | None = -30  # Conditions NotBefore offset; None omits it
@@ -169,12 +170,12 @@ def build_assertion(spec: ResponseSpec) -> etree._Element:
         Recipient=recipient or None,
         InResponseTo=spec.in_response_to,
     )
-    conditions = _sub(assertion, NS_SAML, "Conditions", NotBefore=at(spec.not_before), NotOnOrAfter=at(spec.not_on_or_after))
+    conditions = _sub(
+        assertion, NS_SAML, "Conditions", NotBefore=at(spec.not_before), NotOnOrAfter=at(spec.not_on_or_after)
+    )
     restriction = _sub(conditions, NS_SAML, "AudienceRestriction")
     _sub(restriction, NS_SAML, "Audience", spec.audience)
-    statement = _sub(
-        assertion, NS_SAML, "AuthnStatement", AuthnInstant=saml_time(now), SessionIndex=new_id()
-    )
+    statement = _sub(assertion, NS_SAML, "AuthnStatement", AuthnInstant=saml_time(now), SessionIndex=new_id())
     context = _sub(statement, NS_SAML, "AuthnContext")
     _sub(context, NS_SAML, "AuthnContextClassRef", spec.authn_context)
     if spec.attributes:
@@ -186,6 +187,7 @@ def build_assertion(spec: ResponseSpec) -> etree._Element:
                 "Attribute",
                 Name=name,
                 NameFormat="urn:oasis:names:tc:SAML:2.0:attrname-format:unspecified",
+                FriendlyName=spec.friendly_names.get(name),
             )
             for value in values:
                 _sub(attribute, NS_SAML, "AttributeValue", value, **{f"{{{NS_XSI}}}type": "xs:string"})
@@ -209,17 +211,20 @@ def build_response(spec: ResponseSpec, assertion: etree._Element | None = None) 
     return response
 
 
-def sign(element: etree._Element, keys: KeyPair | None = None) -> etree._Element:
+def sign(element: etree._Element, keys: KeyPair | None = None, *, sha1: bool = False) -> etree._Element:
     """Sign ``element`` (a Response or an Assertion) in place: enveloped, exc-c14n, rsa-sha256.
 
     The ds:Signature goes right after the element's saml:Issuer, where the
     schema wants it. Sign the assertion before the response when signing both.
+    ``sha1`` signs with the deprecated rsa-sha1 / sha1 instead.
     """
     keys = keys or idp_keys()
-    signature = xmlsec.template.create(element, xmlsec.Transform.EXCL_C14N, xmlsec.Transform.RSA_SHA256, ns="ds")
+    method = xmlsec.Transform.RSA_SHA1 if sha1 else xmlsec.Transform.RSA_SHA256
+    digest = xmlsec.Transform.SHA1 if sha1 else xmlsec.Transform.SHA256
+    signature = xmlsec.template.create(element, xmlsec.Transform.EXCL_C14N, method, ns="ds")
     issuer = element.find(f"{{{NS_SAML}}}Issuer")
     element.insert(element.index(issuer) + 1 if issuer is not None else 0, signature)
-    reference = xmlsec.template.add_reference(signature, xmlsec.Transform.SHA256, uri="#" + element.get("ID"))
+    reference = xmlsec.template.add_reference(signature, digest, uri="#" + element.get("ID"))
     xmlsec.template.add_transform(reference, xmlsec.Transform.ENVELOPED)
     xmlsec.template.add_transform(reference, xmlsec.Transform.EXCL_C14N)
     key_info = xmlsec.template.ensure_key_info(signature)
@@ -266,7 +271,7 @@ def encode(document: etree._Element | bytes | str) -> str:
 
 def parse(xml: bytes) -> etree._Element:
     """Parse XML the tests built themselves (trusted input)."""
-    return etree.fromstring(xml, etree.XMLParser(remove_blank_text=False, resolve_entities=False))  # noqa: S320
+    return etree.fromstring(xml, etree.XMLParser(remove_blank_text=False, resolve_entities=False))
 
 
 # --- metadata ---------------------------------------------------------------------------------
@@ -314,4 +319,68 @@ def idp_metadata_xml(
         "<md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress</md:NameIDFormat>"
         f"{slo}{sso}"
         "</md:IDPSSODescriptor></md:EntityDescriptor>"
+    )
+
+
+# --- connections and posting -----------------------------------------------------------------
+
+REQUEST_ID = "ONELOGIN_0123456789abcdef0123456789abcdef01234567"
+
+
+def make_connection(*, tenant=None, attribute_mapping: dict[str, str] | None = None, **config):
+    """A saved SAML SSOConnection trusting ``idp_keys()`` (config keys overridable)."""
+    from apps.sso.models import SSOConnection
+    from apps.sso.saml import ATTRIBUTE_PRESETS
+    from tests.factories import TenantFactory
+
+    base = {
+        "idp_entity_id": IDP_ENTITY_ID,
+        "idp_sso_url": IDP_SSO_URL,
+        "idp_slo_url": IDP_SLO_URL,
+        "idp_x509_certs": [idp_keys().cert_pem],
+    }
+    base.update(config)
+    return SSOConnection.objects.create(
+        tenant=tenant or TenantFactory(),
+        kind=SSOConnection.Kind.SAML,
+        name="Okta",
+        config=base,
+        attribute_mapping=ATTRIBUTE_PRESETS["okta"] if attribute_mapping is None else attribute_mapping,
+    )
+
+
+def spec_for(connection, **overrides) -> ResponseSpec:
+    """A ResponseSpec aimed at ``connection``'s ACS and entity id, answering REQUEST_ID."""
+    from apps.sso.saml import acs_url, sp_entity_id
+
+    values = {
+        "acs_url": acs_url(connection, base_url=BASE_URL),
+        "audience": sp_entity_id(connection, base_url=BASE_URL),
+        "in_response_to": REQUEST_ID,
+        "attributes": {
+            "email": ["ada@acme.example"],
+            "firstName": ["Ada"],
+            "lastName": ["Lovelace"],
+            "groups": ["engineering", "admins"],
+        },
+    }
+    values.update(overrides)
+    return ResponseSpec(**values)
+
+
+def post(connection, document, *, expected_request_id: str | None = REQUEST_ID, path: str | None = None):
+    """Call ``process_response`` as the ACS view would, for a document (element, bytes or base64 str)."""
+    from urllib.parse import urlsplit
+
+    from apps.sso.saml import acs_url, process_response
+
+    value = document if isinstance(document, str) else encode(document)
+    return process_response(
+        connection,
+        base_url=BASE_URL,
+        post_data={"SAMLResponse": value},
+        request_host=REQUEST_HOST,
+        request_path=path or urlsplit(acs_url(connection, base_url=BASE_URL)).path,
+        https=True,
+        expected_request_id=expected_request_id,
     )

@@ -1,0 +1,35 @@
+"""Celery adapters for SSO (thin: take ids, call one service in apps.sso.metadata / apps.sso.saml)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from apps.sso import metadata, saml
+
+
+# Refreshing is idempotent (the same document gives the same config; audit events for
+# certificate expiry are de-duplicated per day), so a redelivery after a crash (acks_late)
+# does no harm. The fetch itself is bounded at 10 s, the limits leave room for the lock.
+@shared_task(name="apps.sso.tasks.refresh_saml_metadata", acks_late=True, soft_time_limit=60, time_limit=90)
+def refresh_saml_metadata(connection_id: int) -> str:
+    """Fetch and apply one SAML connection's IdP metadata; returns updated/unchanged/failed/skipped."""
+    return metadata.refresh_connection_metadata(connection_id)
+
+
+# config/celery.py's beat schedule runs this every 6 hours: it only fans out, one task per
+# connection, so one slow IdP never holds up the others.
+@shared_task(name="apps.sso.tasks.refresh_all_saml_metadata", acks_late=True, soft_time_limit=60, time_limit=90)
+def refresh_all_saml_metadata() -> int:
+    """Enqueue a refresh for every SAML connection with a metadata URL; returns how many."""
+    ids = metadata.saml_connections_to_refresh()
+    for connection_id in ids:
+        refresh_saml_metadata.delay(connection_id)
+    return len(ids)
+
+
+# Expired rows of the replay store are useless (an expired assertion is refused on its own);
+# purging them daily keeps the table small. Idempotent.
+@shared_task(name="apps.sso.tasks.purge_seen_assertions", acks_late=True, soft_time_limit=120, time_limit=180)
+def purge_seen_assertions() -> int:
+    """Delete expired replay-store rows; returns how many."""
+    return saml.purge_seen_assertions()
