@@ -18,6 +18,17 @@ app.autodiscover_tasks()
 # Periodic work. Each entry says why it runs when it does. django-celery-beat's
 # DatabaseScheduler reads this dict at start-up and keeps it in its tables.
 app.conf.beat_schedule = {
+    # IdP metadata URLs: often enough to pick up a rotated signing certificate
+    # well before the old one stops working, rarely enough not to bother IdPs.
+    "sso-refresh-saml-metadata": {
+        "task": "apps.sso.tasks.refresh_all_saml_metadata",
+        "schedule": 6 * 3600.0,
+    },
+    # Replay-store rows are useless once their assertion expired; daily keeps the table small.
+    "sso-purge-seen-assertions": {
+        "task": "apps.sso.tasks.purge_seen_assertions",
+        "schedule": 24 * 3600.0,
+    },
     # Seal the audit chains often enough that an operator can compare a recent
     # head with an off-site copy; sealing is cheap (one row per tenant chain).
     "audit-seal-chains": {
