@@ -8,8 +8,9 @@ MFA and has none on the enrolment pages until they have enrolled.
 
 Both sit after the message middleware (they leave a message for the next page).
 The policy is re-read at most once a minute per session, and the last-activity
-time is written at that resolution too, so a busy session does not cost a
-session write and two policy queries on every request.
+time is written at most once a minute too (more often for idle limits under ten
+minutes), so a busy session does not cost a session write and policy queries on
+every request.
 """
 
 from __future__ import annotations
@@ -126,7 +127,9 @@ class SessionPolicyMiddleware:
                         {"rule": refusal.rule, "tenant": refusal.tenant.slug if refusal.tenant else ""},
                     )
             clock["checked"] = now
-        if refresh or now - float(clock.get("seen") or 0.0) >= RECHECK_SECONDS:
+        # Last activity is written at a resolution of a tenth of the idle limit (at
+        # most a minute), so a session never ends more than 10% early.
+        if refresh or now - float(clock.get("seen") or 0.0) >= min(RECHECK_SECONDS, idle * 6):
             clock["seen"] = now
             request.session[services.SESSION_CLOCK_KEY] = clock
         return None

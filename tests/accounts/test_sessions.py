@@ -179,7 +179,7 @@ def test_session_list_is_styled_and_offers_a_sign_out_per_session(cast, settings
     body = current.get("/accounts/sessions/").content.decode()
     assert 'class="auth-page auth-manage"' in body
     assert 'class="table-wrap"' in body
-    assert "This session" in body
+    assert "This&nbsp;session" in body
     other_id = UserSession.objects.get(session_key=other.session.session_key).pk
     assert f'action="/accounts/sessions/{other_id}/end/"' in body
     assert "Sign out all other sessions" in body
@@ -222,3 +222,13 @@ def test_ending_a_session_needs_a_sign_in(cast, client, settings):
     response = client.post("/accounts/sessions/1/end/")
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
+
+
+def test_short_idle_limits_record_activity_often_enough(cast, client_for):
+    """With a one-minute idle limit, a request 50 s after the last one keeps the session alive."""
+    set_policy(cast.acme, session_idle_minutes=1, session_absolute_minutes=60)
+    client = _signed_in(cast, client_for)
+    now = time.time()
+    _shift_clock(client, seen=now - 50)
+    assert client.get("/t/acme/").status_code == 200
+    assert client.session[services.SESSION_CLOCK_KEY]["seen"] > now - 5
