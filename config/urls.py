@@ -10,6 +10,7 @@ urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
     path("", core_views.home, name="home"),
+    path("accounts/", include("apps.accounts.urls")),  # before allauth: our session sign-out
     path("accounts/", include("allauth.urls")),
     path("sso/", include("apps.sso.urls")),
     path("invitations/", include("apps.tenants.invitation_urls")),

@@ -174,7 +174,6 @@ def test_rotate_session_changes_the_key_and_keeps_the_user(cast, client_for, rf)
 
 
 def test_session_list_is_styled_and_offers_a_sign_out_per_session(cast, settings):
-    settings.ROOT_URLCONF = "tests.accounts.urls"
     current, other = _password_client(cast.member), _password_client(cast.member)
     body = current.get("/accounts/sessions/").content.decode()
     assert 'class="auth-page auth-manage"' in body
@@ -186,7 +185,6 @@ def test_session_list_is_styled_and_offers_a_sign_out_per_session(cast, settings
 
 
 def test_ending_another_session_from_the_list(cast, settings):
-    settings.ROOT_URLCONF = "tests.accounts.urls"
     current, other = _password_client(cast.member), _password_client(cast.member)
     other_id = UserSession.objects.get(session_key=other.session.session_key).pk
     response = current.post(f"/accounts/sessions/{other_id}/end/")
@@ -199,7 +197,6 @@ def test_ending_another_session_from_the_list(cast, settings):
 
 
 def test_ending_the_current_session_signs_out(cast, settings):
-    settings.ROOT_URLCONF = "tests.accounts.urls"
     client = _password_client(cast.member)
     mine = UserSession.objects.get(session_key=client.session.session_key).pk
     response = client.post(f"/accounts/sessions/{mine}/end/")
@@ -208,7 +205,6 @@ def test_ending_the_current_session_signs_out(cast, settings):
 
 
 def test_nobody_ends_another_users_session(cast, settings):
-    settings.ROOT_URLCONF = "tests.accounts.urls"
     victim, attacker = _password_client(cast.viewer), _password_client(cast.member)
     victim_id = UserSession.objects.get(session_key=victim.session.session_key).pk
     assert attacker.post(f"/accounts/sessions/{victim_id}/end/").status_code == 404
@@ -218,7 +214,6 @@ def test_nobody_ends_another_users_session(cast, settings):
 
 
 def test_ending_a_session_needs_a_sign_in(cast, client, settings):
-    settings.ROOT_URLCONF = "tests.accounts.urls"
     response = client.post("/accounts/sessions/1/end/")
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")

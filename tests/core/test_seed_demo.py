@@ -13,6 +13,7 @@ from apps.accounts.models import User
 from apps.audit.models import AuditEvent
 from apps.platform.management import demo
 from apps.tenants.models import Membership, Tenant
+from tests.accounts.helpers import enrol_totp, totp_code
 
 pytestmark = pytest.mark.django_db
 
@@ -81,10 +82,19 @@ def test_seed_is_idempotent():
 
 def test_demo_owner_and_staff_can_sign_in():
     seed()
+    # Administrators and staff signing in with a password must enrol a second factor first.
     owner = sign_in("owner@acme.example", demo.OWNER_PASSWORD)
-    assert owner.get("/t/acme/").status_code == 200
+    assert owner.get("/t/acme/")["Location"] == "/accounts/2fa/totp/activate/"
     staff = sign_in(demo.STAFF.email, demo.STAFF_PASSWORD)
-    assert staff.get("/platform/").status_code == 200
+    assert staff.get("/platform/")["Location"] == "/accounts/2fa/totp/activate/"
+    # With a TOTP device enrolled, the same sign-in reaches the console after the code.
+    secret = enrol_totp(User.objects.get(email="owner@acme.example"))
+    client = Client()
+    response = client.post("/accounts/login/", {"login": "owner@acme.example", "password": demo.OWNER_PASSWORD})
+    assert response.status_code == 302
+    response = client.post(response["Location"], {"code": totp_code(secret)})
+    assert response.status_code == 302
+    assert client.get("/t/acme/").status_code == 200
     sign_in("viewer@acme.example", demo.MEMBER_PASSWORD)
 
 

@@ -13,6 +13,7 @@ from apps.access.services import roles_seed_builtin
 from apps.audit.services import Actor, record
 from apps.catalog.models import Dataset, Tool
 from apps.tenants.models import Membership
+from tests.accounts.helpers import enrol_totp, totp_code
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -58,6 +59,7 @@ def world():
             result=result,
             metadata={"note": "seeded for the browser test"},
         )
+    acme.owner_totp_secret = enrol_totp(owner)
     globex = TenantFactory(slug="globex", name="Globex")
     MembershipFactory(tenant=globex, user=owner, role=Membership.Role.ADMIN)
     return acme
@@ -78,8 +80,14 @@ def test_sign_in_and_walk_the_console(world, live_server, browser, screenshot_di
     page.fill("input[name=login]", "owner@acme.example")
     page.fill("input[name=password]", PASSWORD)
     page.click("form button[type=submit]")
+    # Owners signing in with a password give their second factor (TOTP) next.
+    page.wait_for_url("**/accounts/2fa/authenticate/")
+    _shot(page, screenshot_dir, "01b-second-factor")
+    page.fill("input[name=code]", totp_code(world.owner_totp_secret))
+    page.click("form button[type=submit]")
     page.wait_for_load_state()
     assert "/accounts/login/" not in page.url
+    assert "/accounts/2fa/" not in page.url
 
     pages = [
         ("02-dashboard", "/t/acme/", "Acme Corp"),
