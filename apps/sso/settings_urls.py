@@ -1,4 +1,26 @@
-from django.urls import path  # noqa: F401
+"""Tenant SSO settings, mounted under /t/<tenant_slug>/settings/sso/ (every view needs sso.manage)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from apps.sso import views
 
 app_name = "sso_settings"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.settings_list, name="list"),
+    path("connections/new/saml/", views.connection_create, {"kind": "saml"}, name="saml_create"),
+    path("connections/new/oidc/", views.connection_create, {"kind": "oidc"}, name="oidc_create"),
+    path("connections/<int:connection_id>/", views.connection_detail, name="detail"),
+    path("connections/<int:connection_id>/edit/", views.connection_edit, name="edit"),
+    path("connections/<int:connection_id>/test/", views.connection_test, name="test"),
+    path("connections/<int:connection_id>/test/result/", views.test_result, name="test_result"),
+    path("connections/<int:connection_id>/enable/", views.connection_enable, name="enable"),
+    path("connections/<int:connection_id>/disable/", views.connection_disable, name="disable"),
+    path("connections/<int:connection_id>/refresh/", views.connection_refresh, name="refresh"),
+    path("connections/<int:connection_id>/delete/", views.connection_delete, name="delete"),
+    path("domains/", views.domains, name="domains"),
+    path("domains/<int:domain_id>/release/", views.domain_release, name="domain_release"),
+    path("policy/", views.policy, name="policy"),
+    path("groups/", views.groups, name="groups"),
+]
