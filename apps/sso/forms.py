@@ -262,7 +262,7 @@ class DomainClaimForm(forms.Form):
 
     domain = forms.CharField(
         max_length=services.DOMAIN_MAX,
-        help_text="The part after @ in your people's addresses, e.g. acme.com. One domain per line of the list.",
+        help_text="The part after @ in your people's addresses, e.g. acme.com. Claim one domain at a time.",
     )
 
 

@@ -1069,18 +1069,21 @@ def complete_sign_in(*, connection: SSOConnection, assertion: Assertion, request
     return done.user
 
 
-def on_membership_deprovisioned(membership: Membership) -> None:
-    """A membership was disabled or removed: end every session of its user at once.
+def on_membership_deprovisioned(
+    membership: Membership, *, by: User | None = None, reason: str = "membership_deprovisioned"
+) -> None:
+    """A membership was disabled or removed: end every session of its user at once (audited).
 
-    Call after the change commits (``transaction.on_commit``) from the tenant
-    services that disable or remove memberships. Signing out everywhere is
-    deliberately broader than the one tenant: a session cannot be narrowed to
-    the tenants still allowed.
+    Call after the change commits (``transaction.on_commit``). Signing out
+    everywhere is deliberately broader than the one tenant: a session cannot
+    be narrowed to the tenants still allowed, and the person signs in again
+    where they still may. A disabled membership is refused at the next SSO
+    sign-in; a *removed* one is created again by JIT provisioning if the IdP
+    still lets the person in (disable, or remove them at the IdP, to keep
+    them out).
     """
-    from apps.accounts.services import sign_out_everywhere
-
     user = membership.user if Membership.user.is_cached(membership) else User.objects.get(pk=membership.user_id)
-    sign_out_everywhere(user)
+    account_services.sign_out_everywhere(user, reason=reason, by=by)
 
 
 # --- test sign-ins ------------------------------------------------------------------------------

@@ -502,6 +502,9 @@ def _detail_context(request: TenantRequest, connection: SSOConnection) -> dict[s
         "fetched_at": services.parse_iso(config.get("metadata_fetched_at")),
         "valid_until": services.parse_iso(config.get("metadata_valid_until")),
         "has_secret": bool(connection.secret_encrypted),
+        # The SAML module's defaults for absent keys.
+        "want_assertion_signed": config.get("want_assertion_signed", True) is not False,
+        "allow_idp_initiated": bool(config.get("allow_idp_initiated", False)),
         "start_url": request.build_absolute_uri(reverse("sso:start", kwargs={"public_id": connection.public_id})),
     }
 
