@@ -24,6 +24,7 @@ def _nav(request: HttpRequest) -> list[dict[str, str]]:
         ("Tools", "tool.execute", "catalog:tool_list"),
         ("Models", "model.use", "catalog:model_list"),
         ("Try a tool call", "tool.execute", "guardrails:try"),
+        ("SSO", "sso.manage", "sso_settings:list"),
         ("Roles", "role.manage", "access:role_list"),
         ("Grants", "role.manage", "access:grants"),
         ("Explain access", "role.manage", "access:explain"),

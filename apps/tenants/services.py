@@ -9,6 +9,7 @@ with a message meant for the person who asked; nothing is written then.
 from __future__ import annotations
 
 import functools
+from functools import partial
 from typing import Any
 
 from django.core import signing
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from apps.accounts import services as account_services
 from apps.accounts.models import User
+from apps.accounts.services import sign_out_everywhere
 from apps.audit.services import Actor, record
 from apps.tenants.models import RESERVED_SLUGS, Membership, Tenant
 
@@ -289,7 +291,14 @@ def membership_set_disabled(*, membership: Membership, disabled: bool, by: User)
         target=locked,
         metadata={"email": locked.user.email, "before": before, "after": _member_snapshot(locked)},
     )
+    if disabled:
+        _sign_out_after_commit(locked.user, reason="membership_disabled", by=by)
     return locked
+
+
+def _sign_out_after_commit(user: User, *, reason: str, by: User | None) -> None:
+    """Deprovisioning ends the person's sessions everywhere once the change is committed."""
+    transaction.on_commit(partial(sign_out_everywhere, user, reason=reason, by=by), robust=True)
 
 
 @transaction.atomic
@@ -312,7 +321,9 @@ def membership_remove(*, membership: Membership, by: User) -> Membership:
         target=locked,
         metadata={"email": email, "before": before, "after": None},
     )
+    user = locked.user
     locked.delete()
+    _sign_out_after_commit(user, reason="membership_removed", by=by)
     return locked
 
 

@@ -15,6 +15,11 @@ AUDIT_HMAC_KEY = env_secret("AUDIT_HMAC_KEY", "") or SECRET_KEY
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://localhost:8000")
+# SAML/OIDC endpoints (entity id, ACS, callback) are built from this when set
+# (production sets it from SITE_URL); otherwise from the request's scheme and host.
+SSO_BASE_URL = env.str("SSO_BASE_URL", default="")
+SSO_SECRET_KEY = env_secret("SSO_SECRET_KEY", "") or ""
+SSO_ALLOW_PRIVATE_NETWORK_IDP = env_bool("SSO_ALLOW_PRIVATE_NETWORK_IDP", False)
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -125,6 +130,7 @@ ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = False
 ACCOUNT_SESSION_REMEMBER = False
 ACCOUNT_ADAPTER = "apps.accounts.adapters.AccountAdapter"
+ACCOUNT_FORMS = {"login": "apps.accounts.forms.LoginForm"}
 # Tenants are created by platform staff; nobody signs up to an empty console.
 ACCOUNT_ALLOW_SIGNUPS = env_bool("ACCOUNT_ALLOW_SIGNUPS", False)
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}

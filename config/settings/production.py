@@ -29,3 +29,7 @@ SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SESSION_COOKIE_NAME = "__Host-sessionid"
 CSRF_COOKIE_NAME = "__Host-csrftoken"
+
+# The SP entity id and ACS URL must not depend on which Host header a request carried.
+SITE_URL = env.str("SITE_URL", default="https://" + ALLOWED_HOSTS[0])
+SSO_BASE_URL = env.str("SSO_BASE_URL", default="") or SITE_URL
