@@ -1,6 +1,6 @@
 """Platform staff URLs, mounted under /platform/."""
 
-from django.urls import path
+from django.urls import include, path
 
 from apps.platform import audit_views, views
 
@@ -13,4 +13,5 @@ urlpatterns = [
     path("tenants/<str:slug>/reactivate/", views.tenant_reactivate, name="tenant_reactivate"),
     path("audit/", audit_views.platform_audit_list, name="audit"),
     path("audit/export/", audit_views.platform_audit_export, name="audit_export"),
+    path("sso/", include("apps.sso.platform_urls")),
 ]

@@ -463,10 +463,13 @@ def refresh_connection_metadata(connection_id: int) -> str:
     (success or failure), ``sso.idp_certificate_changed`` when the set of
     signing certificates differs, and ``sso.idp_certificate_expiring`` (at
     most once a day per certificate) for a certificate that expires within 30
-    days.
+    days. Each of these two, and a failure (at most once a day per
+    connection), also e-mails the connection's administrators once the
+    transaction commits (``apps.sso.notices``).
     """
     from apps.audit.models import AuditEvent
     from apps.audit.services import Actor, record
+    from apps.sso import notices
 
     connection = SSOConnection.objects.filter(pk=connection_id, kind=SSOConnection.Kind.SAML).first()
     url = (connection.config or {}).get("metadata_url", "") if connection else ""
@@ -492,6 +495,9 @@ def refresh_connection_metadata(connection_id: int) -> str:
         if parsed is None:
             config["metadata_error"] = error
             config["metadata_error_at"] = now.isoformat()
+            notify = config.get("metadata_error_notified") != now.date().isoformat()
+            if notify:
+                config["metadata_error_notified"] = now.date().isoformat()  # one notice a day at most
             locked.config = config
             locked.updated_at = now
             locked.save(update_fields=["config", "updated_at"])
@@ -504,6 +510,10 @@ def refresh_connection_metadata(connection_id: int) -> str:
                 metadata={"url": url, "error": error},
             )
             logger.warning("saml metadata refresh failed", extra={"connection": connection_id, "error": error})
+            if notify:
+                notices.enqueue(
+                    connection_id=locked.pk, event=notices.METADATA_FAILED, detail={"url": url, "error": error}
+                )
             return "failed"
 
         new = metadata_config(parsed)
@@ -538,28 +548,20 @@ def refresh_connection_metadata(connection_id: int) -> str:
             metadata={"url": url, "changed": changed},
         )
         if old_fingerprints != new_fingerprints:
+            difference = {
+                "added": sorted(new_fingerprints - old_fingerprints),
+                "removed": sorted(old_fingerprints - new_fingerprints),
+            }
             record(
-                "sso.idp_certificate_changed",
-                tenant=locked.tenant_id,
-                actor=actor,
-                target=locked,
-                metadata={
-                    "added": sorted(new_fingerprints - old_fingerprints),
-                    "removed": sorted(old_fingerprints - new_fingerprints),
-                },
+                "sso.idp_certificate_changed", tenant=locked.tenant_id, actor=actor, target=locked, metadata=difference
             )
+            notices.enqueue(connection_id=locked.pk, event=notices.CERTIFICATE_CHANGED, detail=difference)
         for fingerprint, expires in expiring:
+            warning = {"fingerprint": fingerprint, "not_after": expires.isoformat(), "days_left": (expires - now).days}
             record(
-                "sso.idp_certificate_expiring",
-                tenant=locked.tenant_id,
-                actor=actor,
-                target=locked,
-                metadata={
-                    "fingerprint": fingerprint,
-                    "not_after": expires.isoformat(),
-                    "days_left": (expires - now).days,
-                },
+                "sso.idp_certificate_expiring", tenant=locked.tenant_id, actor=actor, target=locked, metadata=warning
             )
+            notices.enqueue(connection_id=locked.pk, event=notices.CERTIFICATE_EXPIRING, detail=warning)
     return "updated" if changed else "unchanged"
 
 

@@ -19,7 +19,7 @@ from django.db.models import QuerySet
 
 from apps.access.models import Role, RoleBinding
 from apps.sso import saml
-from apps.sso.models import SignInPolicy, SSOConnection, VerifiedDomain
+from apps.sso.models import DeprovisionedIdentity, SignInPolicy, SSOConnection, VerifiedDomain
 from apps.sso.policy import policy_for
 from apps.tenants.models import Membership, Tenant
 from apps.tenants.selectors import MAX_ID
@@ -36,12 +36,12 @@ def _valid_id(ident: int) -> bool:
 # --- connections ------------------------------------------------------------------------------
 
 
-def connection_list(*, tenant: Tenant) -> QuerySet[SSOConnection]:
+def connection_list(*, tenant: Tenant | None) -> QuerySet[SSOConnection]:
     """The tenant's connections, ordered by name (one query)."""
     return SSOConnection.objects.filter(tenant=tenant).order_by("name", "pk")
 
 
-def connection_get(*, tenant: Tenant, connection_id: int) -> SSOConnection | None:
+def connection_get(*, tenant: Tenant | None, connection_id: int) -> SSOConnection | None:
     """One connection of ``tenant`` by database id; ``None`` for another tenant's or an unknown id."""
     if not _valid_id(connection_id):
         return None
@@ -57,7 +57,14 @@ def connection_by_public_id(*, public_id: uuid.UUID | str) -> SSOConnection | No
     return SSOConnection.objects.select_related("tenant").filter(public_id=value).first()
 
 
-def connection_name_taken(*, tenant: Tenant, name: str, exclude_id: int | None = None) -> bool:
+def connection_by_id(*, connection_id: int) -> SSOConnection | None:
+    """Any connection by database id, with its tenant (background work only: tasks take ids)."""
+    if not _valid_id(connection_id):
+        return None
+    return SSOConnection.objects.select_related("tenant").filter(pk=connection_id).first()
+
+
+def connection_name_taken(*, tenant: Tenant | None, name: str, exclude_id: int | None = None) -> bool:
     """Whether another connection of ``tenant`` already has ``name`` (case-insensitive)."""
     qs = SSOConnection.objects.filter(tenant=tenant, name__iexact=name.strip())
     if exclude_id is not None:
@@ -65,7 +72,7 @@ def connection_name_taken(*, tenant: Tenant, name: str, exclude_id: int | None =
     return qs.exists()
 
 
-def enabled_connections(*, tenant: Tenant) -> QuerySet[SSOConnection]:
+def enabled_connections(*, tenant: Tenant | None) -> QuerySet[SSOConnection]:
     """Connections of ``tenant`` that people can sign in with."""
     return SSOConnection.objects.filter(tenant=tenant, status=SSOConnection.Status.ENABLED).order_by("name", "pk")
 
@@ -143,12 +150,12 @@ def certificate_info(pem: str) -> CertificateInfo:
 # --- verified domains -------------------------------------------------------------------------
 
 
-def domain_list(*, tenant: Tenant) -> QuerySet[VerifiedDomain]:
+def domain_list(*, tenant: Tenant | None) -> QuerySet[VerifiedDomain]:
     """The tenant's claimed domains (verified or not), with who verified them."""
     return VerifiedDomain.objects.filter(tenant=tenant).select_related("verified_by").order_by("domain")
 
 
-def domain_get(*, tenant: Tenant, domain_id: int) -> VerifiedDomain | None:
+def domain_get(*, tenant: Tenant | None, domain_id: int) -> VerifiedDomain | None:
     """One domain claim of ``tenant``; ``None`` for another tenant's or an unknown id."""
     if not _valid_id(domain_id):
         return None
@@ -183,7 +190,7 @@ def domain_is_verified_for(*, tenant: Tenant | None, domain: str) -> bool:
 # --- policy and groups ------------------------------------------------------------------------
 
 
-def policy_get(*, tenant: Tenant) -> SignInPolicy:
+def policy_get(*, tenant: Tenant | None) -> SignInPolicy:
     """The tenant's sign-in policy, or an unsaved one with the defaults."""
     return policy_for(tenant)
 
@@ -233,6 +240,30 @@ def groups_seen(*, tenant: Tenant, limit: int = GROUPS_SEEN_LIMIT) -> list[tuple
     with db_connection.cursor() as cursor:
         cursor.execute(sql, [tenant.pk, limit])
         return [(str(group), int(count)) for group, count in cursor.fetchall()]
+
+
+def was_removed(*, tenant: Tenant, user: Any) -> bool:
+    """Whether an administrator removed ``user`` from ``tenant`` and has not invited them again."""
+    return DeprovisionedIdentity.objects.for_tenant(tenant).filter(user_id=user.pk).exists()
+
+
+def notice_recipients(*, tenant: Tenant | None) -> list[str]:
+    """Who hears about a connection's IdP problems: the tenant's active owners and admins (platform: active staff).
+
+    Addresses, de-duplicated and sorted (one query).
+    """
+    from apps.accounts.models import User
+
+    if tenant is None:
+        qs = User.objects.filter(is_active=True, is_staff=True)
+    else:
+        qs = User.objects.filter(
+            is_active=True,
+            memberships__tenant=tenant,
+            memberships__status=Membership.Status.ACTIVE,
+            memberships__role__in=[Membership.Role.OWNER, Membership.Role.ADMIN],
+        )
+    return sorted({email for email in qs.values_list("email", flat=True) if email})
 
 
 def connection_snapshot(connection: SSOConnection) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from apps.accounts.models import User
 from apps.audit.models import AuditEvent
 from apps.audit.services import Actor, record
 from apps.sso import crypto, metadata, oidc, saml, selectors
-from apps.sso.models import ExternalIdentity, SignInPolicy, SSOConnection, VerifiedDomain
+from apps.sso.models import DeprovisionedIdentity, ExternalIdentity, SignInPolicy, SSOConnection, VerifiedDomain
 from apps.sso.policy import policy_for
 from apps.sso.types import Assertion, SSOConfigError, SSOError
 from apps.tenants.models import Membership, Tenant
@@ -115,6 +115,7 @@ DENIAL_CODES = frozenset(
         "staff",
         "inactive",
         "membership_disabled",
+        "membership_removed",
         "tenant_suspended",
         "mfa_required",
         "connection_disabled",
@@ -383,7 +384,13 @@ _PROTOCOL_KEYS = {
     SSOConnection.Kind.OIDC: ("issuer", "client_id", "scopes"),
 }
 # Keys the system maintains between edits (tests, metadata refreshes); an edit carries them over.
-_RUNTIME_KEYS = ("tested_at", "idp_cert_expiry_warned", "metadata_error", "metadata_error_at")
+_RUNTIME_KEYS = (
+    "tested_at",
+    "idp_cert_expiry_warned",
+    "metadata_error",
+    "metadata_error_at",
+    "metadata_error_notified",
+)
 
 
 # What an absent key means (the protocol modules apply the same defaults).
@@ -397,7 +404,7 @@ def _protocol_changed(kind: str, before: dict[str, Any], after: dict[str, Any]) 
     return any(value(before, key) != value(after, key) for key in _PROTOCOL_KEYS.get(kind, ()))
 
 
-def _clean_name(*, tenant: Tenant, name: str, exclude_id: int | None = None) -> str:
+def _clean_name(*, tenant: Tenant | None, name: str, exclude_id: int | None = None) -> str:
     cleaned = (name or "").strip()
     if not cleaned:
         raise SSOInputError("Give the connection a name, e.g. “Okta”.", field="name")
@@ -425,7 +432,7 @@ def _after_commit_refresh(connection: SSOConnection) -> None:
 
 def connection_create(
     *,
-    tenant: Tenant,
+    tenant: Tenant | None,
     kind: str,
     name: str,
     saml: SAMLSettings | None = None,
@@ -435,7 +442,7 @@ def connection_create(
     public_id: uuid.UUID | None = None,
     by: User | None,
 ) -> SSOConnection:
-    """Create a draft connection of ``tenant`` (needs a successful test before it can be enabled).
+    """Create a draft connection of ``tenant`` (the platform's for None; enabled only after a successful test).
 
     SAML: from metadata XML, a metadata URL (downloaded now, then refreshed
     by the worker) or manual entity ID / SSO URL / certificate. OIDC: issuer
@@ -488,7 +495,8 @@ def connection_create(
 
 def _lock_connection(connection: SSOConnection) -> SSOConnection:
     locked = (
-        SSOConnection.objects.select_for_update()
+        # of=self: the platform's connection has no tenant, and the outer join cannot be locked.
+        SSOConnection.objects.select_for_update(of=("self",))
         .select_related("tenant")
         .filter(pk=connection.pk, tenant_id=connection.tenant_id)
         .first()
@@ -679,8 +687,8 @@ def email_domain(email: str) -> str:
         return ""
 
 
-def domain_claim(*, tenant: Tenant, domain: str, by: User | None) -> VerifiedDomain:
-    """Claim ``domain`` for ``tenant`` with a fresh DNS TXT token; platform staff verify it later.
+def domain_claim(*, tenant: Tenant | None, domain: str, by: User | None) -> VerifiedDomain:
+    """Claim ``domain`` for ``tenant`` (the platform for None) with a fresh DNS TXT token; staff verify it later.
 
     A domain belongs to one tenant only; shared mailbox providers (gmail.com…)
     cannot be claimed. Raises SSOInputError (the message does not reveal which
@@ -695,7 +703,7 @@ def domain_claim(*, tenant: Tenant, domain: str, by: User | None) -> VerifiedDom
     with transaction.atomic():
         existing = VerifiedDomain.objects.filter(domain=name).first()
         if existing is not None:
-            if existing.tenant_id == tenant.pk:
+            if existing.tenant_id == (tenant.pk if tenant is not None else None):
                 raise SSOInputError(f"{name} is already on your list.", field="domain")
             raise SSOInputError(taken, field="domain")
         try:
@@ -926,6 +934,8 @@ def _provision(connection: SSOConnection, assertion: Assertion) -> _Provisioned:
             locked_tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
             if locked_tenant.is_suspended:
                 raise SSOError("tenant_suspended", f"{tenant.name} is suspended; new members cannot join.")
+            if selectors.was_removed(tenant=tenant, user=user):
+                raise SSOError("membership_removed", REMOVED_MESSAGE.format(tenant=tenant.name))
             membership, result.membership_created = Membership.objects.get_or_create(
                 tenant=tenant,
                 user=user,
@@ -939,6 +949,7 @@ def _provision(connection: SSOConnection, assertion: Assertion) -> _Provisioned:
             membership.status = Membership.Status.ACTIVE
             membership.joined_at = now
             membership.save(update_fields=["status", "joined_at"])
+            removal_marker_clear(tenant=tenant, user=user)  # invited again: the removal is forgiven
             result.membership_created = True  # joined now: recorded as a join below
         result.groups_before = list(membership.idp_groups or [])
         result.groups_after = _clean_groups(assertion.groups)
@@ -1014,8 +1025,11 @@ def complete_sign_in(*, connection: SSOConnection, assertion: Assertion, request
     now. With ``mfa_required_admin_sso`` an admin without IdP MFA is refused.
     Then Django's login, the session's sign-in record and ``auth.sign_in``.
 
+    Someone an administrator removed from the tenant is not added back
+    (``membership_removed``) until they are invited again.
+
     Raises SSOError (code: subject, email, domain, staff, inactive,
-    membership_disabled, tenant_suspended, mfa_required, connection_disabled,
+    membership_disabled, membership_removed, tenant_suspended, mfa_required, connection_disabled,
     platform); every refusal is audited and nothing else is kept.
     """
     try:
@@ -1078,12 +1092,43 @@ def on_membership_deprovisioned(
     everywhere is deliberately broader than the one tenant: a session cannot
     be narrowed to the tenants still allowed, and the person signs in again
     where they still may. A disabled membership is refused at the next SSO
-    sign-in; a *removed* one is created again by JIT provisioning if the IdP
-    still lets the person in (disable, or remove them at the IdP, to keep
-    them out).
+    sign-in; a *removed* one too, provided the removal was recorded with
+    ``membership_removed``.
     """
     user = membership.user if Membership.user.is_cached(membership) else User.objects.get(pk=membership.user_id)
     account_services.sign_out_everywhere(user, reason=reason, by=by)
+
+
+# --- removed members ----------------------------------------------------------------------------
+
+REMOVED_MESSAGE = "Your access to {tenant} was removed by an administrator; ask them to invite you again."
+
+
+def membership_removed(*, membership: Membership, by: User | None) -> DeprovisionedIdentity:
+    """Remember that an administrator removed ``membership``, so SSO does not create it again.
+
+    Call inside the removal's transaction, before the membership is deleted
+    (``apps.tenants.services.membership_remove``): the marker commits or rolls
+    back with the removal. A withdrawn invitation counts too. Idempotent: a
+    second removal updates the time and the actor. Not audited on its own
+    (``member.remove`` is); a refused sign-in is audited as ``auth.sign_in``
+    denied with code ``membership_removed``.
+    """
+    marker, _created = DeprovisionedIdentity.objects.update_or_create(
+        tenant_id=membership.tenant_id,
+        user_id=membership.user_id,
+        defaults={"removed_at": timezone.now(), "removed_by": by},
+    )
+    return marker
+
+
+def removal_marker_clear(*, tenant: Tenant, user: User) -> bool:
+    """Forget that ``user`` was removed from ``tenant`` (an administrator invited them again); True if one was kept.
+
+    Call inside the invitation's transaction (``apps.tenants.services._invite``).
+    """
+    deleted, _by_model = DeprovisionedIdentity.objects.for_tenant(tenant).filter(user=user).delete()
+    return bool(deleted)
 
 
 # --- test sign-ins ------------------------------------------------------------------------------
@@ -1190,6 +1235,14 @@ def _test_checks(connection: SSOConnection, assertion: Assertion) -> tuple[list[
         checks.append(TestCheck("Account", None, f"Would be linked to the existing account {user.email}."))
     else:
         checks.append(TestCheck("Account", None, "A new account would be created at the first sign-in."))
+    if tenant is not None and user is not None and selectors.was_removed(tenant=tenant, user=user):
+        checks.append(
+            TestCheck(
+                "Membership",
+                None,
+                f"{user.email} was removed from {tenant.name} by an administrator: refused until invited again.",
+            )
+        )
     groups = _clean_groups(assertion.groups)
     group_roles = selectors.roles_for_groups(tenant=tenant, groups=groups) if tenant is not None else {}
     mapped = sum(1 for roles in group_roles.values() if roles)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from smtplib import SMTPException
+from typing import Any
+
 from celery import shared_task
 
-from apps.sso import metadata, saml
+from apps.sso import metadata, notices, saml
 
 
 # Refreshing is idempotent (the same document gives the same config; audit events for
@@ -33,3 +36,21 @@ def refresh_all_saml_metadata() -> int:
 def purge_seen_assertions() -> int:
     """Delete expired replay-store rows; returns how many."""
     return saml.purge_seen_assertions()
+
+
+# Only transient delivery failures are retried (as for invitations); a missing connection
+# sends nothing. A redelivery may send a notice twice, which is better than never.
+@shared_task(
+    name="apps.sso.tasks.notify_certificate_event",
+    acks_late=True,
+    autoretry_for=(SMTPException, ConnectionError, TimeoutError),
+    retry_backoff=30,
+    retry_backoff_max=30 * 60,
+    retry_jitter=True,
+    max_retries=6,
+    soft_time_limit=60,
+    time_limit=90,
+)
+def notify_certificate_event(connection_id: int, event: str, detail: dict[str, Any]) -> int:
+    """E-mail a connection's administrators about an IdP certificate or metadata event; returns how many."""
+    return notices.send(connection_id=connection_id, event=event, detail=detail)

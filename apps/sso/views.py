@@ -20,6 +20,7 @@ on that second POST.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 import uuid
@@ -72,8 +73,8 @@ Status = SSOConnection.Status
 class TenantRequest(HttpRequest):
     """What ``tenant_view`` adds to the request (for type hints only)."""
 
-    tenant: Tenant
-    membership: Membership
+    tenant: Tenant | None  # None on the platform's SSO pages (staff)
+    membership: Membership | None
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -211,10 +212,12 @@ def _finish(request: HttpRequest, connection: SSOConnection, flow: dict | None, 
 
 
 def _may_test(request: HttpRequest, connection: SSOConnection, flow: dict) -> bool:
-    """The test's result goes only to the admin who started it, if they still manage SSO in that tenant."""
+    """The test's result goes only to the admin who started it, if they still manage SSO there (staff: platform)."""
     user = request.user
-    if not user.is_authenticated or user.pk != flow.get("by") or connection.tenant is None:
+    if not user.is_authenticated or user.pk != flow.get("by"):
         return False
+    if connection.tenant is None:  # the platform's connection: tested by platform staff
+        return bool(user.is_active and user.is_staff)
     membership = membership_for_console(user=user, slug=connection.tenant.slug)
     return authorize(membership, SSO_MANAGE, tenant=connection.tenant, log_denial=False).allowed
 
@@ -240,7 +243,7 @@ def _finish_test(
     else:
         report = services.test_sign_in_failed(connection=connection, error=error, by=request.user)  # type: ignore[arg-type]
     request.session[TEST_REPORT_KEY] = {str(connection.pk): report.as_dict()}
-    return redirect(_settings_url(connection.tenant, "test_result", connection_id=connection.pk))  # type: ignore[arg-type]
+    return redirect(_settings_url(connection.tenant, "test_result", connection_id=connection.pk))
 
 
 # --- public: the sign-in flow -------------------------------------------------------------------
@@ -409,8 +412,30 @@ def discover(request: HttpRequest) -> HttpResponse:
 # --- settings: connections ----------------------------------------------------------------------
 
 
-def _settings_url(tenant: Tenant, name: str, **kwargs: Any) -> str:
+def _settings_url(tenant: Tenant | None, name: str, **kwargs: Any) -> str:
+    """A settings page of ``tenant``'s SSO, or of the platform's (under /platform/sso/) for ``None``."""
+    if tenant is None:
+        return reverse(f"platform:sso:{name}", kwargs=kwargs)
     return reverse(f"sso_settings:{name}", kwargs={"tenant_slug": tenant.slug, **kwargs})
+
+
+def sso_settings_view(view: Any) -> Any:
+    """``tenant_view("sso.manage")`` for the tenant's pages; ``.platform`` is the same view for platform staff.
+
+    The platform variant (``platform_view``: staff only, 404 for everyone else)
+    runs the same body with ``request.tenant`` None, which every selector and
+    service reads as "the platform's" (connections and policy with tenant null).
+    """
+    tenant_version = tenant_view(SSO_MANAGE)(view)
+
+    @functools.wraps(view)
+    def platform_scoped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        request.tenant = None  # type: ignore[attr-defined]
+        request.membership = None  # type: ignore[attr-defined]
+        return view(request, *args, **kwargs)
+
+    tenant_version.platform = platform_view(platform_scoped)
+    return tenant_version
 
 
 def _connection_or_404(request: TenantRequest, connection_id: int) -> SSOConnection:
@@ -424,7 +449,7 @@ def _form_class(kind: str) -> type[SAMLConnectionForm] | type[OIDCConnectionForm
     return SAMLConnectionForm if kind == Kind.SAML else OIDCConnectionForm
 
 
-@tenant_view(SSO_MANAGE)
+@sso_settings_view
 @require_safe
 def settings_list(request: TenantRequest) -> HttpResponse:
     """Connections with their status, domains and policy at a glance (sso.manage)."""
@@ -448,7 +473,7 @@ def _draft_public_id(request: TenantRequest) -> uuid.UUID:
     return uuid.uuid4()
 
 
-@tenant_view(SSO_MANAGE)
+@sso_settings_view
 @require_http_methods(["GET", "HEAD", "POST"])
 def connection_create(request: TenantRequest, kind: str) -> HttpResponse:
     """Add a SAML or OIDC connection (sso.manage). Bastion's SP details come first, then the IdP's.
@@ -509,7 +534,7 @@ def _detail_context(request: TenantRequest, connection: SSOConnection) -> dict[s
     }
 
 
-@tenant_view(SSO_MANAGE)
+@sso_settings_view
 @require_safe
 def connection_detail(request: TenantRequest, connection_id: int) -> HttpResponse:
     """One connection: Bastion's SP details first, then the IdP settings, mapping, status and actions."""
@@ -517,7 +542,7 @@ def connection_detail(request: TenantRequest, connection_id: int) -> HttpRespons
     return render(request, "sso/connection_detail.html", _detail_context(request, connection))
 
 
-@tenant_view(SSO_MANAGE)
+@sso_settings_view
 @require_http_methods(["GET", "HEAD", "POST"])
 def connection_edit(request: TenantRequest, connection_id: int) -> HttpResponse:
     """Change a connection (sso.manage). A refused change is a form error and the stored settings stay."""
@@ -552,7 +577,7 @@ def connection_edit(request: TenantRequest, connection_id: int) -> HttpResponse:
     return render(request, f"sso/connection_form_{connection.kind}.html", context, status=400 if form.errors else 200)
 
 
-@tenant_view(SSO_MANAGE)
+@sso_settings_view
 @require_POST
 def connection_test(request: TenantRequest, connection_id: int) -> HttpResponse:
     """Start a test sign-in at the IdP; the result comes back to ``test_result``. Nobody is signed in."""
@@ -560,7 +585,7 @@ def connection_test(request: TenantRequest, connection_id: int) -> HttpResponse:
     return _begin(request, connection, mode="test")
 
 
-@tenant_view(SSO_MANAGE)
+@sso_settings_view
 @require_safe
 def test_result(request: TenantRequest, connection_id: int) -> HttpResponse:
     """What the last test of this connection received, and whether sign-in would work."""
@@ -585,21 +610,21 @@ def _status_change(request: TenantRequest, connection_id: int, *, enabled: bool)
     return redirect(_settings_url(request.tenant, "detail", connection_id=connection.pk))
 
 
-@tenant_view(SSO_MANAGE)
+@sso_settings_view
 @require_POST
 def connection_enable(request: TenantRequest, connection_id: int) -> HttpResponse:
     """Enable a connection that passed a test (sso.manage)."""
     return _status_change(request, connection_id, enabled=True)
 
 
-@tenant_view(SSO_MANAGE)
+@sso_settings_view
 @require_POST
 def connection_disable(request: TenantRequest, connection_id: int) -> HttpResponse:
     """Disable an enabled connection (sso.manage)."""
     return _status_change(request, connection_id, enabled=False)
 
 
-@tenant_view(SSO_MANAGE)
+@sso_settings_view
 @require_POST
 def connection_refresh(request: TenantRequest, connection_id: int) -> HttpResponse:
     """Ask for the IdP metadata to be downloaded again now (URL-configured SAML connections)."""
@@ -613,7 +638,7 @@ def connection_refresh(request: TenantRequest, connection_id: int) -> HttpRespon
     return redirect(_settings_url(request.tenant, "detail", connection_id=connection.pk))
 
 
-@tenant_view(SSO_MANAGE)
+@sso_settings_view
 @require_http_methods(["GET", "HEAD", "POST"])
 def connection_delete(request: TenantRequest, connection_id: int) -> HttpResponse:
     """Confirm, then delete a connection that is not enabled (sso.manage)."""
@@ -632,7 +657,7 @@ def connection_delete(request: TenantRequest, connection_id: int) -> HttpRespons
 # --- settings: domains, policy, groups ----------------------------------------------------------
 
 
-@tenant_view(SSO_MANAGE)
+@sso_settings_view
 @require_http_methods(["GET", "HEAD", "POST"])
 def domains(request: TenantRequest) -> HttpResponse:
     """Claimed e-mail domains with their DNS TXT tokens; claim another (sso.manage)."""
@@ -651,7 +676,7 @@ def domains(request: TenantRequest) -> HttpResponse:
     return render(request, "sso/domains.html", context, status=400 if form.errors else 200)
 
 
-@tenant_view(SSO_MANAGE)
+@sso_settings_view
 @require_POST
 def domain_release(request: TenantRequest, domain_id: int) -> HttpResponse:
     """Give up a domain claim (sso.manage)."""
@@ -667,7 +692,7 @@ def domain_release(request: TenantRequest, domain_id: int) -> HttpResponse:
     return redirect(_settings_url(request.tenant, "domains"))
 
 
-@tenant_view(SSO_MANAGE)
+@sso_settings_view
 @require_http_methods(["GET", "HEAD", "POST"])
 def policy(request: TenantRequest) -> HttpResponse:
     """The tenant's sign-in policy (sso.manage); audited through ``apps.sso.policy.policy_update``."""
