@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
 
-from apps.tenants.models import Tenant, TenantOwned
+from apps.tenants.models import Tenant
 
 
 class SSOConnection(models.Model):
@@ -141,21 +141,3 @@ class SignInPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"sign-in policy of {self.tenant_id or 'platform'}"
-
-
-class DeprovisionedIdentity(TenantOwned):
-    """A person an administrator removed from a tenant: SSO does not add them back until they are invited again."""
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    removed_at = models.DateTimeField(db_default=Now())
-    removed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-
-    class Meta(TenantOwned.Meta):
-        constraints = [
-            models.UniqueConstraint(fields=["tenant", "user"], name="deprovisioned_identity_unique"),
-        ]
-
-    def __str__(self) -> str:
-        return f"user {self.user_id} removed from tenant {self.tenant_id}"

@@ -19,8 +19,9 @@ from django.db.models import QuerySet
 
 from apps.access.models import Role, RoleBinding
 from apps.sso import saml
-from apps.sso.models import DeprovisionedIdentity, SignInPolicy, SSOConnection, VerifiedDomain
+from apps.sso.models import SignInPolicy, SSOConnection, VerifiedDomain
 from apps.sso.policy import policy_for
+from apps.tenants import selectors as tenant_selectors
 from apps.tenants.models import Membership, Tenant
 from apps.tenants.selectors import MAX_ID
 
@@ -244,7 +245,7 @@ def groups_seen(*, tenant: Tenant, limit: int = GROUPS_SEEN_LIMIT) -> list[tuple
 
 def was_removed(*, tenant: Tenant, user: Any) -> bool:
     """Whether an administrator removed ``user`` from ``tenant`` and has not invited them again."""
-    return DeprovisionedIdentity.objects.for_tenant(tenant).filter(user_id=user.pk).exists()
+    return tenant_selectors.membership_was_removed(tenant=tenant, user=user)
 
 
 def notice_recipients(*, tenant: Tenant | None) -> list[str]:

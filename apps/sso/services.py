@@ -46,7 +46,7 @@ from apps.accounts.models import User
 from apps.audit.models import AuditEvent
 from apps.audit.services import Actor, record
 from apps.sso import crypto, metadata, oidc, saml, selectors
-from apps.sso.models import DeprovisionedIdentity, ExternalIdentity, SignInPolicy, SSOConnection, VerifiedDomain
+from apps.sso.models import ExternalIdentity, SignInPolicy, SSOConnection, VerifiedDomain
 from apps.sso.policy import policy_for
 from apps.sso.types import Assertion, SSOConfigError, SSOError
 from apps.tenants.models import Membership, Tenant
@@ -949,7 +949,6 @@ def _provision(connection: SSOConnection, assertion: Assertion) -> _Provisioned:
             membership.status = Membership.Status.ACTIVE
             membership.joined_at = now
             membership.save(update_fields=["status", "joined_at"])
-            removal_marker_clear(tenant=tenant, user=user)  # invited again: the removal is forgiven
             result.membership_created = True  # joined now: recorded as a join below
         result.groups_before = list(membership.idp_groups or [])
         result.groups_after = _clean_groups(assertion.groups)
@@ -1102,33 +1101,6 @@ def on_membership_deprovisioned(
 # --- removed members ----------------------------------------------------------------------------
 
 REMOVED_MESSAGE = "Your access to {tenant} was removed by an administrator; ask them to invite you again."
-
-
-def membership_removed(*, membership: Membership, by: User | None) -> DeprovisionedIdentity:
-    """Remember that an administrator removed ``membership``, so SSO does not create it again.
-
-    Call inside the removal's transaction, before the membership is deleted
-    (``apps.tenants.services.membership_remove``): the marker commits or rolls
-    back with the removal. A withdrawn invitation counts too. Idempotent: a
-    second removal updates the time and the actor. Not audited on its own
-    (``member.remove`` is); a refused sign-in is audited as ``auth.sign_in``
-    denied with code ``membership_removed``.
-    """
-    marker, _created = DeprovisionedIdentity.objects.update_or_create(
-        tenant_id=membership.tenant_id,
-        user_id=membership.user_id,
-        defaults={"removed_at": timezone.now(), "removed_by": by},
-    )
-    return marker
-
-
-def removal_marker_clear(*, tenant: Tenant, user: User) -> bool:
-    """Forget that ``user`` was removed from ``tenant`` (an administrator invited them again); True if one was kept.
-
-    Call inside the invitation's transaction (``apps.tenants.services._invite``).
-    """
-    deleted, _by_model = DeprovisionedIdentity.objects.for_tenant(tenant).filter(user=user).delete()
-    return bool(deleted)
 
 
 # --- test sign-ins ------------------------------------------------------------------------------

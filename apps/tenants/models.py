@@ -126,3 +126,19 @@ class Membership(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.user_id}@{self.tenant_id} ({self.role}, {self.status})"
+
+
+class MembershipRemoval(TenantOwned):
+    """An administrator removed this person from the tenant: SSO does not add them back until re-invited."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    removed_at = models.DateTimeField(db_default=Now())
+    removed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="membership_removal_unique")]
+
+    def __str__(self) -> str:
+        return f"user {self.user_id} removed from tenant {self.tenant_id}"

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
-from apps.tenants.models import SLUG_PATTERN, Membership, Tenant
+from apps.tenants.models import SLUG_PATTERN, Membership, MembershipRemoval, Tenant
 
 _SLUG_RE = re.compile(rf"^{SLUG_PATTERN}$")
 # Ids come from URLs; a number PostgreSQL's bigint cannot hold is simply "no such row".
@@ -146,3 +146,8 @@ def recent_audit_events(*, tenant: Tenant, limit: int = 5) -> list[Any]:
 
         return list(AuditEvent.objects.for_tenant(tenant).order_by("-occurred_at", "-id")[:limit])
     return list(recent_events(tenant=tenant, limit=limit))
+
+
+def membership_was_removed(*, tenant: Tenant, user: Any) -> bool:
+    """Whether an administrator removed ``user`` from ``tenant`` and has not invited them again."""
+    return MembershipRemoval.objects.for_tenant(tenant).filter(user_id=user.pk).exists()

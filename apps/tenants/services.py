@@ -20,7 +20,7 @@ from apps.accounts import services as account_services
 from apps.accounts.models import User
 from apps.accounts.services import sign_out_everywhere
 from apps.audit.services import Actor, record
-from apps.tenants.models import RESERVED_SLUGS, Membership, Tenant
+from apps.tenants.models import RESERVED_SLUGS, Membership, MembershipRemoval, Tenant
 
 INVITATION_SALT = "bastion.invitation"
 INVITATION_MAX_AGE = 7 * 24 * 3600
@@ -188,6 +188,8 @@ def _invite(*, tenant: Tenant, email: str, role: str, by: User | None) -> Member
         membership.invited_by = by
         membership.invited_at = timezone.now()
         membership.save(update_fields=["role", "status", "invited_by", "invited_at"])
+    # Invited again: an earlier removal no longer keeps them out of SSO sign-in.
+    MembershipRemoval.objects.for_tenant(tenant).filter(user=user).delete()
     record(
         "member.invite",
         tenant=tenant,
@@ -322,6 +324,10 @@ def membership_remove(*, membership: Membership, by: User) -> Membership:
         metadata={"email": email, "before": before, "after": None},
     )
     user = locked.user
+    # Remember the removal so that SSO does not quietly provision the person again.
+    MembershipRemoval.objects.update_or_create(
+        tenant=tenant, user=user, defaults={"removed_at": timezone.now(), "removed_by": by}
+    )
     locked.delete()
     _sign_out_after_commit(user, reason="membership_removed", by=by)
     return locked

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from django.db import transaction
 
 from apps.accounts.models import User
-from apps.sso import services as sso_services
-from apps.sso.models import DeprovisionedIdentity, SSOConnection
+from apps.sso.models import SSOConnection
 from apps.tenants import services as tenant_services
-from apps.tenants.models import Membership
+from apps.tenants.models import Membership, MembershipRemoval
 from tests.factories import MembershipFactory
 from tests.sso.test_flow_support import (
     events,
@@ -35,10 +33,8 @@ def acme_sso(cast) -> SSOConnection:
 
 
 def remove_member(membership: Membership, *, by: User) -> None:
-    """What apps.tenants.services.membership_remove does once wired: record the removal, then delete."""
-    with transaction.atomic():
-        sso_services.membership_removed(membership=membership, by=by)
-        tenant_services.membership_remove(membership=membership, by=by)
+    """An administrator removes the member (the service records the removal)."""
+    tenant_services.membership_remove(membership=membership, by=by)
 
 
 def _ada_joins(connection: SSOConnection) -> Membership:
@@ -50,13 +46,13 @@ def test_never_removed_people_are_provisioned(cast, acme_sso) -> None:
     membership = _ada_joins(acme_sso)
 
     assert membership.status == Membership.Status.ACTIVE
-    assert not DeprovisionedIdentity.objects.exists()
+    assert not MembershipRemoval.objects.exists()
 
 
 def test_a_removed_member_is_refused_with_the_way_back_and_audited(cast, acme_sso) -> None:
     membership = _ada_joins(acme_sso)
     remove_member(membership, by=cast.admin)
-    marker = DeprovisionedIdentity.objects.get()
+    marker = MembershipRemoval.objects.get()
     assert (marker.tenant, marker.user.email, marker.removed_by) == (cast.acme, "ada@acme.example", cast.admin)
 
     browser = https_client()
@@ -92,20 +88,14 @@ def test_an_invitation_lets_the_person_back_in_and_clears_the_marker(cast, acme_
     assert signed_in_user_id(browser) is not None
     membership = Membership.objects.get(tenant=cast.acme, user__email="ada@acme.example")
     assert membership.status == Membership.Status.ACTIVE
-    assert not DeprovisionedIdentity.objects.exists()  # forgiven on joining through the invitation
+    assert not MembershipRemoval.objects.exists()  # forgiven on joining through the invitation
 
 
-def test_clearing_the_marker_on_invitation(cast, acme_sso) -> None:
-    """What apps.tenants.services._invite calls once wired: the marker goes with the new invitation."""
+def test_inviting_again_clears_the_marker(cast, acme_sso) -> None:
     remove_member(_ada_joins(acme_sso), by=cast.admin)
-    ada = User.objects.get(email="ada@acme.example")
-
-    with transaction.atomic():
-        tenant_services.membership_invite(tenant=cast.acme, email=ada.email, by=cast.admin)
-        assert sso_services.removal_marker_clear(tenant=cast.acme, user=ada) is True
-
-    assert not DeprovisionedIdentity.objects.exists()
-    assert sso_services.removal_marker_clear(tenant=cast.acme, user=ada) is False
+    assert MembershipRemoval.objects.exists()
+    tenant_services.membership_invite(tenant=cast.acme, email="ada@acme.example", by=cast.admin)
+    assert not MembershipRemoval.objects.exists()
 
 
 def test_a_removal_in_one_tenant_does_not_affect_another(cast, acme_sso) -> None:
@@ -113,16 +103,17 @@ def test_a_removal_in_one_tenant_does_not_affect_another(cast, acme_sso) -> None
     ada = User.objects.get(email="ada@acme.example")
     MembershipFactory(tenant=cast.globex, user=ada)
 
-    assert not DeprovisionedIdentity.objects.filter(tenant=cast.globex).exists()
-    assert DeprovisionedIdentity.objects.filter(tenant=cast.acme, user=ada).count() == 1
+    assert not MembershipRemoval.objects.filter(tenant=cast.globex).exists()
+    assert MembershipRemoval.objects.filter(tenant=cast.acme, user=ada).count() == 1
 
 
-def test_removing_twice_keeps_one_marker(cast, acme_sso) -> None:
-    membership = _ada_joins(acme_sso)
-    sso_services.membership_removed(membership=membership, by=cast.owner)
-    sso_services.membership_removed(membership=membership, by=cast.admin)
+def test_removing_again_keeps_one_marker_with_the_latest_actor(cast, acme_sso) -> None:
+    remove_member(_ada_joins(acme_sso), by=cast.owner)
+    tenant_services.membership_invite(tenant=cast.acme, email="ada@acme.example", by=cast.owner)
+    invited = Membership.objects.get(tenant=cast.acme, user__email="ada@acme.example")
+    remove_member(invited, by=cast.admin)  # withdrawing an invitation counts as a removal too
 
-    assert DeprovisionedIdentity.objects.get().removed_by == cast.admin
+    assert MembershipRemoval.objects.get().removed_by == cast.admin
 
 
 def test_test_sign_in_reports_a_removed_person(cast, acme_sso) -> None:
