@@ -30,6 +30,11 @@ TENANT_OWNED_MODELS = {
     "Role",
     "RoleBinding",
     "DeniedDecision",
+    "MembershipRemoval",
+    "SSOConnection",
+    "VerifiedDomain",
+    "ExternalIdentity",
+    "SignInPolicy",
 }
 
 
