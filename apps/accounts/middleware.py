@@ -28,6 +28,8 @@ from django.utils.http import urlencode
 
 from apps.accounts import services
 from apps.sso import policy
+from apps.sso.services import SESSION_SSO_KEY
+from apps.tenants.selectors import membership_for_console
 
 # How stale the cached policy and the last-activity time may be, in seconds.
 RECHECK_SECONDS = 60
@@ -143,6 +145,43 @@ class SessionPolicyMiddleware:
         if request.method == "GET" and not _is_htmx(request):
             login_url = f"{login_url}?{urlencode({'next': request.get_full_path()})}"
         return _redirect(request, login_url)
+
+
+class TenantSSOBoundaryMiddleware:
+    """A tenant that demands SSO accepts only sessions signed in through its own IdP.
+
+    Runs before a tenant console view (``/t/<slug>/…``): an admin (or, under
+    "SSO required", any member) whose session came from a password or from
+    another tenant's IdP is sent to this tenant's IdP. Tenant A's IdP can never
+    open tenant B's console, even for a person who belongs to both.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(
+        self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: dict[str, Any]
+    ) -> HttpResponse | None:
+        slug = view_kwargs.get("tenant_slug")
+        user = getattr(request, "user", None)
+        if not slug or user is None or not user.is_authenticated:
+            return None
+        membership = membership_for_console(user=user, slug=str(slug))
+        if membership is None:
+            return None  # the view answers 404
+        connection = policy.tenant_session_refusal(
+            membership=membership,
+            sign_in=services.session_sign_in(request),
+            sso=request.session.get(SESSION_SSO_KEY),
+        )
+        if connection is None:
+            return None
+        messages.info(request, f"{membership.tenant.name} requires signing in with {connection.name}.")
+        target = policy.sso_start_url(connection) + "?" + urlencode({"next": request.get_full_path()})
+        return _redirect(request, target)
 
 
 class MFAEnrolmentMiddleware:

@@ -284,3 +284,25 @@ def policy_update(*, tenant: Tenant | None, by: Any = None, **changes: Any) -> S
         },
     )
     return policy
+
+
+def tenant_session_refusal(*, membership: Membership, sign_in: dict | None, sso: dict | None) -> SSOConnection | None:
+    """The tenant's own connection if this session may not enter the tenant, else ``None``.
+
+    A tenant whose SSO works demands it from its admins (and from everyone
+    under "SSO required"): a session counts only if it was established through
+    one of *this* tenant's connections. A session from another tenant's IdP
+    (the same person may belong to both) or a password session is sent to
+    this tenant's IdP instead. ``sign_in`` is the session's sign-in marker,
+    ``sso`` the connection record the SSO flow keeps in the session.
+    """
+    connection = working_connection(membership.tenant)
+    if connection is None:
+        return None
+    if membership.role not in ADMIN_ROLES and not policy_for(membership.tenant).sso_required:
+        return None
+    if not sign_in:
+        return None  # no sign-in marker: not a session our sign-in paths opened (tests' force_login)
+    if sign_in.get("method") in {"saml", "oidc"} and (sso or {}).get("tenant") == membership.tenant_id:
+        return None
+    return connection

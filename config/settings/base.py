@@ -67,6 +67,7 @@ MIDDLEWARE = [
     # lifetimes and revocation, then forced MFA enrolment after a password sign-in.
     "apps.accounts.middleware.SessionPolicyMiddleware",
     "apps.accounts.middleware.MFAEnrolmentMiddleware",
+    "apps.accounts.middleware.TenantSSOBoundaryMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
