@@ -1082,24 +1082,7 @@ def complete_sign_in(*, connection: SSOConnection, assertion: Assertion, request
     return done.user
 
 
-def on_membership_deprovisioned(
-    membership: Membership, *, by: User | None = None, reason: str = "membership_deprovisioned"
-) -> None:
-    """A membership was disabled or removed: end every session of its user at once (audited).
-
-    Call after the change commits (``transaction.on_commit``). Signing out
-    everywhere is deliberately broader than the one tenant: a session cannot
-    be narrowed to the tenants still allowed, and the person signs in again
-    where they still may. A disabled membership is refused at the next SSO
-    sign-in; a *removed* one too, provided the removal was recorded with
-    ``membership_removed``.
-    """
-    user = membership.user if Membership.user.is_cached(membership) else User.objects.get(pk=membership.user_id)
-    account_services.sign_out_everywhere(user, reason=reason, by=by)
-
-
-# --- removed members ----------------------------------------------------------------------------
-
+# A member an administrator removed (apps.tenants MembershipRemoval) is not provisioned again.
 REMOVED_MESSAGE = "Your access to {tenant} was removed by an administrator; ask them to invite you again."
 
 

@@ -108,22 +108,6 @@ def test_domain_claim_audit_has_no_token(cast) -> None:
     assert claim.dns_token not in str(event.metadata)
 
 
-# --- deprovisioning ----------------------------------------------------------------------------
-
-
-@pytest.mark.django_db
-def test_on_membership_deprovisioned_signs_the_user_out_everywhere(cast) -> None:
-    membership = Membership.objects.get(tenant=cast.acme, user=cast.member)
-
-    services.on_membership_deprovisioned(membership, by=cast.admin, reason="membership_disabled")
-
-    cast.member.refresh_from_db()
-    assert cast.member.sessions_revoked_at is not None
-    (event,) = events("auth.sign_out_everywhere")
-    assert event.metadata["reason"] == "membership_disabled"
-    assert event.actor_id == str(cast.admin.pk)
-
-
 # --- sign-in completion without the views -------------------------------------------------------
 
 
