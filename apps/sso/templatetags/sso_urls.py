@@ -11,7 +11,7 @@ from typing import Any
 
 from django import template
 
-from apps.sso.views import _settings_url
+from apps.sso.views._common import _settings_url
 
 register = template.Library()
 
