@@ -277,8 +277,11 @@ class PolicyForm(forms.Form):
     )
     session_idle_minutes = forms.IntegerField(label="Idle timeout (minutes)", min_value=1, max_value=24 * 60)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, platform: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if platform:
+            # Staff are always SSO-only once platform SSO works; there are no "members" to require it of.
+            del self.fields["sso_required"]
         for name, field in self.fields.items():
             field.help_text = str(SignInPolicy._meta.get_field(name).help_text)
 

@@ -233,3 +233,12 @@ def test_staff_claim_verify_and_release_a_platform_domain(cast) -> None:
     assert staff.post(f"{BASE}domains/{tenant_claim.pk}/release/").status_code == 404  # not the platform's
     assert staff.post(f"{BASE}domains/{claim.pk}/release/").status_code == 302
     assert list(VerifiedDomain.objects.values_list("domain", flat=True)) == ["acme.example"]
+
+
+@pytest.mark.django_db
+def test_platform_policy_has_no_sso_required_toggle(cast) -> None:
+    from tests.sso.test_flow_support import https_client
+
+    page = https_client(cast.staff).get("/platform/sso/policy/").content.decode()
+    assert 'name="session_idle_minutes"' in page
+    assert 'name="sso_required"' not in page

@@ -325,7 +325,7 @@ def domain_release(request: TenantRequest, domain_id: int) -> HttpResponse:
 def policy(request: TenantRequest) -> HttpResponse:
     """The tenant's sign-in policy (sso.manage); audited through ``apps.sso.policy.policy_update``."""
     current = selectors.policy_get(tenant=request.tenant)
-    form = PolicyForm(request.POST or None, initial=PolicyForm.initial_for(current))
+    form = PolicyForm(request.POST or None, initial=PolicyForm.initial_for(current), platform=request.tenant is None)
     if request.method == "POST" and form.is_valid():
         try:
             policy_update(tenant=request.tenant, by=request.user, **form.cleaned_data)
