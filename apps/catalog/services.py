@@ -10,7 +10,7 @@ tenant is always the one of the object or the one passed in, never user input.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -120,6 +120,46 @@ def _locked(model: type[M], obj: M) -> M:
 # Datasets -------------------------------------------------------------------------------------------------------
 
 
+def _update(
+    obj: M,
+    data: Mapping[str, Any],
+    *,
+    fields: tuple[str, ...],
+    validate: Callable[[M], None],
+    unique_field: str,
+    unique_message: Callable[[M], str],
+    action: str,
+    by: User | None,
+) -> M:
+    """Lock, change, validate, save and audit (before/after of changed fields); no change, no write."""
+    locked = _locked(type(obj), obj)
+    before = _snapshot(locked, fields)
+    _apply(locked, data, fields)
+    validate(locked)
+    changes = _changes(before, _snapshot(locked, fields))
+    if not changes:
+        return locked
+    locked.updated_at = timezone.now()  # type: ignore[attr-defined]
+    _save_unique(locked, field=unique_field, message=unique_message(locked))
+    record(action, tenant=locked.tenant_id, actor=_actor(by), target=locked, metadata={"changes": changes})  # type: ignore[attr-defined]
+    return locked
+
+
+def _delete(obj: models.Model, *, fields: tuple[str, ...], action: str, by: User | None) -> None:
+    """Lock and delete ``obj``; the audit event keeps what it was."""
+    locked = _locked(type(obj), obj)
+    pk, snapshot = locked.pk, _snapshot(locked, fields)
+    locked.delete()
+    record(
+        action,
+        tenant=locked.tenant_id,  # type: ignore[attr-defined]
+        actor=_actor(by),
+        target_type=obj._meta.model_name or "",
+        target_id=pk,
+        metadata=snapshot,
+    )
+
+
 def _validate_dataset(dataset: Dataset) -> None:
     errors: dict[str, list[str]] = {}
     dataset.name = (dataset.name or "").strip()
@@ -182,33 +222,22 @@ def dataset_update(*, dataset: Dataset, data: Mapping[str, Any], by: User | None
     The row is locked and re-read in its own tenant; the audit event lists each
     changed field's before and after. No change, no write and no event.
     """
-    locked = _locked(Dataset, dataset)
-    before = _snapshot(locked, DATASET_FIELDS)
-    _apply(locked, data, DATASET_FIELDS)
-    _validate_dataset(locked)
-    changes = _changes(before, _snapshot(locked, DATASET_FIELDS))
-    if not changes:
-        return locked
-    locked.updated_at = timezone.now()
-    _save_unique(locked, field="name", message=f"A dataset named “{locked.name}” already exists.")
-    record("dataset.update", tenant=locked.tenant_id, actor=_actor(by), target=locked, metadata={"changes": changes})
-    return locked
+    return _update(
+        dataset,
+        data,
+        fields=DATASET_FIELDS,
+        validate=_validate_dataset,
+        unique_field="name",
+        unique_message=lambda d: f"A dataset named “{d.name}” already exists.",
+        action="dataset.update",
+        by=by,
+    )
 
 
 @transaction.atomic
 def dataset_delete(*, dataset: Dataset, by: User | None = None) -> None:
     """Delete ``dataset``; the audit event keeps what it was."""
-    locked = _locked(Dataset, dataset)
-    pk, snapshot = locked.pk, _snapshot(locked, DATASET_FIELDS)
-    locked.delete()
-    record(
-        "dataset.delete",
-        tenant=locked.tenant_id,
-        actor=_actor(by),
-        target_type="dataset",
-        target_id=pk,
-        metadata=snapshot,
-    )
+    _delete(dataset, fields=DATASET_FIELDS, action="dataset.delete", by=by)
 
 
 # Tools ----------------------------------------------------------------------------------------------------------
@@ -277,28 +306,22 @@ def tool_update(*, tool: Tool, data: Mapping[str, Any], by: User | None = None) 
     Locked and re-read in its own tenant; the audit event lists each changed
     field's before and after (the schema as size and digest).
     """
-    locked = _locked(Tool, tool)
-    before = _snapshot(locked, TOOL_FIELDS)
-    _apply(locked, data, TOOL_FIELDS)
-    _validate_tool(locked)
-    changes = _changes(before, _snapshot(locked, TOOL_FIELDS))
-    if not changes:
-        return locked
-    locked.updated_at = timezone.now()
-    _save_unique(locked, field="name", message=f"A tool named “{locked.name}” already exists.")
-    record("tool.update", tenant=locked.tenant_id, actor=_actor(by), target=locked, metadata={"changes": changes})
-    return locked
+    return _update(
+        tool,
+        data,
+        fields=TOOL_FIELDS,
+        validate=_validate_tool,
+        unique_field="name",
+        unique_message=lambda t: f"A tool named “{t.name}” already exists.",
+        action="tool.update",
+        by=by,
+    )
 
 
 @transaction.atomic
 def tool_delete(*, tool: Tool, by: User | None = None) -> None:
     """Delete ``tool``; the audit event keeps what it was."""
-    locked = _locked(Tool, tool)
-    pk, snapshot = locked.pk, _snapshot(locked, TOOL_FIELDS)
-    locked.delete()
-    record(
-        "tool.delete", tenant=locked.tenant_id, actor=_actor(by), target_type="tool", target_id=pk, metadata=snapshot
-    )
+    _delete(tool, fields=TOOL_FIELDS, action="tool.delete", by=by)
 
 
 # Models ---------------------------------------------------------------------------------------------------------
@@ -356,14 +379,13 @@ def model_update(*, model: AIModel, data: Mapping[str, Any], by: User | None = N
 
     Raises ValidationError by field. Locked, re-read in its own tenant, audited with before/after.
     """
-    locked = _locked(AIModel, model)
-    before = _snapshot(locked, MODEL_FIELDS)
-    _apply(locked, data, MODEL_FIELDS)
-    _validate_model(locked)
-    changes = _changes(before, _snapshot(locked, MODEL_FIELDS))
-    if not changes:
-        return locked
-    locked.updated_at = timezone.now()
-    _save_unique(locked, field="model_name", message="This model is already registered.")
-    record("model.update", tenant=locked.tenant_id, actor=_actor(by), target=locked, metadata={"changes": changes})
-    return locked
+    return _update(
+        model,
+        data,
+        fields=MODEL_FIELDS,
+        validate=_validate_model,
+        unique_field="model_name",
+        unique_message=lambda m: "This model is already registered.",
+        action="model.update",
+        by=by,
+    )
