@@ -30,19 +30,13 @@ def _tenant_or_404(slug: str) -> Tenant:
     return tenant
 
 
-def _query_without_page(request: HttpRequest) -> str:
-    query = request.GET.copy()
-    query.pop("page", None)
-    return query.urlencode()
-
-
 @platform_view
 def tenant_list(request: HttpRequest) -> HttpResponse:
     """Every tenant with member counts (one query a page), searchable by name or slug, filterable by status."""
     filter_form = TenantFilterForm(request.GET)
     tenants = selectors.tenant_list_with_counts(**filter_form.filters())
     page = Paginator(tenants, TENANTS_PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"filter_form": filter_form, "page": page, "query": _query_without_page(request)}
+    context = {"filter_form": filter_form, "page": page}
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "platform/partials/_tenant_table.html", context)
     return render(request, "platform/tenant_list.html", context)
@@ -81,7 +75,6 @@ def tenant_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "tenant": tenant,
         "counts": selectors.member_counts(tenant=tenant),
         "page": page,
-        "query": _query_without_page(request),
     }
     return render(request, "platform/tenant_detail.html", context)
 

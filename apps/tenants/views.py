@@ -93,13 +93,10 @@ def member_list(request: HttpRequest) -> HttpResponse:
     filter_form = MemberFilterForm(request.GET)
     members = selectors.member_list(tenant=request.tenant, **filter_form.filters())  # type: ignore[attr-defined]
     page = Paginator(members, MEMBERS_PAGE_SIZE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
     context = {
         **_row_context(request),
         "filter_form": filter_form,
         "page": page,
-        "query": query.urlencode(),
         "counts": selectors.member_counts(tenant=request.tenant),  # type: ignore[attr-defined]
         "invite_form": InviteForm(actor=request.membership),  # type: ignore[attr-defined]
     }
