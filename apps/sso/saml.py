@@ -721,3 +721,73 @@ def purge_seen_assertions(*, now: datetime | None = None) -> int:
     """Delete replay-store rows whose assertion has expired (SAML and OIDC alike); returns how many."""
     deleted, _ = SeenAssertion.objects.filter(expires_at__lt=now or datetime.now(UTC)).delete()
     return deleted
+
+
+# --- Single logout ----------------------------------------------------------------------------
+
+
+def process_logout(
+    connection: SSOConnection,
+    *,
+    base_url: str,
+    get_data: Mapping[str, Any],
+    request_host: str,
+    request_path: str,
+    https: bool,
+) -> tuple[str, str]:
+    """Validate an IdP's LogoutRequest or LogoutResponse (HTTP-Redirect binding).
+
+    Returns ``(name_id, reply_url)``: the NameID of a LogoutRequest ("" for a
+    response) and, for a request when the IdP has a single logout URL, where to
+    send the browser with our LogoutResponse ("" otherwise).
+
+    The message must be signed (query-string signature) by one of the
+    connection's IdP certificates: a logout is a state change that a
+    cross-site link must not be able to trigger, so unlike python3-saml's
+    default an unsigned message is refused (``wantMessagesSigned``). Strict
+    mode also checks the issuer, the Destination (our SLS URL) and
+    NotOnOrAfter. Nothing is deleted here: the caller ends the session.
+
+    Raises SSOError("logout", …) for a missing, unsigned, wrongly signed or
+    invalid message, SSOError("configuration", …) for an unusable connection.
+    """
+    if not any(isinstance(get_data.get(name), str) for name in ("SAMLRequest", "SAMLResponse")):
+        raise _fail("logout", "No SAML LogoutRequest or LogoutResponse was sent.")
+    if any(len(str(get_data.get(name) or "")) > MAX_RESPONSE_BASE64 for name in ("SAMLRequest", "SAMLResponse")):
+        raise _fail("logout", "The logout message is too large.")
+    try:
+        raw = sp_settings(connection, base_url=base_url)
+    except SSOConfigError as exc:
+        raise SSOError("configuration", f"This SAML connection is not configured correctly: {exc}") from exc
+    raw["security"]["wantMessagesSigned"] = True  # logout messages: signed, always
+    try:
+        settings = OneLogin_Saml2_Settings(raw)
+    except OneLogin_Saml2_Error as exc:
+        raise SSOError("configuration", f"The SAML settings are not usable: {exc}") from exc
+    keys = ("SAMLRequest", "SAMLResponse", "RelayState", "SigAlg", "Signature")
+    request_data = {
+        "https": "on" if https else "off",
+        "http_host": request_host,
+        "script_name": request_path,
+        "get_data": {k: str(get_data[k]) for k in keys if k in get_data},
+        "post_data": {},
+    }
+    auth = OneLogin_Saml2_Auth(request_data, settings)
+    try:
+        reply_url = auth.process_slo(keep_local_session=True) or ""
+    except Exception as exc:  # python3-saml raises bare Exceptions on undecodable input
+        logger.info("saml logout refused", exc_info=True)
+        raise _fail("logout", "The logout message could not be read.", repr(exc)) from exc
+    errors = auth.get_errors()
+    if errors:
+        raise _fail("logout", "The logout message was refused.", f"{errors} {auth.get_last_error_reason()}")
+    if "SAMLRequest" in request_data["get_data"]:
+        from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
+
+        try:
+            name_id = str(OneLogin_Saml2_Logout_Request.get_nameid(auth.get_last_request_xml()) or "")
+        except Exception:  # noqa: BLE001 -- a valid request without a readable NameID ends nothing more
+            name_id = ""
+        reply = reply_url if str(raw["idp"].get("singleLogoutService", {}).get("url") or "") else ""
+        return name_id, reply
+    return "", ""

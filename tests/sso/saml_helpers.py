@@ -384,3 +384,39 @@ def post(connection, document, *, expected_request_id: str | None = REQUEST_ID, 
         https=True,
         expected_request_id=expected_request_id,
     )
+
+
+# --- single logout ----------------------------------------------------------------------------
+
+
+def logout_request_xml(connection, *, name_id: str = "ada@acme.example", issuer: str = IDP_ENTITY_ID) -> str:
+    """A LogoutRequest from the IdP to ``connection``'s SLS URL."""
+    from apps.sso.saml import sls_url
+
+    now = datetime.now(UTC)
+    return (
+        f'<samlp:LogoutRequest xmlns:samlp="{NS_SAMLP}" xmlns:saml="{NS_SAML}" ID="{new_id()}" Version="2.0" '
+        f'IssueInstant="{saml_time(now)}" NotOnOrAfter="{saml_time(now + timedelta(minutes=5))}" '
+        f'Destination="{sls_url(connection, base_url=BASE_URL)}">'
+        f"<saml:Issuer>{issuer}</saml:Issuer>"
+        f'<saml:NameID Format="{NAMEID_EMAIL}">{name_id}</saml:NameID>'
+        "</samlp:LogoutRequest>"
+    )
+
+
+def redirect_binding_query(xml: str, *, keys: KeyPair | None = None, signed: bool = True) -> dict[str, str]:
+    """GET parameters of the HTTP-Redirect binding for ``xml``, signed (RSA-SHA256) by ``keys`` (the IdP's)."""
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from onelogin.saml2.auth import OneLogin_Saml2_Auth
+    from onelogin.saml2.constants import OneLogin_Saml2_Constants
+    from onelogin.saml2.utils import OneLogin_Saml2_Utils
+
+    encoded = OneLogin_Saml2_Utils.deflate_and_base64_encode(xml)
+    query = {"SAMLRequest": encoded}
+    if not signed:
+        return query
+    algorithm = OneLogin_Saml2_Constants.RSA_SHA256
+    to_sign = OneLogin_Saml2_Auth._build_sign_query(encoded, None, algorithm, "SAMLRequest")
+    key = serialization.load_pem_private_key((keys or idp_keys()).key_pem, password=None)
+    signature = key.sign(to_sign.encode(), padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr]
+    return {**query, "SigAlg": algorithm, "Signature": base64.b64encode(signature).decode()}

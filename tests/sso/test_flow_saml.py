@@ -312,8 +312,12 @@ def test_single_logout_ends_only_sessions_of_that_connection(cast, acme_sso) -> 
     saml_sign_in(client, acme_sso)
     other = https_client(cast.member)  # a password/forced session, not through this connection
 
-    client.get(f"/sso/saml/{acme_sso.public_id}/sls/")
-    other.get(f"/sso/saml/{acme_sso.public_id}/sls/")
+    # The IdP's signed LogoutRequest (a bare GET signs nobody out: tests/sso/test_saml_logout.py).
+    client.get(f"/sso/saml/{acme_sso.public_id}/sls/", h.redirect_binding_query(h.logout_request_xml(acme_sso)))
+    other.get(
+        f"/sso/saml/{acme_sso.public_id}/sls/",
+        h.redirect_binding_query(h.logout_request_xml(acme_sso, name_id="member@acme.example")),
+    )
 
     assert signed_in_user_id(client) is None
     assert signed_in_user_id(other) == str(cast.member.pk)

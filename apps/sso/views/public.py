@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from csp.decorators import csp_update
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
@@ -166,19 +167,47 @@ def saml_metadata(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 
 
 @public_view
-@csrf_exempt  # IdP-initiated logout arrives cross-site; it only ends a session that came through this connection
 @never_cache
-@require_http_methods(["GET", "HEAD", "POST"])
+@require_http_methods(["GET", "POST"])
 def saml_sls(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    """Single logout: end the local session if it was signed in through this connection, then go to sign-in."""
+    """Single logout: end the local session if it was signed in through this connection.
+
+    A GET must carry a LogoutRequest or LogoutResponse signed by the IdP
+    (validated by python3-saml against the connection's certificates); a bare
+    cross-site link signs nobody out. A POST is our own sign-out form and goes
+    through Django's CSRF check (this view is not CSRF-exempt).
+    """
+    connection = _public_connection(public_id, Kind.SAML)
+    reply_url = ""
+    if request.method == "GET":
+        base = _base_url(request)
+        if getattr(settings, "SSO_BASE_URL", ""):
+            parts = urlsplit(base)
+            host, https = parts.netloc, parts.scheme == "https"
+        else:
+            host, https = request.get_host(), request.is_secure()
+        try:
+            _name_id, reply_url = saml.process_logout(
+                connection,
+                base_url=base,
+                get_data=request.GET,
+                request_host=host,
+                request_path=request.path,
+                https=https,
+            )
+        except SSOError as exc:
+            return _error(request, title="Sign-out refused", message=exc.message, status=400)
     marker = request.session.get(services.SESSION_SSO_KEY) or {}
     if request.user.is_authenticated and isinstance(marker, dict) and marker.get("connection") == str(public_id):
         logout(request)
-    return redirect("account_login")
+    return redirect(reply_url) if reply_url else redirect("account_login")
 
 
 @public_view
 @never_cache
+# The e-mail decides the IdP, so this page's form may end at any https origin (the policy's
+# form-action 'self' also holds a form's redirects in Chromium); plain http only in development.
+@csp_update({"form-action": ["https:", *(["http:"] if settings.DEBUG else [])]})
 @require_http_methods(["GET", "HEAD", "POST"])
 def discover(request: HttpRequest) -> HttpResponse:
     """E-mail first: a verified domain with an enabled connection goes to its IdP, anything else to passwords."""
