@@ -23,6 +23,7 @@ from apps.sso.models import ExternalIdentity, SSOConnection
 from apps.sso.services._common import SUBJECT_MAX, _actor, _clean_groups, _lock_connection, _policy
 from apps.sso.services.domains import email_domain
 from apps.sso.types import Assertion, SSOConfigError, SSOError
+from apps.tenants.models import Tenant
 
 # --- test sign-ins ------------------------------------------------------------------------------
 
@@ -88,6 +89,21 @@ def _printable_attributes(attributes: dict[str, Any]) -> dict[str, str]:
     return shown
 
 
+def _known_account(tenant: Tenant | None, email: str) -> User | None:
+    """The account behind ``email`` if the tester may know of it: a member of the connection's tenant (any status).
+
+    For the platform's connection (tested by staff) only staff accounts. Anyone
+    else is ``None``, as if no account existed, so a test sign-in cannot be used
+    to find out whether an address has an account or is platform staff.
+    """
+    email = email.strip()
+    if not email:
+        return None
+    if tenant is None:
+        return User.objects.filter(email__iexact=email, is_staff=True).first()
+    return User.objects.filter(email__iexact=email, memberships__tenant=tenant).distinct().first()
+
+
 def _test_checks(connection: SSOConnection, assertion: Assertion) -> tuple[list[TestCheck], dict[str, list[str]]]:
     checks = [TestCheck("Signed response accepted", True, "Signature, audience, time window and replay checks passed.")]
     subject = (assertion.subject or "").strip()
@@ -119,21 +135,27 @@ def _test_checks(connection: SSOConnection, assertion: Assertion) -> tuple[list[
         else:
             detail = f"{domain} is not a verified domain of this organisation: new people cannot be signed in."
         checks.append(TestCheck("Verified domain", verified or identity is not None, detail))
-    user = identity.user if identity else User.objects.filter(email__iexact=(assertion.email or "").strip()).first()
+    user = identity.user if identity else _known_account(tenant, assertion.email or "")
     if user is not None and user.is_staff and tenant is not None:
         checks.append(TestCheck("Account", False, "This is a platform staff account; it cannot use a tenant's IdP."))
     elif identity is not None:
         checks.append(TestCheck("Account", None, f"Already linked to {identity.user.email}."))
     elif user is not None:
-        checks.append(TestCheck("Account", None, f"Would be linked to the existing account {user.email}."))
+        checks.append(TestCheck("Account", None, f"Would be linked to {user.email}, a member of this organisation."))
     else:
-        checks.append(TestCheck("Account", None, "A new account would be created at the first sign-in."))
-    if tenant is not None and user is not None and selectors.was_removed(tenant=tenant, user=user):
+        # Said the same way whether or not an account exists elsewhere: the tester learns
+        # nothing about people outside their own organisation (issue #7, item 14).
+        checks.append(
+            TestCheck("Account", None, "Not a member of this organisation yet: they join at the first sign-in.")
+        )
+    # A removal is this tenant's own record, so it may be told even when the membership row is gone.
+    removed = user or User.objects.filter(email__iexact=(assertion.email or "").strip()).first()
+    if tenant is not None and removed is not None and selectors.was_removed(tenant=tenant, user=removed):
         checks.append(
             TestCheck(
                 "Membership",
                 None,
-                f"{user.email} was removed from {tenant.name} by an administrator: refused until invited again.",
+                f"{removed.email} was removed from {tenant.name} by an administrator: refused until invited again.",
             )
         )
     groups = _clean_groups(assertion.groups)
