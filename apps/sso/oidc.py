@@ -8,10 +8,12 @@ The sign-in flow calls three functions and keeps everything else (session, users
   verifies the ID token (signature from the provider's JWKS, issuer, audience, time, nonce), refuses replays
   and maps the claims to an ``Assertion`` (raises ``SSOError`` with a stable code).
 
-Every request to the provider goes through ``_request``: https only (plain http only to the loopback
-interface when ``DEBUG`` or ``SSO_ALLOW_INSECURE_LOOPBACK``), no redirects, a size cap and an overall
-deadline, and no private-network addresses unless ``SSO_ALLOW_PRIVATE_NETWORK_IDP`` (tenant admins
-type the issuer: the server must not become their window into our network).
+Every request to the provider (discovery, JWKS, token) goes through ``_request`` and so through the one
+SSRF-safe fetcher ``apps.core.netfetch``: https on port 443 only (plain http only to the loopback
+interface when ``DEBUG`` or ``SSO_ALLOW_INSECURE_LOOPBACK``), the host resolved once and the connection
+pinned to the checked address, no redirects, a size cap and an overall deadline, and no private-network
+addresses unless ``SSO_FETCH_ALLOW_PRIVATE`` (tenant admins type the issuer: the server must not become
+their window into our network).
 """
 
 from __future__ import annotations
@@ -19,11 +21,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
 import json
 import math
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -33,12 +33,11 @@ from typing import Any
 from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 
 import jwt
-import requests
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 
+from apps.core import netfetch
 from apps.sso.models import SeenAssertion, SSOConnection
 from apps.sso.types import Assertion, SSOConfigError, SSOError
 
@@ -85,7 +84,6 @@ MAX_JWKS_BYTES = 256 * 1024
 MAX_TOKEN_RESPONSE_BYTES = 256 * 1024
 JWKS_CACHE_SECONDS = 5 * 60
 JWKS_CACHE_MAX_ENTRIES = 256
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 USER_AGENT = "Bastion-SSO/1 (OpenID Connect relying party)"
 
 
@@ -659,48 +657,10 @@ class _FetchError(Exception):
     """A request to the provider that failed; the message completes a sentence about the URL."""
 
 
-def _insecure_loopback_allowed() -> bool:
-    return bool(settings.DEBUG or getattr(settings, "SSO_ALLOW_INSECURE_LOOPBACK", False))
-
-
 def _url_problem(url: str) -> str | None:
     """Why ``url`` may not be used to reach a provider (completes “The … ”), or ``None`` when it may."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 -- raises ValueError on a malformed port
-    except ValueError:
-        return "is not a valid URL"
-    if not host:
-        return "is not a valid URL"
-    if parts.username is not None or parts.password is not None:
-        return "must not contain a user name or password"
-    if parts.scheme == "https":
-        return None
-    if parts.scheme == "http" and host in LOOPBACK_HOSTS:
-        if _insecure_loopback_allowed():
-            return None
-        return "uses plain http (allowed only for 127.0.0.1 or localhost in development)"
-    return "is not an https URL"
-
-
-def _address_problem(host: str, port: int) -> str | None:
-    """Refuse hosts that resolve to private, loopback or reserved addresses (unless settings allow them)."""
-    if getattr(settings, "SSO_ALLOW_PRIVATE_NETWORK_IDP", False):
-        return None
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        return None  # let the request itself report that the name does not resolve
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        if address.is_loopback and _insecure_loopback_allowed():
-            continue
-        if not address.is_global:
-            return "points to a private or reserved network address"
-    return None
+    problem = netfetch.url_problem(url, policy=netfetch.FetchPolicy.from_settings())
+    return problem.message if problem else None
 
 
 def _request(
@@ -712,56 +672,21 @@ def _request(
     data: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> tuple[int, bytes]:
-    """Send one request to the provider and return (status, body); raise ``_FetchError`` on any failure.
+    """Send one request to the provider through ``apps.core.netfetch``; return (status, body).
 
-    Redirects are not followed (each URL was checked, its target would not be), the body is capped at
-    ``max_bytes`` and the whole exchange must finish within about ``timeout`` seconds (requests' own
-    timeout applies to each read, so a server trickling bytes is cut off here).
+    The fetcher resolves the host once, refuses private, loopback and reserved
+    addresses (per ``FetchPolicy.from_settings``), pins the connection to the
+    checked address, allows https on port 443 only, caps the body at
+    ``max_bytes`` and the exchange at ``timeout`` seconds. Redirects are not
+    followed (each URL was checked, its target would not be). Raises
+    ``_FetchError`` on any refusal or failure.
     """
-    problem = _url_problem(url)
-    if problem:
-        raise _FetchError(problem)
-    parts = urlsplit(url)
-    problem = _address_problem(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
-    if problem:
-        raise _FetchError(problem)
-
-    deadline = time.monotonic() + timeout
     sent_headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **(headers or {})}
     try:
-        with requests.request(
-            method,
-            url,
-            data=data,
-            headers=sent_headers,
-            timeout=timeout,
-            allow_redirects=False,
-            stream=True,
-        ) as response:
-            if response.is_redirect or 300 <= response.status_code < 400:
-                raise _FetchError(f"redirects elsewhere (HTTP {response.status_code}); configure the final URL")
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise _FetchError(f"is larger than {max_bytes // 1024} KiB")
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_content(chunk_size=16 * 1024):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise _FetchError(f"is larger than {max_bytes // 1024} KiB")
-                if time.monotonic() > deadline:
-                    raise _FetchError(f"timed out after {timeout:g} s")
-                chunks.append(chunk)
-            return response.status_code, b"".join(chunks)
-    except requests.exceptions.Timeout as exc:
-        raise _FetchError(f"timed out after {timeout:g} s") from exc
-    except requests.exceptions.ConnectionError as exc:
-        # A read timeout while streaming the body surfaces as a ConnectionError.
-        if "timed out" in str(exc).lower():
-            raise _FetchError(f"timed out after {timeout:g} s") from exc
-        raise _FetchError("could not be reached") from exc
-    except requests.exceptions.RequestException as exc:
-        raise _FetchError(f"could not be fetched ({type(exc).__name__})") from exc
+        response = netfetch.fetch(method, url, max_bytes=max_bytes, timeout=timeout, data=data, headers=sent_headers)
+    except netfetch.FetchError as exc:
+        raise _FetchError(exc.message) from exc
+    return response.status, response.body
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

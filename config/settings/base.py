@@ -19,7 +19,12 @@ SITE_URL = env.str("SITE_URL", default="http://localhost:8000")
 # (production sets it from SITE_URL); otherwise from the request's scheme and host.
 SSO_BASE_URL = env.str("SSO_BASE_URL", default="")
 SSO_SECRET_KEY = env_secret("SSO_SECRET_KEY", "") or ""
-SSO_ALLOW_PRIVATE_NETWORK_IDP = env_bool("SSO_ALLOW_PRIVATE_NETWORK_IDP", False)
+# The one private-network switch of the SSO fetcher (apps.core.netfetch): on-premises IdPs on
+# RFC 1918 / ULA addresses. Loopback, link-local (cloud metadata) and reserved addresses stay refused.
+# SSO_ALLOW_PRIVATE_NETWORK_IDP is the old name, still read.
+SSO_FETCH_ALLOW_PRIVATE = env_bool("SSO_FETCH_ALLOW_PRIVATE", env_bool("SSO_ALLOW_PRIVATE_NETWORK_IDP", False))
+# Ports the SSO fetcher may connect to (https). Loopback in development and tests may use any port.
+SSO_FETCH_ALLOWED_PORTS = tuple(int(port) for port in env.list("SSO_FETCH_ALLOWED_PORTS", default=["443"]))
 
 INSTALLED_APPS = [
     "django.contrib.auth",
