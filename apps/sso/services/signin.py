@@ -25,6 +25,7 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import Actor, record
 from apps.sso import selectors
 from apps.sso.models import ExternalIdentity, SSOConnection
+from apps.sso.policy import is_admin as policy_is_admin
 from apps.sso.services._common import _CONTROL_RE, SUBJECT_MAX, _clean_groups, _policy
 from apps.sso.services.domains import email_domain
 from apps.sso.types import Assertion, SSOError
@@ -60,10 +61,10 @@ def _full_name(assertion: Assertion) -> str:
 
 
 def _is_admin(membership: Membership) -> bool:
-    """Owner or admin, or holding an admin-grade permission through a (group) role binding."""
-    if membership.role in ADMIN_ROLES:
-        return True
-    return bool(ADMIN_PERMISSIONS & set(permsets.load(membership).actions))
+    """Holds an administrative permission from any source: the one rule of ``apps.sso.policy.is_admin``."""
+    # Fresh from the database: the sign-in has just rewritten the member's IdP groups.
+    permsets.forget(membership)
+    return policy_is_admin(membership)
 
 
 def _create_user(email: str, assertion: Assertion) -> tuple[User, bool]:
@@ -154,7 +155,11 @@ def _provision(connection: SSOConnection, assertion: Assertion) -> _Provisioned:
         identity_created=identity_created,
     )
     now = timezone.now()
+    suspended = False
     if tenant is not None:
+        # Read fresh: a suspended tenant may still be read, but a sign-in writes nothing into it
+        # (no invitation accepted, no group bindings rewritten), like every other write (#7, item 16).
+        suspended = Tenant.objects.filter(pk=tenant.pk, status=Tenant.Status.SUSPENDED).exists()
         membership = Membership.objects.for_tenant(tenant).select_for_update(of=("self",)).filter(user=user).first()
         if membership is None:
             # Membership creation serialises per tenant, as every membership change does (tenants services).
@@ -173,19 +178,25 @@ def _provision(connection: SSOConnection, assertion: Assertion) -> _Provisioned:
                 "membership_disabled", f"Your access to {tenant.name} has been disabled by an administrator."
             )
         if membership.status == Membership.Status.INVITED:
+            if suspended:
+                raise SSOError(
+                    "tenant_suspended",
+                    f"{tenant.name} is suspended; invitations cannot be accepted until it is active again.",
+                )
             membership.status = Membership.Status.ACTIVE
             membership.joined_at = now
             membership.save(update_fields=["status", "joined_at"])
             result.membership_created = True  # joined now: recorded as a join below
         result.groups_before = list(membership.idp_groups or [])
-        result.groups_after = _clean_groups(assertion.groups)
+        result.groups_after = result.groups_before if suspended else _clean_groups(assertion.groups)
         if result.groups_before != result.groups_after:
             membership.idp_groups = result.groups_after
             membership.save(update_fields=["idp_groups"])
             permsets.forget(membership)
         result.membership = membership
     identity.last_sign_in_at = now
-    identity.last_groups = _clean_groups(assertion.groups)
+    if not suspended:
+        identity.last_groups = _clean_groups(assertion.groups)
     identity.save(update_fields=["last_sign_in_at", "last_groups"])
     if not user.full_name and _full_name(assertion):
         user.full_name = _full_name(assertion)
