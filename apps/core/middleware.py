@@ -7,7 +7,10 @@ import re
 import time
 from collections.abc import Callable
 
+from csp.middleware import CSPMiddleware as _LibraryCSPMiddleware
+from csp.middleware import PolicyParts
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 
 from apps.core import context
 
@@ -84,3 +87,19 @@ class UserContextMiddleware:
         if user is not None and user.is_authenticated:
             context.update(user_id=user.pk, user_display=user.email)
         return self.get_response(request)
+
+
+class CSPMiddleware(_LibraryCSPMiddleware):
+    """django-csp's middleware, with a fresh nonce in every policy.
+
+    The library puts a nonce into the header only when a template asked for one,
+    so the header's shape would depend on which template rendered (an htmx
+    fragment, a JSON error). Always minting one keeps every response's policy the
+    same shape, and a nonce nobody used allows nothing.
+    """
+
+    def get_policy_parts(
+        self, request: HttpRequest, response: HttpResponseBase, report_only: bool = False
+    ) -> PolicyParts:
+        self._make_nonce(request)
+        return super().get_policy_parts(request, response, report_only)

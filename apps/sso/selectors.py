@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -102,6 +103,25 @@ def sp_details(connection: SSOConnection, *, base_url: str) -> SPDetails:
         metadata_url=saml.sp_entity_id(connection, base_url=base),
         oidc_redirect_uri=base + OIDC_CALLBACK_PATH.format(public_id=connection.public_id),
     )
+
+
+def idp_sign_in_origin(connection: SSOConnection) -> str | None:
+    """Scheme, host and port of the page the IdP signs people in on (SAML SSO URL, OIDC authorization endpoint).
+
+    The settings pages whose "Test sign-in" form redirects there allow it as a
+    Content-Security-Policy ``form-action`` target; None when not configured yet.
+    """
+    config = connection.config or {}
+    if connection.kind == SSOConnection.Kind.SAML:
+        url = str(config.get("idp_sso_url") or "")
+    else:
+        url = str((config.get("discovery") or {}).get("authorization_endpoint") or "")
+    parts = urlsplit(url.strip())
+    host = parts.netloc.rpartition("@")[2]  # never a user:password@ part in a response header
+    # The origin goes into a header as a CSP source: nothing that could end or split a directive.
+    if parts.scheme not in ("https", "http") or not host or any(c in host for c in " ;,'\"\r\n\t"):
+        return None
+    return f"{parts.scheme}://{host}"
 
 
 # --- certificates -----------------------------------------------------------------------------

@@ -5,6 +5,10 @@ from __future__ import annotations
 import contextlib
 from datetime import timedelta
 
+from csp.constants import NONCE as CSP_NONCE
+from csp.constants import NONE as CSP_NONE
+from csp.constants import SELF as CSP_SELF
+
 from config.settings.env import BASE_DIR, DATA_DIR, env, env_bool, env_secret
 
 DEBUG = env_bool("DEBUG", False)
@@ -38,6 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "django_htmx",
     "template_partials",
+    "csp",
     "guardian",
     "django_celery_beat",
     "allauth",
@@ -59,6 +64,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "apps.core.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy (a fresh nonce per response) and Permissions-Policy on every
+    # response, errors included: outside everything that can answer early.
+    "apps.core.middleware.CSPMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -241,6 +250,51 @@ LOGGING = {
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+
+# Content-Security-Policy (django-csp 4). No inline script or style runs without this response's
+# nonce, no inline event handlers or style="" attributes at all (tests/core/test_csp.py walks the
+# templates), htmx evaluates nothing (see base.html), and nobody may frame the console.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [CSP_SELF],
+        "script-src": [CSP_SELF, CSP_NONCE],
+        "style-src": [CSP_SELF, CSP_NONCE],
+        "img-src": [CSP_SELF, "data:"],  # data: for the TOTP QR code allauth renders inline
+        "font-src": [CSP_SELF],
+        "connect-src": [CSP_SELF],
+        "object-src": [CSP_NONE],
+        "base-uri": [CSP_NONE],
+        "frame-ancestors": [CSP_NONE],
+        # Forms post only to Bastion. Chromium also holds a form's redirects to this, so the two pages
+        # whose forms lead on to an identity provider (e-mail-first sign-in and "Test sign-in") widen
+        # it for themselves in apps/sso/views.
+        "form-action": [CSP_SELF],
+    },
+}
+# Permissions-Policy (django-permissions-policy): the console needs no device or sensor; WebAuthn
+# (security keys for MFA) stays allowed for Bastion's own origin.
+PERMISSIONS_POLICY = {
+    "accelerometer": [],
+    "autoplay": [],
+    "bluetooth": [],
+    "browsing-topics": [],
+    "camera": [],
+    "display-capture": [],
+    "geolocation": [],
+    "gyroscope": [],
+    "hid": [],
+    "idle-detection": [],
+    "magnetometer": [],
+    "microphone": [],
+    "midi": [],
+    "payment": [],
+    "publickey-credentials-create": ["self"],
+    "publickey-credentials-get": ["self"],
+    "screen-wake-lock": [],
+    "serial": [],
+    "usb": [],
+    "xr-spatial-tracking": [],
+}
 
 # Console defaults.
 AUDIT_PAGE_SIZE_DEFAULT = 50

@@ -167,7 +167,8 @@ def _detail_context(request: TenantRequest, connection: SSOConnection) -> dict[s
 def connection_detail(request: TenantRequest, connection_id: int) -> HttpResponse:
     """One connection: Bastion's SP details first, then the IdP settings, mapping, status and actions."""
     connection = _connection_or_404(request, connection_id)
-    return render(request, "sso/connection_detail.html", _detail_context(request, connection))
+    response = render(request, "sso/connection_detail.html", _detail_context(request, connection))
+    return _allow_test_form(response, connection)
 
 
 @sso_settings_view
@@ -223,7 +224,20 @@ def test_result(request: TenantRequest, connection_id: int) -> HttpResponse:
         messages.info(request, "No test result to show. Run a test sign-in.")
         return redirect(_settings_url(request.tenant, "detail", connection_id=connection.pk))
     report = TestReport.from_dict(stored)
-    return render(request, "sso/test_result.html", {"connection": connection, "report": report})
+    response = render(request, "sso/test_result.html", {"connection": connection, "report": report})
+    return _allow_test_form(response, connection)
+
+
+def _allow_test_form(response: HttpResponse, connection: SSOConnection) -> HttpResponse:
+    """Let this page's "Test sign-in" form end at the IdP.
+
+    The policy's ``form-action 'self'`` also holds the redirects after a form
+    post in Chromium, so the IdP's sign-in origin is added for this page only.
+    """
+    origin = selectors.idp_sign_in_origin(connection)
+    if origin:
+        response._csp_update = {"form-action": [origin]}  # type: ignore[attr-defined]  # read by csp.middleware
+    return response
 
 
 def _status_change(request: TenantRequest, connection_id: int, *, enabled: bool) -> HttpResponse:
