@@ -42,6 +42,51 @@ def cast(db: None) -> Cast:
     return Cast(acme=acme, globex=globex, outsider=outsider, globex_owner=globex_owner, staff=staff, **users)
 
 
+# --- the audit tables refuse TRUNCATE; Django's flush between transactional tests uses it ----------
+
+AUDIT_TRUNCATE_TRIGGERS = {
+    "audit_auditevent": "audit_event_no_truncate",
+    "audit_auditseal": "audit_seal_no_truncate",
+    "audit_auditchainhead": "audit_head_no_truncate",
+    "audit_auditretentioncut": "audit_cut_no_truncate",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _audit_truncate_allowed_for_flush():
+    """The one place tests lift the audit tables' TRUNCATE guard: around the flush after a transactional test.
+
+    ``transactional_db`` (and ``live_server``, ``celery_worker``) empties every
+    table with ``flush``, i.e. TRUNCATE, which apps/audit/migrations/0005 refuses
+    on the audit tables. Only that flush runs with the guard switched off; it is
+    back on before the next test starts, so tests see the production behaviour.
+    """
+    from django.db import connections
+    from django.test import TransactionTestCase
+
+    original = TransactionTestCase._fixture_teardown
+
+    def switch(aliases: set[str] | list[str], verb: str) -> None:
+        for alias in aliases:
+            with connections[alias].cursor() as cursor:
+                for table, trigger in AUDIT_TRUNCATE_TRIGGERS.items():
+                    cursor.execute(f"ALTER TABLE {table} {verb} TRIGGER {trigger}")
+
+    def fixture_teardown(self: TransactionTestCase) -> None:
+        aliases = sorted(self._databases_names(include_mirrors=False))
+        switch(aliases, "DISABLE")
+        try:
+            original(self)
+        finally:
+            switch(aliases, "ENABLE")
+
+    TransactionTestCase._fixture_teardown = fixture_teardown
+    try:
+        yield
+    finally:
+        TransactionTestCase._fixture_teardown = original
+
+
 @pytest.fixture
 def client_for(db: None):
     """Return a logged-in test client for a user (session login, no password round trip)."""

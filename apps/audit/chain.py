@@ -1,10 +1,17 @@
 """The audit hash chain: canonical event payloads and HMAC-SHA256 links.
 
-``link = HMAC(key, prev_link || payload)``. The key (settings.AUDIT_HMAC_KEY)
-never enters the database, so someone who can edit rows cannot forge a chain
-that verifies. The insert computes the link inside PostgreSQL with the built-in
-``sha256()`` from the precomputed HMAC pads, so appending an event is one
-statement and one round trip, and needs no extension.
+``link = HMAC(link_key, prev_link || payload)``. The keys never leave this
+process: ``record()`` locks the chain head row, computes the link here, and
+sends PostgreSQL only the result. Nothing derived from the key (the key, its
+HMAC pads, a derived key) is ever a statement parameter, so it cannot show up
+in ``pg_stat_activity``, statement logs or error logs, and someone who can read
+or edit rows still cannot forge a chain that verifies.
+
+Keys are derived per purpose from ``settings.AUDIT_HMAC_KEY`` with HKDF-SHA256
+and distinct labels (``bastion.audit.link.v1`` for links,
+``bastion.audit.seal.v1`` for seals), so a key for one purpose is never the key
+for another, and never equal to a key another part of Bastion derives (the SSO
+secret encryption key uses its own label; see tests/audit/test_key_exposure.py).
 """
 
 from __future__ import annotations
@@ -18,37 +25,45 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 GENESIS = bytes(32)
 PAYLOAD_VERSION = 1
-_BLOCK = 64  # SHA-256 block size
+# HKDF labels: one per purpose. A new purpose gets a new label, never a reused one.
+LINK_LABEL = b"bastion.audit.link.v1"
+SEAL_LABEL = b"bastion.audit.seal.v1"
+_SALT = b"bastion-audit"
 
 
-@lru_cache(maxsize=4)
-def _pads(key: str) -> tuple[bytes, bytes]:
-    raw = key.encode()
-    if len(raw) > _BLOCK:
-        raw = hashlib.sha256(raw).digest()
-    raw = raw.ljust(_BLOCK, b"\0")
-    return bytes(b ^ 0x36 for b in raw), bytes(b ^ 0x5C for b in raw)
+@lru_cache(maxsize=8)
+def derive_key(material: str, label: bytes) -> bytes:
+    """A 32-byte key for one purpose (``label``) from the configured secret (HKDF-SHA256)."""
+    if not material:
+        raise ImproperlyConfigured("AUDIT_HMAC_KEY is not set: the audit chain needs its own key.")
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=label).derive(material.encode())
 
 
-def hmac_pads() -> tuple[bytes, bytes]:
-    """(inner, outer) HMAC pads for the configured key, for SQL-side hashing."""
-    return _pads(settings.AUDIT_HMAC_KEY)
+def link_key() -> bytes:
+    """The key of chain links (read per call, so settings overrides in tests take effect)."""
+    return derive_key(settings.AUDIT_HMAC_KEY, LINK_LABEL)
+
+
+def seal_key() -> bytes:
+    """The key of seal MACs."""
+    return derive_key(settings.AUDIT_HMAC_KEY, SEAL_LABEL)
 
 
 def link(prev: bytes, payload: bytes) -> bytes:
-    """The chain link of an event, computed in Python (used by verification)."""
-    return hmac.new(settings.AUDIT_HMAC_KEY.encode(), prev + payload, hashlib.sha256).digest()
+    """The chain link of an event: HMAC-SHA256 under the link key of ``prev || payload``."""
+    return hmac.new(link_key(), prev + payload, hashlib.sha256).digest()
 
 
 def seal_mac(chain: int, seq: int, head_hash: bytes) -> bytes:
     """The MAC of a seal: binds a chain's head hash to its position."""
-    return hmac.new(
-        settings.AUDIT_HMAC_KEY.encode(), f"seal:{chain}:{seq}:".encode() + head_hash, hashlib.sha256
-    ).digest()
+    return hmac.new(seal_key(), f"seal:{chain}:{seq}:".encode() + head_hash, hashlib.sha256).digest()
 
 
 def normalize_json(value: Any, _depth: int = 0) -> Any:

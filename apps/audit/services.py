@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
 from apps.audit import chain as audit_chain
-from apps.audit.models import PLATFORM_CHAIN, AuditEvent, AuditRetentionCut, AuditSeal
+from apps.audit.models import PLATFORM_CHAIN, AuditEvent, AuditSeal
 from apps.audit.redaction import mask_mapping, mask_text
 from apps.core import context
 from apps.tenants.models import Tenant
@@ -28,31 +28,41 @@ logger = logging.getLogger(__name__)
 MAX_METADATA_BYTES = 16 * 1024
 _RESULTS = frozenset(AuditEvent.Result.values)
 
-# One statement appends to a chain: the upsert on the chain head takes the row
-# lock of *this* chain only (so tenants never serialise on each other), moves
-# the head, and the outer INSERT stores the event with the returned links.
-_APPEND_SQL = """
-WITH head AS (
-    INSERT INTO audit_auditchainhead AS h (chain, seq, prev_hash, head_hash, updated_at)
-    VALUES (%(chain)s, 1, %(genesis)s,
-            sha256(%(opad)s || sha256(%(ipad)s || %(genesis)s || %(payload)s)), now())
-    ON CONFLICT (chain) DO UPDATE SET
-        seq = h.seq + 1,
-        prev_hash = h.head_hash,
-        head_hash = sha256(%(opad)s || sha256(%(ipad)s || h.head_hash || %(payload)s)),
-        updated_at = now()
-    RETURNING seq, prev_hash, head_hash
+# Appending is lock, hash, insert. The chain head row is locked FOR UPDATE: the
+# row of *this* chain only, so tenants never wait on each other. The link is
+# computed in Python from the locked head, so the statements carry only the
+# resulting hash, never the key or anything derived from it. The insert's
+# trigger (migration 0005) moves the head to the new event in the same
+# statement; the head cannot be moved any other way.
+_LOCK_HEAD_SQL = "SELECT seq, head_hash FROM audit_auditchainhead WHERE chain = %s FOR UPDATE"
+# A chain's first writer creates its empty head (seq 0, genesis); concurrent
+# first writers wait on the primary key and then find the row.
+_CREATE_HEAD_SQL = (
+    "INSERT INTO audit_auditchainhead (chain, seq, prev_hash, head_hash, updated_at) "
+    "VALUES (%s, 0, %s, %s, now()) ON CONFLICT (chain) DO NOTHING"
 )
+_INSERT_EVENT_SQL = """
 INSERT INTO audit_auditevent (
     chain, seq, occurred_at, tenant_id, actor_type, actor_id, actor_display, action,
     target_type, target_id, result, ip, user_agent, request_id, metadata, prev_hash, hash
+) VALUES (
+    %(chain)s, %(seq)s, %(occurred_at)s, %(tenant_id)s, %(actor_type)s, %(actor_id)s,
+    %(actor_display)s, %(action)s, %(target_type)s, %(target_id)s, %(result)s, %(ip)s,
+    %(user_agent)s, %(request_id)s, %(metadata)s::jsonb, %(prev_hash)s, %(hash)s
 )
-SELECT %(chain)s, head.seq, %(occurred_at)s, %(tenant_id)s, %(actor_type)s, %(actor_id)s,
-       %(actor_display)s, %(action)s, %(target_type)s, %(target_id)s, %(result)s, %(ip)s,
-       %(user_agent)s, %(request_id)s, %(metadata)s::jsonb, head.prev_hash, head.head_hash
-FROM head
 RETURNING id
 """
+
+
+def _lock_head(cursor: Any, chain_id: int) -> tuple[int, bytes]:
+    """Lock the chain head row (creating an empty one first if needed); returns (seq, head hash)."""
+    cursor.execute(_LOCK_HEAD_SQL, [chain_id])
+    row = cursor.fetchone()
+    if row is None:
+        cursor.execute(_CREATE_HEAD_SQL, [chain_id, audit_chain.GENESIS, audit_chain.GENESIS])
+        cursor.execute(_LOCK_HEAD_SQL, [chain_id])
+        row = cursor.fetchone()
+    return row[0], bytes(row[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,17 +157,18 @@ def record(
         "request_id": _text(ctx.request_id, 64),
     }
     payload = audit_chain.payload(**values, metadata=clean_metadata)
-    ipad, opad = audit_chain.hmac_pads()
-    with connection.cursor() as cursor:
+    # savepoint=False: inside a caller's transaction this costs no extra round
+    # trip, and an error still rolls the caller back (the event goes with it).
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        seq, prev = _lock_head(cursor, chain_id)
         cursor.execute(
-            _APPEND_SQL,
+            _INSERT_EVENT_SQL,
             {
                 **values,
+                "seq": seq + 1,
                 "metadata": metadata_text,
-                "payload": payload,
-                "genesis": audit_chain.GENESIS,
-                "ipad": ipad,
-                "opad": opad,
+                "prev_hash": prev,
+                "hash": audit_chain.link(prev, payload),
             },
         )
         (event_id,) = cursor.fetchone()
@@ -196,21 +207,20 @@ class PurgeResult:
     event_id: int
 
 
-_RETENTION_ON = "SET LOCAL bastion.audit_retention = 'on'"
-_RETENTION_OFF = "SET LOCAL bastion.audit_retention = 'off'"
+_PURGE_SQL = "SELECT deleted, from_seq, up_to_seq, anchor_hash FROM bastion_audit_retention_purge(%s, %s)"
 
 
 def retention_purge(*, chain: int, older_than: datetime, by: Actor | Any) -> PurgeResult:
     """Delete the events of ``chain`` older than ``older_than``: the one privileged retention path.
 
-    In one transaction: lock the chain head (appends to this chain wait, other
-    chains do not), find the longest prefix of the chain (by seq) whose events
-    all occurred before ``older_than``, delete it with the append-only trigger's
-    retention flag set, move the chain's AuditRetentionCut to the last deleted
-    seq with its hash as the new anchor, and record ``audit.retention_purge`` on
-    the same chain (its metadata attests the cut, which verification checks).
-    The flag is switched off again before returning, so the rest of a caller's
-    transaction cannot delete audit rows. ``by`` is an Actor or a user.
+    In one transaction: the database function ``bastion_audit_retention_purge``
+    (SECURITY DEFINER, migration 0005; the only code the triggers let delete
+    events or move a cut) locks the chain head (appends to this chain wait,
+    other chains do not), deletes the longest prefix of the chain (by seq)
+    whose events all occurred before ``older_than`` and moves the chain's
+    AuditRetentionCut to the last deleted seq with its hash as the new anchor.
+    Then ``audit.retention_purge`` is recorded on the same chain (its metadata
+    attests the cut, which verification checks). ``by`` is an Actor or a user.
 
     Raises ValueError for a naive or future ``older_than``; RetentionError if the
     event at the cut is missing (a damaged chain must be investigated first).
@@ -221,41 +231,14 @@ def retention_purge(*, chain: int, older_than: datetime, by: Actor | Any) -> Pur
         raise ValueError("older_than must not be in the future")
     actor = by if isinstance(by, Actor) else Actor.for_user(by)
     tenant_id = None if chain == PLATFORM_CHAIN else chain
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT seq FROM audit_auditchainhead WHERE chain = %s FOR UPDATE", [chain])
-        head = cursor.fetchone()
-        cut = AuditRetentionCut.objects.select_for_update().filter(chain=chain).first()
-        start = cut.up_to_seq if cut is not None else 0
-        anchor = bytes(cut.anchor_hash) if cut is not None else None
-        deleted = 0
-        up_to = start
-        if head is not None:
-            # Walks the (chain, seq) index from the old end; stops at the first
-            # event young enough to keep, so it reads about as many rows as it deletes.
-            cursor.execute(
-                "SELECT seq FROM audit_auditevent WHERE chain = %s AND seq > %s AND occurred_at >= %s "
-                "ORDER BY seq LIMIT 1",
-                [chain, start, older_than],
-            )
-            keep = cursor.fetchone()
-            up_to = keep[0] - 1 if keep is not None else head[0]
-        if up_to > start:
-            cursor.execute("SELECT hash FROM audit_auditevent WHERE chain = %s AND seq = %s", [chain, up_to])
-            row = cursor.fetchone()
-            if row is None:
-                raise RetentionError(f"event seq {up_to} of chain {chain} is missing; run audit_verify before purging")
-            anchor = bytes(row[0])
-            cursor.execute(_RETENTION_ON)
-            try:
-                cursor.execute(
-                    "DELETE FROM audit_auditevent WHERE chain = %s AND seq > %s AND seq <= %s", [chain, start, up_to]
-                )
-                deleted = cursor.rowcount
-            finally:
-                cursor.execute(_RETENTION_OFF)
-            AuditRetentionCut.objects.update_or_create(
-                chain=chain, defaults={"up_to_seq": up_to, "anchor_hash": anchor}
-            )
+    with transaction.atomic():
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(_PURGE_SQL, [chain, older_than])
+                deleted, start_seq, up_to, anchor = cursor.fetchone()
+        except DataError as exc:
+            raise RetentionError(str(exc).splitlines()[0]) from exc
+        anchor = bytes(anchor) if anchor is not None else None
         event_id = record(
             "audit.retention_purge",
             tenant=tenant_id,
@@ -265,7 +248,7 @@ def retention_purge(*, chain: int, older_than: datetime, by: Actor | Any) -> Pur
             metadata={
                 "older_than": audit_chain.iso(older_than),
                 "deleted": deleted,
-                "from_seq": start + 1,
+                "from_seq": start_seq,
                 "up_to_seq": up_to,
                 "anchor_hash": anchor.hex() if anchor is not None else None,
             },

@@ -18,6 +18,13 @@ anchor when old events were purged. Problems, in the order they are looked for:
   hash that is not the last event's.
 - ``seal_invalid`` / ``seal_mismatch``: the latest seal's MAC does not verify
   under the audit key, or the event at the sealed seq has another hash.
+- ``emptied``: the chain has no events (and no head, seal or cut that would say
+  where it ended), yet another chain shows it had some: the platform chain
+  records every tenant's creation (``tenant.create`` targeting the tenant), and
+  every tenant chain starts with its own ``tenant.create``, so an empty tenant
+  chain whose creation the platform recorded, or an empty platform chain while
+  tenant chains record their creation, was emptied. (The database refuses
+  TRUNCATE and head deletion; only the tables' owner can get this far.)
 """
 
 from __future__ import annotations
@@ -200,6 +207,8 @@ def _verify(chain_id: int) -> VerifyReport:
     report.last_seq = last_seq if report.checked or cut else None
     if report.problem is None:
         report.problem = _check_tail(report, head, seal, last_seq, last_id, expected_prev, hash_at_seal)
+    if report.problem is None and not report.checked and cut is None and seal is None and not (head and head[0]):
+        report.problem = _check_emptied(chain_id)
     if report.problem is None and not cut_attested:
         report.problem = Problem(
             "deleted",
@@ -270,6 +279,23 @@ def _check_tail(
                 None,
                 f"the event at seq {seal_seq} does not hold the hash sealed by seal {seal_id}",
             )
+    return None
+
+
+CREATE_ACTION = "tenant.create"
+
+
+def _check_emptied(chain_id: int) -> Problem | None:
+    """An empty chain that other chains say had events (see ``emptied`` in the module docstring)."""
+    if chain_id == PLATFORM_CHAIN:
+        evidence = AuditEvent.objects.filter(tenant__isnull=False, action=CREATE_ACTION, target_type="tenant")
+        detail = "the platform chain has no events, but tenant chains record tenant creations it must hold"
+    else:
+        # Uses audit_tenant_target_time (tenant IS NULL, target_type, target_id).
+        evidence = AuditEvent.objects.filter(tenant__isnull=True, target_type="tenant", target_id=str(chain_id))
+        detail = "this tenant's chain has no events (no head, no seal), but the platform chain records its history"
+    if evidence.exists():
+        return Problem("emptied", None, None, detail)
     return None
 
 

@@ -16,7 +16,17 @@ DEBUG = False
 SECRET_KEY = env_secret("SECRET_KEY")
 if len(SECRET_KEY or "") < 50:
     raise ImproperlyConfigured("SECRET_KEY must be at least 50 characters long in production")
-AUDIT_HMAC_KEY = env_secret("AUDIT_HMAC_KEY", "") or SECRET_KEY
+# The audit chain's key is its own secret: never SECRET_KEY (a leak of one must not
+# yield the other), never the SSO key. apps.audit.chain derives per-purpose keys from it.
+AUDIT_HMAC_KEY = (env_secret("AUDIT_HMAC_KEY", "") or "").strip()
+if not AUDIT_HMAC_KEY:
+    raise ImproperlyConfigured("Production settings need AUDIT_HMAC_KEY, a secret of its own for the audit chain")
+if len(AUDIT_HMAC_KEY) < 32:
+    raise ImproperlyConfigured("AUDIT_HMAC_KEY must be at least 32 characters long in production")
+if AUDIT_HMAC_KEY == SECRET_KEY:
+    raise ImproperlyConfigured("AUDIT_HMAC_KEY must differ from SECRET_KEY")
+if (env_secret("SSO_SECRET_KEY", "") or "").strip() == AUDIT_HMAC_KEY:
+    raise ImproperlyConfigured("AUDIT_HMAC_KEY must differ from SSO_SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
 

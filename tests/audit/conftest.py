@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from unittest import mock
@@ -48,11 +49,37 @@ def chain_of(cast: Any) -> Callable[..., list[AuditEvent]]:
     return make
 
 
+AUDIT_TABLES = ("audit_auditevent", "audit_auditseal", "audit_auditchainhead", "audit_auditretentioncut")
+
+
 class Tamper:
-    """Raw SQL with the append-only trigger disabled (inside the test's transaction)."""
+    """Raw SQL with every audit trigger disabled for the statement (inside the test's transaction).
+
+    Plays the one attacker the database cannot stop: the owner of the audit
+    tables (or a superuser), who may switch triggers off. What such a person
+    changes is for verification (HMAC links, seals) to catch.
+    """
+
+    @contextmanager
+    def off(self) -> Iterator[None]:
+        """Triggers off inside the block (ORM writes too), back on after it."""
+        self._switch("DISABLE")
+        try:
+            yield
+        finally:
+            self._switch("ENABLE")
+
+    def _switch(self, verb: str) -> None:
+        with connection.cursor() as cursor:
+            # Deferred foreign-key checks of rows created earlier in the test must
+            # fire first: ALTER TABLE refuses to run with trigger events pending.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            for table in AUDIT_TABLES:
+                cursor.execute(f"ALTER TABLE {table} {verb} TRIGGER USER")
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
 
     def sql(self, query: str, params: list[Any] | tuple[Any, ...] = ()) -> Any:
-        with connection.cursor() as cursor:
+        with self.off(), connection.cursor() as cursor:
             cursor.execute(query, params)
             return cursor.fetchone() if cursor.description else None
 
@@ -67,11 +94,5 @@ class Tamper:
 
 @pytest.fixture
 def tamper(db: None) -> Tamper:
-    """Disable the trigger; the test transaction's rollback takes the ALTER TABLE back."""
-    with connection.cursor() as cursor:
-        # Deferred foreign-key checks of rows created earlier in the test must
-        # fire first: ALTER TABLE refuses to run with trigger events pending.
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER audit_event_append_only")
-        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+    """The table owner's raw SQL; the test transaction's rollback undoes it all."""
     return Tamper()

@@ -43,14 +43,20 @@ def test_raw_sql_update_and_delete_are_refused(event):
     refused(lambda: _raw("DELETE FROM audit_auditevent WHERE id = %s", [event.pk]))
 
 
-def test_delete_needs_the_retention_flag_in_the_same_transaction(event):
-    refused(lambda: _raw("SET bastion.audit_retention = 'off'; DELETE FROM audit_auditevent WHERE id = %s", [event.pk]))
+def test_setting_the_old_retention_guc_does_not_allow_delete(event):
+    """Any session can set a custom setting: it must not open the table (issue #7, item 9)."""
     with transaction.atomic():
         _raw("SET LOCAL bastion.audit_retention = 'on'", [])
-        _raw("DELETE FROM audit_auditevent WHERE id = %s", [event.pk])
-        # (rolled back below: this only proves the flag is what the trigger checks)
-        transaction.set_rollback(True)
+        refused(lambda: _raw("DELETE FROM audit_auditevent WHERE id = %s", [event.pk]))
+    refused(lambda: _raw("SET bastion.audit_retention = 'on'; DELETE FROM audit_auditevent WHERE id = %s", [event.pk]))
+    _raw("RESET bastion.audit_retention", [])
     assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_a_forged_retention_pass_of_another_transaction_does_not_allow_delete(event):
+    # Only a pass for *this* transaction counts; the purge function deletes its own before returning.
+    _raw("INSERT INTO audit_retention_pass (xact, chain, up_to_seq) VALUES ('1'::xid8, %s, 999)", [event.chain])
+    refused(lambda: _raw("DELETE FROM audit_auditevent WHERE id = %s", [event.pk]))
 
 
 def test_seals_are_append_only(event):

@@ -97,9 +97,10 @@ def test_tail_truncation_with_rolled_back_head_is_detected_by_the_seal(cast, cha
     events = chain_of(5)
     seal_chains()
     tamper.sql("DELETE FROM audit_auditevent WHERE id = %s", [events[4].pk])
-    AuditChainHead.objects.filter(chain=cast.acme.pk).update(
-        seq=4, head_hash=bytes(events[3].hash), prev_hash=bytes(events[2].hash)
-    )
+    with tamper.off():
+        AuditChainHead.objects.filter(chain=cast.acme.pk).update(
+            seq=4, head_hash=bytes(events[3].hash), prev_hash=bytes(events[2].hash)
+        )
     problem = verify_chain(cast.acme.pk).problem
     assert (problem.kind, problem.event_id, problem.seq) == ("truncated", events[3].pk, 4)
     assert "covers up to seq 5" in problem.detail
@@ -120,9 +121,10 @@ def test_seal_naming_another_hash_is_detected(cast, chain_of):
     assert verify_chain(cast.acme.pk).problem.kind == "seal_mismatch"
 
 
-def test_missing_head_row_is_detected(cast, chain_of):
+def test_missing_head_row_is_detected(cast, chain_of, tamper):
     chain_of(2)
-    AuditChainHead.objects.filter(chain=cast.acme.pk).delete()
+    with tamper.off():
+        AuditChainHead.objects.filter(chain=cast.acme.pk).delete()
     assert verify_chain(cast.acme.pk).problem.kind == "head_missing"
 
 
@@ -162,7 +164,8 @@ def test_row_inserted_in_the_middle_is_named(cast, chain_of, tamper):
     # Make room at seq 3 (two steps, so the unique (chain, seq) constraint holds throughout).
     tamper.sql("UPDATE audit_auditevent SET seq = -seq WHERE chain = %s AND seq >= 3", [cast.acme.pk])
     tamper.sql("UPDATE audit_auditevent SET seq = 1 - seq WHERE chain = %s AND seq < 0", [cast.acme.pk])
-    AuditChainHead.objects.filter(chain=cast.acme.pk).update(seq=6)
+    with tamper.off():
+        AuditChainHead.objects.filter(chain=cast.acme.pk).update(seq=6)
     forged = tamper.insert_event(**_forged_row(events, seq=3, prev_hash=bytes(events[1].hash)))
     problem = verify_chain(cast.acme.pk).problem
     assert (problem.kind, problem.event_id, problem.seq) == ("inserted", forged, 3)
@@ -200,3 +203,36 @@ def test_platform_and_tenant_selection(cast, chain_of):
     assert "(acme)" not in out
     with pytest.raises(CommandError, match="No tenant"):
         call_command("audit_verify", "--tenant", "nope", stdout=StringIO())
+
+
+def _created(tenant) -> None:
+    # What apps.tenants.services.tenant_create records: one event on each chain.
+    record("tenant.create", tenant=tenant, target=tenant, metadata={"slug": tenant.slug})
+    record("tenant.create", tenant=None, target=tenant, metadata={"slug": tenant.slug})
+
+
+def test_an_emptied_tenant_chain_is_reported(cast, chain_of, tamper):
+    """The table owner wipes a tenant's chain entirely (events, head, seals): verify must not call it clean."""
+    _created(cast.acme)
+    chain_of(3)
+    seal_chains()
+    for table in ("audit_auditevent", "audit_auditchainhead", "audit_auditseal"):
+        tamper.sql(f"DELETE FROM {table} WHERE chain = %s", [cast.acme.pk])
+    report = verify_chain(cast.acme.pk)
+    assert report.problem is not None
+    assert report.problem.kind == "emptied"
+    out, code = run_verify("--tenant", "acme")
+    assert code == 2
+    assert "emptied" in out
+
+
+def test_an_emptied_platform_chain_is_reported(cast, tamper):
+    _created(cast.acme)
+    for table in ("audit_auditevent", "audit_auditchainhead"):
+        tamper.sql(f"DELETE FROM {table} WHERE chain = 0")
+    assert verify_chain(0).problem.kind == "emptied"
+
+
+def test_a_new_tenant_without_history_still_verifies(cast):
+    _created(cast.globex)
+    assert verify_chain(cast.acme.pk).ok

@@ -20,6 +20,7 @@ PRODUCTION_ENV = {
     "DATABASE_URL": "postgres://bastion@db.internal:5432/bastion",
     "CELERY_BROKER_URL": "redis://redis.internal:6379/0",
     "ALLOWED_HOSTS": "bastion.example.com",
+    "AUDIT_HMAC_KEY": "a-separate-audit-chain-key-0123456789abcdef",
 }
 # Variables the parent environment may carry that would change what production sees.
 _SCRUB = {
@@ -27,6 +28,9 @@ _SCRUB = {
     "DEBUG",
     "SECRET_KEY_FILE",
     "AUDIT_HMAC_KEY",
+    "AUDIT_HMAC_KEY_FILE",
+    "SSO_SECRET_KEY",
+    "SSO_SECRET_KEY_FILE",
     "DJANGO_SETTINGS_MODULE",
     "DJANGO_ALLOW_ASYNC_UNSAFE",  # make test sets it for Playwright; check --deploy rightly refuses it
 }
@@ -71,6 +75,33 @@ def test_production_refuses_a_short_secret_key():
     assert result.returncode != 0
     assert "SECRET_KEY must be at least 50 characters" in result.stderr
     assert "too-short" not in result.stderr  # the value itself is never echoed
+
+
+def test_production_refuses_to_start_without_a_separate_audit_key():
+    """The audit key must never fall back to SECRET_KEY (issue #7, item 1)."""
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "AUDIT_HMAC_KEY"}
+    result = manage("check", **env)
+    assert result.returncode != 0
+    assert "Production settings need AUDIT_HMAC_KEY" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"AUDIT_HMAC_KEY": GOOD_SECRET}, "AUDIT_HMAC_KEY must differ from SECRET_KEY"),
+        (
+            {"SSO_SECRET_KEY": PRODUCTION_ENV["AUDIT_HMAC_KEY"]},
+            "AUDIT_HMAC_KEY must differ from SSO_SECRET_KEY",
+        ),
+        ({"AUDIT_HMAC_KEY": "short-audit-key"}, "AUDIT_HMAC_KEY must be at least 32 characters"),
+    ],
+)
+def test_production_refuses_a_reused_or_weak_audit_key(extra, message):
+    result = manage("check", **{**PRODUCTION_ENV, **extra})
+    assert result.returncode != 0
+    assert message in result.stderr
+    for value in extra.values():
+        assert value not in result.stderr  # the value itself is never echoed
 
 
 def test_production_reads_secret_from_file_and_rejects_bad_boolean(tmp_path):
