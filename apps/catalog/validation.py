@@ -2,19 +2,31 @@
 
 The services call these before every write; forms only parse text into
 Python values and let the service's ValidationError come back to the field.
+
+Regular expressions in argument schemas (``pattern``, ``patternProperties``,
+and the ``regex`` format) run on RE2 (google-re2), whose matching time is
+linear in the input: Python's backtracking ``re`` spends minutes on
+``^(a+)+$`` against forty characters. RE2 has no backreferences or
+lookaround, so schemas using them are refused when saved. Validating one
+call's arguments is also bounded in time (``argument_errors``).
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import re2
 from django.core.exceptions import ValidationError
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import SchemaError
+from jsonschema.exceptions import ValidationError as SchemaValidationError
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
@@ -35,6 +47,11 @@ MAX_SCHEMA_DEPTH = 32
 SCHEMA_DIALECTS = frozenset(
     {"https://json-schema.org/draft/2020-12/schema", "https://json-schema.org/draft/2020-12/schema#"}
 )
+
+# Validating one call's arguments may take at most this long (RE2 keeps each match linear; this
+# bounds the rest, e.g. a schema that makes every value of a 1 MiB document pass many subschemas).
+MAX_VALIDATION_SECONDS = 2.0
+MAX_PATTERN_LENGTH = 4096
 
 _TAG_RE = re.compile(rf"^[a-z0-9][a-z0-9_.:-]{{0,{MAX_TAG_LENGTH - 1}}}$")
 _REF_KEYWORDS = ("$ref", "$dynamicRef")
@@ -149,9 +166,20 @@ def validate_args_schema(schema: Any) -> None:
         raise ValidationError(f"The argument schema is nested more than {MAX_SCHEMA_DEPTH} levels deep.")
     if problems:
         raise ValidationError(problems)
+    if _uses_both(schema, "unevaluatedProperties", "patternProperties"):
+        raise ValidationError(
+            "unevaluatedProperties cannot be combined with patternProperties here; "
+            "use additionalProperties instead of unevaluatedProperties."
+        )
     try:
-        Draft202012Validator.check_schema(schema)
+        # The metaschema declares every ``pattern`` and ``patternProperties`` key as format "regex":
+        # with the RE2 format checker that refuses exactly the patterns RE2 cannot run.
+        Draft202012Validator.check_schema(schema, format_checker=_FORMAT_CHECKER)
     except SchemaError as exc:
+        if exc.validator == "format" and exc.validator_value == "regex":
+            raise ValidationError(
+                f"The pattern “{str(exc.instance)[:120]}” at {exc.json_path} {_pattern_problem(exc.instance)}."
+            ) from None
         raise ValidationError(f"Not a valid JSON Schema: {exc.message} (at {exc.json_path}).") from None
     resolver = Registry().resolver_with_root(DRAFT202012.create_resource(schema))
     missing = []
@@ -164,13 +192,210 @@ def validate_args_schema(schema: Any) -> None:
         raise ValidationError(missing)
 
 
-def argument_validator(schema: dict[str, Any]) -> Draft202012Validator:
-    """A validator for tool arguments that can never fetch a remote document.
+# --- regular expressions on RE2, and a time bound ---------------------------------------------
+
+
+class ValidationTimeoutError(Exception):
+    """Validating the arguments took longer than allowed; the call is refused, not checked further."""
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is a user error, not something for the server log
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("argument_validation_deadline", default=None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> Any:
+    """The RE2 program for ``pattern``; raises ``re2.error`` (or ValueError when it is too long)."""
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise ValueError(f"is longer than {MAX_PATTERN_LENGTH} characters")
+    return re2.compile(pattern, options=_RE2_OPTIONS)
+
+
+def _pattern_problem(pattern: Any) -> str:
+    """Why ``pattern`` cannot be used (completes “The pattern … ”)."""
+    if not isinstance(pattern, str):
+        return "is not a string"
+    try:
+        _compiled(pattern)
+    except ValueError as exc:
+        return str(exc)
+    except re2.error as exc:
+        detail = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        return (
+            "cannot be used: tool schemas use a linear-time regular-expression engine (RE2), which has no "
+            f"backreferences (\\1), lookahead or lookbehind ({detail[:120]})"
+        )
+    return "cannot be used"
+
+
+def _search(pattern: str, text: str) -> bool:
+    try:
+        regex = _compiled(pattern)
+    except (re2.error, ValueError):
+        # Saved schemas were checked; one that was not is refused rather than run on a backtracking engine.
+        raise SchemaError(f"pattern {pattern[:120]!r} {_pattern_problem(pattern)}") from None
+    return regex.search(text) is not None
+
+
+def _is_re2_regex(instance: object) -> bool:
+    if not isinstance(instance, str):
+        return True
+    try:
+        _compiled(instance)
+    except (re2.error, ValueError):
+        return False
+    return True
+
+
+_FORMAT_CHECKER = FormatChecker()
+# For checking schemas only (their ``pattern`` values); this instance only, the library's default stays.
+_FORMAT_CHECKER.checks("regex")(_is_re2_regex)
+
+
+def _check_deadline() -> None:
+    deadline = _deadline.get()
+    if deadline is not None and time.monotonic() > deadline:
+        raise ValidationTimeoutError
+
+
+def _timed(keyword: Callable[..., Any]) -> Callable[..., Iterator[SchemaValidationError]]:
+    """Wrap a keyword so that every evaluation first checks the call's deadline."""
+
+    @functools.wraps(keyword)
+    def checked(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[SchemaValidationError]:
+        _check_deadline()
+        errors = keyword(validator, value, instance, schema)
+        if errors is not None:
+            yield from errors
+
+    return checked
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[SchemaValidationError]:
+    if validator.is_type(instance, "string") and not _search(pattern, instance):
+        yield SchemaValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(
+    validator: Any, patterns: dict[str, Any], instance: Any, schema: Any
+) -> Iterator[SchemaValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if _search(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(
+    validator: Any, additional: Any, instance: Any, schema: Any
+) -> Iterator[SchemaValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    properties = schema.get("properties", {})
+    patterns = list(schema.get("patternProperties", {}))
+    extras = [
+        key for key in instance if key not in properties and not any(_search(pattern, key) for pattern in patterns)
+    ]
+    if validator.is_type(additional, "object"):
+        for key in extras:
+            yield from validator.descend(instance[key], additional, path=key)
+    elif not additional and extras:
+        # The library's wording, so that messages do not change with the engine.
+        if patterns:
+            verb = "does" if len(extras) == 1 else "do"
+            joined = ", ".join(repr(key) for key in sorted(extras))
+            regexes = ", ".join(repr(pattern) for pattern in sorted(patterns))
+            yield SchemaValidationError(f"{joined} {verb} not match any of the regexes: {regexes}")
+        else:
+            verb = "was" if len(extras) == 1 else "were"
+            joined = ", ".join(repr(key) for key in sorted(extras))
+            yield SchemaValidationError(f"Additional properties are not allowed ({joined} {verb} unexpected)")
+
+
+def _canonical_item(value: Any) -> Any:
+    """A hashable form in which equal JSON values (1 and 1.0, key order) coincide and true ≠ 1."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return (type(value).__name__, value)
+    if isinstance(value, int | float):
+        return ("number", int(value) if isinstance(value, float) and value.is_integer() else value)
+    if isinstance(value, dict):
+        return ("object", frozenset((key, _canonical_item(item)) for key, item in value.items()))
+    if isinstance(value, list):
+        return ("array", tuple(_canonical_item(item) for item in value))
+    return ("other", repr(value))
+
+
+def _unique_items(validator: Any, unique: bool, instance: Any, schema: Any) -> Iterator[SchemaValidationError]:
+    # The library compares unorderable items (objects) pairwise: 2,000 of them take seconds. Hashing is linear.
+    if not unique or not validator.is_type(instance, "array"):
+        return
+    seen: set[Any] = set()
+    for item in instance:
+        key = _canonical_item(item)
+        if key in seen:
+            yield SchemaValidationError(f"{instance!r} has non-unique elements")
+            return
+        seen.add(key)
+
+
+_ArgumentValidator = validators.extend(
+    Draft202012Validator,
+    {
+        **{name: _timed(keyword) for name, keyword in Draft202012Validator.VALIDATORS.items()},
+        "pattern": _timed(_pattern),
+        "patternProperties": _timed(_pattern_properties),
+        "additionalProperties": _timed(_additional_properties),
+        "uniqueItems": _timed(_unique_items),
+    },
+)
+
+
+def _uses_both(schema: Any, first: str, second: str) -> bool:
+    """Does the schema use both keywords anywhere? (unevaluatedProperties would run patterns on ``re``)."""
+    found: set[str] = set()
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            found.update(key for key in (first, second) if key in node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return {first, second} <= found
+
+
+def argument_validator(schema: dict[str, Any]) -> Any:
+    """A validator for tool arguments that can never fetch a remote document and never backtracks.
 
     The empty registry has no retrieval function, so a ``$ref`` that slipped
     past ``validate_args_schema`` raises instead of reaching the network.
+    Patterns run on RE2; a pattern RE2 cannot compile raises SchemaError, and
+    so does a schema combining ``unevaluatedProperties`` with
+    ``patternProperties`` (the library would match those with ``re``).
     """
-    return Draft202012Validator(schema, registry=Registry(), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    if _uses_both(schema, "unevaluatedProperties", "patternProperties"):
+        raise SchemaError("unevaluatedProperties with patternProperties is not supported")
+    # Argument values with format "regex" keep the library's check: a tool that takes a regex runs it
+    # in its own engine, and compiling (not matching) is what the check does.
+    return _ArgumentValidator(schema, registry=Registry(), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def argument_errors(
+    schema: dict[str, Any], arguments: Any, *, timeout: float = MAX_VALIDATION_SECONDS
+) -> list[SchemaValidationError]:
+    """Every schema error of ``arguments``, sorted by path, found within ``timeout`` seconds.
+
+    Raises ValidationTimeoutError past the deadline, and SchemaError, UnknownType
+    or Unresolvable when the schema itself cannot be used.
+    """
+    validator = argument_validator(schema)
+    token = _deadline.set(time.monotonic() + timeout)
+    try:
+        return sorted(validator.iter_errors(arguments), key=lambda e: (e.json_path, e.message))
+    finally:
+        _deadline.reset(token)
 
 
 def parse_json_document(text: str, *, max_bytes: int) -> Any:

@@ -23,7 +23,7 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import Actor, record
 from apps.catalog import permissions
 from apps.catalog.models import Dataset, Tool
-from apps.catalog.validation import KIB, argument_validator
+from apps.catalog.validation import KIB, MAX_VALIDATION_SECONDS, ValidationTimeoutError, argument_errors
 from apps.core import context
 from apps.guardrails.egress import check_url, find_urls
 from apps.tenants.models import Membership
@@ -129,8 +129,16 @@ def _capped(reasons: list[Reason], kind: str) -> list[Reason]:
 
 def _schema_reasons(tool: Tool, arguments: Any) -> list[Reason]:
     try:
-        validator = argument_validator(tool.args_schema)
-        errors = sorted(validator.iter_errors(arguments), key=lambda e: (e.json_path, e.message))
+        errors = argument_errors(tool.args_schema, arguments, timeout=MAX_VALIDATION_SECONDS)
+    except ValidationTimeoutError:
+        return [
+            _reason(
+                "arguments_check_timeout",
+                f"Checking the arguments against the tool's schema took longer than {MAX_VALIDATION_SECONDS:g} s; "
+                "the call is refused.",
+                "$",
+            )
+        ]
     except (SchemaError, UnknownType, Unresolvable, RecursionError):
         # The schema was checked on save; reaching this means it was written
         # around the service. Refuse rather than guess.
@@ -212,7 +220,9 @@ def check_tool_call(
     - the arguments are JSON, at most the tool's ``args_cap_bytes`` (default
       64 KiB) as compact UTF-8 JSON — larger ones are not inspected further —
       and at most 64 levels deep;
-    - the arguments satisfy the tool's schema (each error with its JSON path);
+    - the arguments satisfy the tool's schema (each error with its JSON path),
+      checked with linear-time regular expressions (RE2) and within
+      ``MAX_VALIDATION_SECONDS`` (past it the call is refused);
     - every URL in any string (keys included) is http(s), unambiguous, and
       its host is in the tool's egress allowlist (see apps.guardrails.egress).
 

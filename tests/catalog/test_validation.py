@@ -127,3 +127,37 @@ def test_allowlists_report_every_bad_entry() -> None:
 def test_typed_json_errors_say_where(text: str, complaint: str) -> None:
     with pytest.raises(ValidationError, match=complaint):
         parse_json_document(text, max_bytes=1000 if complaint.startswith("the limit") else 10**6)
+
+
+# --- regular expressions: RE2 only (no catastrophic backtracking) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "string", "pattern": "^(a+)\\1$"},  # backreference
+        {"type": "string", "pattern": "^(?=.*\\d)\\w+$"},  # lookahead
+        {"type": "string", "pattern": "(?<!x)y"},  # lookbehind
+        {"type": "object", "patternProperties": {"^(?!secret)": {}}},
+        {"properties": {"deep": {"items": {"pattern": "(x)\\1"}}}},
+    ],
+)
+def test_patterns_the_linear_engine_cannot_run_are_refused_at_save_time(schema: dict) -> None:
+    message = _messages(schema)
+    assert "linear-time regular-expression engine (RE2)" in message
+    assert "backreferences" in message
+
+
+def test_a_catastrophic_pattern_saves_and_a_property_named_pattern_is_not_a_pattern() -> None:
+    validate_args_schema({"type": "string", "pattern": "^(a+)+$"})  # linear on RE2: harmless
+    validate_args_schema({"type": "object", "properties": {"pattern": {"const": "(a)\\1"}}})
+
+
+def test_unevaluated_properties_with_pattern_properties_is_refused() -> None:
+    # jsonschema evaluates that combination with Python's backtracking re.
+    message = _messages({"type": "object", "patternProperties": {"^x": {}}, "unevaluatedProperties": False})
+    assert "unevaluatedProperties" in message
+
+
+def test_an_absurdly_long_pattern_is_refused() -> None:
+    assert "longer than" in _messages({"type": "string", "pattern": "a" * 5000})
