@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from allauth.mfa.models import Authenticator
 
 from apps.access.services import roles_seed_builtin
 from apps.audit.services import Actor, record
@@ -94,6 +95,37 @@ def test_console_works_under_the_policy_and_nothing_is_blocked(acme, live_server
         if path != "/sso/discover/":
             assert page.evaluate("typeof window.htmx") == "object", path
             assert page.evaluate("htmx.config.allowEval === false && htmx.config.includeIndicatorStyles === false")
+
+    # allauth's security-key page: its scripts are static files and its data blocks JSON, so they
+    # run under the policy, and Permissions-Policy leaves WebAuthn to Bastion's own origin.
+    # A virtual authenticator (Chromium DevTools) stands in for the key.
+    devtools = context.new_cdp_session(page)
+    devtools.send("WebAuthn.enable")
+    authenticator = devtools.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "usb",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+            }
+        },
+    )["authenticatorId"]
+    page.goto(f"{live_server.url}/accounts/2fa/webauthn/add/")
+    if "/accounts/reauthenticate/" in page.url:
+        page.fill("input[name=password]", PASSWORD)
+        page.click("form button[type=submit]")
+        page.wait_for_url("**/accounts/2fa/webauthn/add/")
+    assert page.evaluate("typeof window.allauth.webauthn") == "object"  # allauth's webauthn.js ran
+    page.fill("input[name=name]", "Test key")
+    page.click("#mfa_webauthn_add")
+    page.wait_for_load_state()
+    page.wait_for_timeout(1000)
+    credentials = devtools.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})["credentials"]
+    assert len(credentials) == 1, page.content()[-2000:]  # the browser created the key for Bastion
+    assert Authenticator.objects.filter(user__email="owner@acme.example", type=Authenticator.Type.WEBAUTHN).exists()
 
     # htmx under the policy: a filter swaps the results in place, and a 400 with the
     # form's errors is swapped in too (static/js/bastion.js, no hx-on eval).
