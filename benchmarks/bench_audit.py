@@ -2,8 +2,9 @@
 """Audit log benchmark: list pages at 1M events, and record() throughput.
 
     .venv/bin/python benchmarks/bench_audit.py [--events 1000000] [--requests 30] [--writes 5000] [--reseed]
+        [--database bastion_bench] [--trials 3] [--no-legacy]
 
-Uses its own database, ``bastion_bench``, on the server named by DATABASE_URL
+Uses its own database (``--database``, default ``bastion_bench``) on the server named by DATABASE_URL
 (default postgres://postgres@127.0.0.1:5432/): creates it, migrates it, and
 seeds it once (later runs reuse the seed unless --reseed or --events changes).
 
@@ -17,7 +18,12 @@ seeds it once (later runs reuse the seed unless --reseed or --events changes).
    (actor e-mail + 7-day range), over --requests requests each; query counts.
 3. record(): N single events in autocommit, then in transactions of 100; then
    two processes (own connections) writing to two tenants at once, as a ratio
-   of the single-process rate.
+   of the single-process rate. record() locks the chain head, computes the
+   link in Python and inserts (the key never reaches the database).
+4. For comparison (unless --no-legacy), the old single-statement append that
+   computed the link in SQL from HMAC pads sent as parameters (issue #7: that
+   exposed the key), timed the same way on a chain of its own, with the audit
+   triggers off for that session as they were then; reported as a ratio.
 
 Prints a table and writes bench-results/audit.json.
 """
@@ -46,6 +52,7 @@ from benchmarks.common import database_url, ensure_database, setup_django, write
 BENCH_DB = "bastion_bench"
 TENANT_SLUG = "bench"
 WRITER_SLUGS = ("bench-w1", "bench-w2")
+LEGACY_SLUG = "bench-legacy"
 TARGET_PAGE_MS = 150.0
 TARGET_RECORD_RATE = 1000.0
 TARGET_TWO_PROCESS_RATIO = 1.6
@@ -123,7 +130,7 @@ def seed_people(tenant_count_users: int = 60) -> tuple[Any, list[Any], Any]:
     from apps.tenants.models import Membership, Tenant
 
     tenant, _ = Tenant.objects.get_or_create(slug=TENANT_SLUG, defaults={"name": "Bench Corp"})
-    for slug in WRITER_SLUGS:
+    for slug in (*WRITER_SLUGS, LEGACY_SLUG):
         Tenant.objects.get_or_create(slug=slug, defaults={"name": slug})
     users = []
     for index in range(tenant_count_users):
@@ -166,6 +173,10 @@ def seed_events(tenant: Any, users: list[Any], count: int, seed: int = 42) -> di
     dsn = connection.get_connection_params()
     conninfo = {k: v for k, v in dsn.items() if k in {"dbname", "user", "password", "host", "port"}}
     with psycopg.connect(**conninfo) as conn, conn.cursor() as cursor:
+        # The seed writes a whole chain and its head at once, which the audit triggers
+        # (head advances one event at a time) would refuse row by row: a superuser
+        # session switches user triggers off for the load, in this bench database only.
+        cursor.execute("SET session_replication_role = replica")
         with cursor.copy(f"COPY audit_auditevent ({COPY_COLUMNS}) FROM STDIN") as copy:
             copy.set_types(COPY_TYPES)
             for seq, offset in enumerate(offsets, start=1):
@@ -403,6 +414,111 @@ def _write(slug: str, n: int, batch: int, *, durable: bool = True) -> float:
     return elapsed
 
 
+# The pre-#7 append, kept here only to measure against: it sent the HMAC pads of the
+# key as parameters (visible in pg_stat_activity and logs). Never use it elsewhere.
+_LEGACY_APPEND_SQL = """
+WITH head AS (
+    INSERT INTO audit_auditchainhead AS h (chain, seq, prev_hash, head_hash, updated_at)
+    VALUES (%(chain)s, 1, %(genesis)s,
+            sha256(%(opad)s || sha256(%(ipad)s || %(genesis)s || %(payload)s)), now())
+    ON CONFLICT (chain) DO UPDATE SET
+        seq = h.seq + 1,
+        prev_hash = h.head_hash,
+        head_hash = sha256(%(opad)s || sha256(%(ipad)s || h.head_hash || %(payload)s)),
+        updated_at = now()
+    RETURNING seq, prev_hash, head_hash
+)
+INSERT INTO audit_auditevent (
+    chain, seq, occurred_at, tenant_id, actor_type, actor_id, actor_display, action,
+    target_type, target_id, result, ip, user_agent, request_id, metadata, prev_hash, hash
+)
+SELECT %(chain)s, head.seq, %(occurred_at)s, %(tenant_id)s, %(actor_type)s, %(actor_id)s,
+       %(actor_display)s, %(action)s, %(target_type)s, %(target_id)s, %(result)s, %(ip)s,
+       %(user_agent)s, %(request_id)s, %(metadata)s::jsonb, head.prev_hash, head.head_hash
+FROM head
+RETURNING id
+"""
+
+
+def _legacy_record(tenant: Any, index: int, metadata: dict[str, Any], pads: tuple[bytes, bytes]) -> int:
+    """The old record(): same validation, masking and payload, then the one-statement SQL-side HMAC."""
+    import json as _json
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from apps.audit import chain as audit_chain
+    from apps.audit.redaction import mask_mapping, mask_text
+    from apps.core import context
+
+    ctx = context.current()
+    clean = audit_chain.normalize_json(mask_mapping(metadata))
+    text = _json.dumps(clean, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    values = {
+        "chain": tenant.pk,
+        "occurred_at": timezone.now(),
+        "tenant_id": tenant.pk,
+        "actor_type": "user",
+        "actor_id": "1",
+        "actor_display": mask_text("writer@bench.example"),
+        "action": "member.invite",
+        "target_type": "membership",
+        "target_id": str(index),
+        "result": "success",
+        "ip": audit_chain.normalize_ip(ctx.ip),
+        "user_agent": mask_text(ctx.user_agent),
+        "request_id": ctx.request_id,
+    }
+    payload = audit_chain.payload(**values, metadata=clean)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _LEGACY_APPEND_SQL,
+            {
+                **values,
+                "metadata": text,
+                "payload": payload,
+                "genesis": audit_chain.GENESIS,
+                "ipad": pads[0],
+                "opad": pads[1],
+            },
+        )
+        return cursor.fetchone()[0]
+
+
+def _write_legacy(n: int, batch: int) -> float:
+    """Like _write, with the pre-#7 append on its own chain (audit triggers off for the session)."""
+    import hashlib
+
+    from django.conf import settings
+    from django.db import connection, transaction
+
+    from apps.core import context
+    from apps.tenants.models import Tenant
+
+    tenant = Tenant.objects.get(slug=LEGACY_SLUG)
+    raw = settings.AUDIT_HMAC_KEY.encode()
+    raw = (hashlib.sha256(raw).digest() if len(raw) > 64 else raw).ljust(64, b"\0")
+    pads = (bytes(b ^ 0x36 for b in raw), bytes(b ^ 0x5C for b in raw))
+    metadata = {"role": "member", "email": "someone@example.com", "note": "benchmark"}
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")
+    try:
+        with context.bind(ip="192.0.2.1", user_agent="bench/1.0"):
+            t0 = time.perf_counter()
+            if batch <= 1:
+                for index in range(n):
+                    _legacy_record(tenant, index, metadata, pads)
+            else:
+                for first in range(0, n, batch):
+                    with transaction.atomic():
+                        for index in range(first, min(n, first + batch)):
+                            _legacy_record(tenant, index, metadata, pads)
+            return time.perf_counter() - t0
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET session_replication_role")
+
+
 def _worker(url: str, slug: str, n: int, batch: int, durable: bool, barrier: Any, out: Any) -> None:
     setup_django(url)
     _write(slug, 20, 1)  # connect and warm up
@@ -443,9 +559,28 @@ def _scenario(url: str, n: int, batch: int, durable: bool, trials: int) -> dict[
     }
 
 
-def bench_record(url: str, n: int, trials: int) -> dict[str, Any]:
+def bench_legacy(n: int, trials: int) -> dict[str, Any]:
+    """Single-process rates of the new record() and the pre-#7 append, interleaved trial by trial."""
+    out: dict[str, Any] = {}
+    _write_legacy(50, 1)  # warm up
+    for key, batch in (("autocommit", 1), ("transactions", TXN_BATCH)):
+        new, old = [], []
+        for _ in range(trials):
+            new.append(n / _write(WRITER_SLUGS[0], n, batch))
+            old.append(n / _write_legacy(n, batch))
+        out[key] = {
+            "record_rate": round(statistics.median(new)),
+            "legacy_rate": round(statistics.median(old)),
+            "ratio_record_to_legacy": round(statistics.median(new) / statistics.median(old), 2),
+            "record_trials": [round(rate) for rate in new],
+            "legacy_trials": [round(rate) for rate in old],
+        }
+    return out
+
+
+def bench_record(url: str, n: int, trials: int, *, legacy: bool = True) -> dict[str, Any]:
     _write(WRITER_SLUGS[0], 50, 1)  # warm up
-    return {
+    figures = {
         "events_per_process_run": n,
         "trials": trials,
         "transaction_batch": TXN_BATCH,
@@ -453,6 +588,9 @@ def bench_record(url: str, n: int, trials: int) -> dict[str, Any]:
         "transactions": _scenario(url, n, TXN_BATCH, True, trials),
         "diagnostic_no_commit_flush": _scenario(url, n, 1, False, trials),
     }
+    if legacy:
+        figures["versus_legacy"] = bench_legacy(n, trials)
+    return figures
 
 
 # --- report ---------------------------------------------------------------------------
@@ -536,6 +674,14 @@ def print_table(results: dict[str, Any]) -> None:
             f"{verdict(row['single_rate'] >= TARGET_RECORD_RATE)}, {verdict(row['ratio'] >= TARGET_TWO_PROCESS_RATIO)}"
         )
         lines.append(f"{label:<46}{row['single_rate']:>10}{row['two_process_rate']:>10}{row['ratio']:>7}x  {verdicts}")
+    if "versus_legacy" in rec:
+        lines += ["", "record() (lock head, HMAC in Python) versus the pre-#7 SQL-side HMAC append, 1 process"]
+        lines.append(f"{'':<46}{'record/s':>10}{'legacy/s':>10}{'ratio':>8}")
+        for key, label in (("autocommit", "autocommit"), ("transactions", f"transactions of {TXN_BATCH} events")):
+            row = rec["versus_legacy"][key]
+            lines.append(
+                f"{label:<46}{row['record_rate']:>10}{row['legacy_rate']:>10}{row['ratio_record_to_legacy']:>7}x"
+            )
     check = results["verify"]
     lines += [
         "",
@@ -553,9 +699,11 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=5000, help="events per process per record() run")
     parser.add_argument("--trials", type=int, default=3, help="interleaved record() trials (median reported)")
     parser.add_argument("--reseed", action="store_true", help="drop and re-create the bench database")
+    parser.add_argument("--database", default=BENCH_DB, help="the benchmark's own database (created if missing)")
+    parser.add_argument("--no-legacy", action="store_true", help="skip the comparison with the pre-#7 append")
     args = parser.parse_args()
 
-    url = database_url(BENCH_DB)
+    url = database_url(args.database)
     ensure_database(url, drop=args.reseed)
     setup_django(url)
     from django.core.management import call_command
@@ -589,7 +737,7 @@ def main() -> None:
     verify = bench_verify(tenant)
     facts = server_facts()
     print("Timing record() …", flush=True)
-    record_figures = bench_record(url, args.writes, args.trials)
+    record_figures = bench_record(url, args.writes, args.trials, legacy=not args.no_legacy)
     record_figures["load_average_after"] = [round(load, 2) for load in os.getloadavg()]
     results = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
