@@ -125,7 +125,9 @@ class ToolForm(forms.Form):
         help_text=(
             f"Hosts the tool may reach, one per line (up to {MAX_ALLOWLIST_ENTRIES}): api.example.com, "
             "*.example.com for any sub-domain (not example.com itself), or an IP address such as 203.0.113.7. "
-            "No scheme, path or port. Empty means no network access."
+            "A host is reachable on the standard port only (443 for https, 80 for http); list any other port "
+            "as host:port (api.example.com:8443, [2001:db8::1]:8443). No scheme or path. "
+            "Empty means no network access."
         ),
     )
     output_cap_bytes = forms.IntegerField(

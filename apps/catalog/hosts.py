@@ -15,6 +15,12 @@ Rules:
   is an IPv4 address in the WHATWG URL standard and in ``inet_aton``, so it is
   parsed as one (decimal, octal and hex parts) — never treated as a name;
 - IPv6 literals are written in brackets in URLs; zone ids are refused.
+
+Ports: an allowlist entry without a port allows only the standard port of the
+URL's scheme (443 for https, 80 for http); any other port must be listed as
+``host:port`` (``[2001:db8::1]:8443`` for IPv6), and such an entry allows that
+port only, whatever the scheme. So ``api.example.com`` does not open
+``https://api.example.com:6379/``.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 MAX_HOST_LENGTH = 253
+STANDARD_PORTS = {"http": 80, "https": 443}
 MAX_LABEL_LENGTH = 63
 WILDCARD_PREFIX = "*."
 
@@ -140,35 +147,20 @@ def canonical_host(raw: str) -> Host:
     return Host("dns", _dns_name(ascii_host))
 
 
-def normalise_allowlist_entry(raw: str) -> str:
-    """One egress allowlist entry in canonical form, or HostError saying what is wrong.
+def _port(text: str) -> int:
+    if not text or not text.isascii() or not text.isdigit() or not 0 < int(text) <= 65535:
+        raise HostError("has an invalid port (use a number from 1 to 65535)")
+    return int(text)
 
-    Accepts a host name (``api.example.com``, ``bücher.example``), a leading
-    wildcard for sub-domains (``*.example.com``: any depth, not the apex), or an
-    IP literal written plainly (``203.0.113.7``, ``2001:db8::1`` or
-    ``[2001:db8::1]``). Refuses schemes, paths, ports, user names and the
-    integer/octal/hex IPv4 spellings.
-    """
-    text = raw.strip()
-    if not text:
-        raise HostError("is empty")
-    if "://" in text or text.startswith("//"):
-        raise HostError("must be a host name without a scheme (drop “https://”)")
-    if "@" in text:
-        raise HostError("must not contain a user name (“@”)")
-    if any(char in text for char in "/\\?#"):
-        raise HostError("must be a host name without a path or query")
-    if "%" in text or any(char.isspace() for char in text):
-        raise HostError("must not contain “%” or spaces")
-    candidate = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+
+def _host_entry(text: str) -> str:
+    """The canonical host part of an entry (no port): a name, a ``*.`` wildcard or an IP address."""
     try:
-        address = ipaddress.ip_address(candidate)
+        address = ipaddress.ip_address(text)
     except ValueError:
         address = None
     if address is not None:
         return str(address)
-    if ":" in text:
-        raise HostError("must not contain a port")
     wildcard = text.startswith(WILDCARD_PREFIX)
     base = text[len(WILDCARD_PREFIX) :] if wildcard else text
     if "*" in base:
@@ -181,18 +173,97 @@ def normalise_allowlist_entry(raw: str) -> str:
     return WILDCARD_PREFIX + host.value if wildcard else host.value
 
 
-def host_allowed(host: Host, allowlist: list[str] | tuple[str, ...]) -> bool:
-    """Is the canonical ``host`` covered by a canonical allowlist?
+def normalise_allowlist_entry(raw: str) -> str:
+    """One egress allowlist entry in canonical form, or HostError saying what is wrong.
+
+    Accepts a host name (``api.example.com``, ``bücher.example``), a leading
+    wildcard for sub-domains (``*.example.com``: any depth, not the apex), or an
+    IP literal written plainly (``203.0.113.7``, ``2001:db8::1`` or
+    ``[2001:db8::1]``), each optionally followed by ``:port``
+    (``api.example.com:8443``, ``[2001:db8::1]:8443``). Refuses schemes, paths,
+    user names and the integer/octal/hex IPv4 spellings.
+    """
+    text = raw.strip()
+    if not text:
+        raise HostError("is empty")
+    if "://" in text or text.startswith("//"):
+        raise HostError("must be a host name without a scheme (drop “https://”)")
+    if "@" in text:
+        raise HostError("must not contain a user name (“@”)")
+    if any(char in text for char in "/\\?#"):
+        raise HostError("must be a host name without a path or query")
+    if "%" in text or any(char.isspace() for char in text):
+        raise HostError("must not contain “%” or spaces")
+    if text.startswith("["):
+        close = text.find("]")
+        if close == -1:
+            raise HostError("has an unterminated “[”")
+        inner, tail = text[1:close], text[close + 1 :]
+        if tail and not tail.startswith(":"):
+            raise HostError("has text after its IPv6 address")
+        port = _port(tail[1:]) if tail else None
+        try:
+            address = ipaddress.ip_address(inner)
+        except ValueError:
+            raise HostError("is not a valid IPv6 address") from None
+        if port is None:
+            return str(address)
+        return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+    if text.count(":") > 1:
+        try:
+            return str(ipaddress.IPv6Address(text))
+        except ValueError:
+            raise HostError("is not a valid IPv6 address (with a port, write [2001:db8::1]:8443)") from None
+    host_text, sep, port_text = text.partition(":")
+    host = _host_entry(host_text)
+    return f"{host}:{_port(port_text)}" if sep else host
+
+
+def split_allowlist_entry(entry: str) -> tuple[str, int | None]:
+    """A canonical entry's host part and its port (``None``: the scheme's standard port)."""
+    if entry.startswith("["):
+        address, _, port = entry[1:].partition("]:")
+        return address, int(port)
+    if entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+        return host, int(port)
+    return entry, None
+
+
+def _host_matches(host: Host, pattern: str) -> bool:
+    if host.kind == "ip":
+        return host.value == pattern
+    if pattern.startswith(WILDCARD_PREFIX):
+        return host.value.endswith("." + pattern[len(WILDCARD_PREFIX) :])
+    return host.value == pattern
+
+
+def allowed_ports(host: Host, allowlist: list[str] | tuple[str, ...], *, scheme: str = "") -> set[int]:
+    """Every port the allowlist opens on ``host`` for a URL with ``scheme`` (empty: the host is not listed).
+
+    An entry without a port opens the scheme's standard port (both 80 and 443
+    when the scheme is unknown, as in ``//host/``); ``host:port`` opens that port.
+    """
+    standard = {STANDARD_PORTS[scheme]} if scheme in STANDARD_PORTS else set(STANDARD_PORTS.values())
+    ports: set[int] = set()
+    for entry in allowlist:
+        pattern, port = split_allowlist_entry(entry)
+        if _host_matches(host, pattern):
+            ports |= standard if port is None else {port}
+    return ports
+
+
+def host_allowed(
+    host: Host, allowlist: list[str] | tuple[str, ...], *, port: int | None = None, scheme: str = ""
+) -> bool:
+    """Is ``host`` on ``port`` (``None``: no port in the URL, so the scheme's standard one) covered?
 
     IP literals match only an identical IP entry; names match an identical
-    entry or a ``*.`` entry whose base they end with at a label boundary.
+    entry or a ``*.`` entry whose base they end with at a label boundary; the
+    port must be one the matching entries open (see ``allowed_ports``).
     """
-    if host.kind == "ip":
-        return host.value in allowlist
-    for entry in allowlist:
-        if entry.startswith(WILDCARD_PREFIX):
-            if host.value.endswith("." + entry[len(WILDCARD_PREFIX) :]):
-                return True
-        elif entry == host.value:
-            return True
-    return False
+    opened = allowed_ports(host, allowlist, scheme=scheme)
+    if port is not None:
+        return port in opened
+    wanted = {STANDARD_PORTS[scheme]} if scheme in STANDARD_PORTS else set(STANDARD_PORTS.values())
+    return bool(opened) and wanted <= opened

@@ -6,8 +6,10 @@ behind the tool reads as another. So every URL is read twice — by
 ``urllib.parse.urlsplit`` and by a small reader that follows the WHATWG URL
 standard for the parts that matter (backslashes, missing or extra slashes,
 percent-encoded and numeric hosts) — and it passes only if both readings are
-well-formed, agree, and name an allowlisted host. Anything unusual is denied
-rather than interpreted.
+well-formed, agree (on the host and on the port), and name an allowlisted host
+on a port the allowlist opens: an entry without a port opens only the scheme's
+standard port (443, 80); ``host:port`` entries open other ports. Anything
+unusual is denied rather than interpreted.
 
 A URL is found wherever it appears in a string, not only when the whole
 string is a URL: ``scheme://…``, ``scheme:\\…``, ``http:host`` (WHATWG treats
@@ -22,7 +24,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from apps.catalog.hosts import Host, HostError, canonical_host, host_allowed
+from apps.catalog.hosts import Host, HostError, allowed_ports, canonical_host, host_allowed
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 MAX_URL_LENGTH = 4096
@@ -58,6 +60,7 @@ class ParsedURL:
 
     scheme: str
     hosts: list[Host] = field(default_factory=list)
+    port: int | None = None  # written in the URL; None: the scheme's standard port
     problems: list[EgressProblem] = field(default_factory=list)
 
 
@@ -161,8 +164,10 @@ def parse_url(candidate: str) -> ParsedURL:
     if "@" in authority:
         problems.append(EgressProblem("egress_userinfo", "URL carries a user name or password before “@”"))
     readings: list[Host] = []
+    ports: set[int | None] = set()
     try:
-        host_text, _port = _split_host(authority.rpartition("@")[2])
+        host_text, port_text = _split_host(authority.rpartition("@")[2])
+        ports.add(int(port_text) if port_text else None)  # WHATWG: an empty port is the default
         if "%" in host_text:
             raise HostError("is percent-encoded")
         host = canonical_host(host_text)
@@ -178,7 +183,9 @@ def parse_url(candidate: str) -> ParsedURL:
     try:
         split = urllib.parse.urlsplit(candidate)
         python_host = split.hostname
-        split.port  # noqa: B018 - the property raises ValueError for a bad port
+        python_port = split.port  # raises ValueError for a bad port
+        if python_host:
+            ports.add(python_port)
     except ValueError:
         python_host = None
         problems.append(EgressProblem("egress_malformed_url", "URL does not parse"))
@@ -192,6 +199,9 @@ def parse_url(candidate: str) -> ParsedURL:
                 readings.append(host)
     if len(readings) > 1:
         problems.append(EgressProblem("egress_ambiguous_url", "URL parsers disagree about its host"))
+    if len(ports) > 1:
+        problems.append(EgressProblem("egress_ambiguous_url", "URL parsers disagree about its port"))
+    parsed.port = next(iter(ports)) if len(ports) == 1 else None
     if not readings and not problems:
         problems.append(EgressProblem("egress_malformed_url", "URL has no host"))
     parsed.hosts = readings
@@ -202,10 +212,22 @@ def check_url(candidate: str, allowlist: list[str] | tuple[str, ...]) -> list[Eg
     """Every problem with reaching ``candidate`` under ``allowlist``; empty means allowed."""
     parsed = parse_url(candidate)
     problems = list(parsed.problems)
+    scheme = parsed.scheme if parsed.scheme in ("http", "https") else ""
     for host in parsed.hosts:
-        if host_allowed(host, allowlist):
+        if host_allowed(host, allowlist, port=parsed.port, scheme=scheme):
             continue
-        if host.kind == "ip":
+        opened = allowed_ports(host, allowlist, scheme=scheme)
+        if opened:
+            name = f"[{host.value}]" if ":" in host.value else host.value
+            if parsed.port is None:
+                message = f"the standard port of host {host.value} is not in the tool's egress allowlist"
+            else:
+                message = (
+                    f"port {parsed.port} of host {host.value} is not in the tool's egress allowlist "
+                    f"(an entry {name}:{parsed.port} would allow it)"
+                )
+            problems.append(EgressProblem("egress_port_not_allowed", message))
+        elif host.kind == "ip":
             problems.append(
                 EgressProblem("egress_ip_literal", f"IP address {host.value} is not in the tool's egress allowlist")
             )

@@ -109,7 +109,7 @@ def test_allowlists_report_every_bad_entry() -> None:
         "*.example.org",
     ]
     with pytest.raises(ValidationError) as caught:
-        normalise_egress_allowlist(["https://a.example.com/x", "ok.example.com", "b.example.com:8443"])
+        normalise_egress_allowlist(["https://a.example.com/x", "ok.example.com", "b.example.com:99999"])
     assert len(caught.value.messages) == 2
     assert "https://a.example.com/x" in caught.value.messages[0]
 

@@ -189,11 +189,11 @@ def test_tool_schema_errors_show_the_message_and_path(cast, client_for, schema_t
 def test_tool_allowlist_errors_name_each_bad_line(cast, client_for) -> None:
     response = client_for(cast.admin).post(
         reverse("catalog:tool_create", kwargs={"tenant_slug": "acme"}),
-        _tool_post(egress_allowlist="https://api.example.com/\nok.example.com\n10.0.0.1:80"),
+        _tool_post(egress_allowlist="https://api.example.com/\nok.example.com\n10.0.0.1:99999"),
     )
     body = response.content.decode()
     assert "“https://api.example.com/” must be a host name without a scheme" in body
-    assert "“10.0.0.1:80” must not contain a port" in body
+    assert "“10.0.0.1:99999” has an invalid port" in body
     assert not Tool.objects.for_tenant(cast.acme).exists()
 
 

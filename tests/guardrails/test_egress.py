@@ -15,7 +15,15 @@ from tests.catalog.factories import ToolFactory
 
 pytestmark = pytest.mark.django_db
 
-ALLOWLIST = ["api.example.com", "*.example.org", "203.0.113.7", "2001:db8::1"]
+# Non-standard ports are listed explicitly (host:port): an entry without a port opens 443/80 only.
+ALLOWLIST = [
+    "api.example.com",
+    "api.example.com:8080",
+    "*.example.org",
+    "203.0.113.7",
+    "2001:db8::1",
+    "[2001:db8::1]:8443",
+]
 
 LEGIT = [
     "https://api.example.com/v1/search?q=cats",
