@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from apps.core import views as core_views
+from config import admin_site
 
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
@@ -23,9 +24,10 @@ urlpatterns = [
     path("t/<str:tenant_slug>/guardrails/", include("apps.guardrails.urls")),
 ]
 
-# The Django admin is for superusers only, not for every platform staff member,
+# The Django admin is for superusers only, not for every platform staff member, signed
+# in through allauth/SSO under the sign-in policy (its own password form is replaced),
 # and is mounted only when ADMIN_ENABLED is set.
-admin.site.has_permission = lambda request: request.user.is_active and request.user.is_superuser
+admin_site.install(admin.site)
 if settings.ADMIN_ENABLED:
     urlpatterns.append(path("django-admin/", admin.site.urls))
 
