@@ -26,6 +26,7 @@ from django.utils.html import format_html
 
 from apps.accounts import services
 from apps.sso import policy
+from apps.sso.services import pending_link_for
 
 LOCKOUT_MESSAGE = (
     "Too many failed sign-in attempts for this account or from your network. "
@@ -67,6 +68,19 @@ class AccountAdapter(DefaultAccountAdapter):
             return user
         refusal = policy.password_sign_in_check(user)
         if refusal is None:
+            return user
+        if pending_link_for(request, user) is not None:
+            # This browser was just refused an SSO link to this account until its owner confirms it:
+            # the password (and, next, the second factor) is that confirmation, and the session goes
+            # straight back to the IdP. The middleware ends the password session if it lingers.
+            services.record_sign_in(
+                user=user,  # type: ignore[arg-type]
+                method="password",
+                result="success",
+                reason="sso_link_confirmation",
+                tenant=refusal.tenant,
+                extra={"rule": refusal.rule, "connection": str(refusal.connection.public_id)},
+            )
             return user
         services.record_sign_in(
             user=user,  # type: ignore[arg-type]

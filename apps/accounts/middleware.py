@@ -27,8 +27,8 @@ from django.urls import Resolver404, resolve, reverse
 from django.utils.http import urlencode
 
 from apps.accounts import services
-from apps.sso import policy
-from apps.sso.services import SESSION_SSO_KEY
+from apps.sso import boundary, policy
+from apps.sso.services import SESSION_SSO_KEY, pending_link_for
 from apps.tenants.selectors import membership_for_console
 
 # How stale the cached policy and the last-activity time may be, in seconds.
@@ -121,7 +121,9 @@ class SessionPolicyMiddleware:
             marker = services.session_sign_in(request)
             if marker is not None and marker.get("method") == "password":
                 refusal = policy.password_sign_in_check(user)
-                if refusal is not None:
+                # A password sign-in that confirms a pending SSO link lives until that link is made
+                # (at most the pending record's ten minutes), then this rule ends it.
+                if refusal is not None and pending_link_for(request, user) is None:
                     return self._expire(
                         request,
                         "sso_required",
@@ -148,12 +150,14 @@ class SessionPolicyMiddleware:
 
 
 class TenantSSOBoundaryMiddleware:
-    """A tenant that demands SSO accepts only sessions signed in through its own IdP.
+    """A session opens a tenant's console only if it came in by that tenant's way in (``apps.sso.boundary``).
 
-    Runs before a tenant console view (``/t/<slug>/…``): an admin (or, under
-    "SSO required", any member) whose session came from a password or from
-    another tenant's IdP is sent to this tenant's IdP. Tenant A's IdP can never
-    open tenant B's console, even for a person who belongs to both.
+    Runs before a tenant console view (``/t/<slug>/…``): a session from
+    another tenant's IdP (any member, not only admins), or a password session
+    where the tenant demands its IdP, is sent to the step-up page, which asks
+    the person to sign in again with this tenant's IdP or password (and its MFA
+    policy). Tenant A's IdP never opens tenant B's console, even for a person
+    who belongs to both. The step-up page lives outside ``/t/``, so this never loops.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -172,16 +176,17 @@ class TenantSSOBoundaryMiddleware:
         membership = membership_for_console(user=user, slug=str(slug))
         if membership is None:
             return None  # the view answers 404
-        connection = policy.tenant_session_refusal(
+        step_up = boundary.step_up_for(
             membership=membership,
             sign_in=services.session_sign_in(request),
             sso=request.session.get(SESSION_SSO_KEY),
         )
-        if connection is None:
+        if step_up is None:
             return None
-        messages.info(request, f"{membership.tenant.name} requires signing in with {connection.name}.")
-        target = policy.sso_start_url(connection) + "?" + urlencode({"next": request.get_full_path()})
-        return _redirect(request, target)
+        query = {"tenant": membership.tenant.slug}
+        if request.method == "GET" and not _is_htmx(request):
+            query["next"] = request.get_full_path()
+        return _redirect(request, reverse("sso:step_up") + "?" + urlencode(query))
 
 
 class MFAEnrolmentMiddleware:

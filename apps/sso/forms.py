@@ -221,6 +221,16 @@ class OIDCConnectionForm(_MappingFields):
         help_text="Optional, separated by spaces; amr values such as mfa, otp or hwk are recognised anyway.",
     )
 
+    email_verified_not_sent = forms.BooleanField(
+        label="IdP does not send email_verified",
+        required=False,
+        help_text=(
+            "Off by default: Bastion refuses a sign-in unless the ID token says the e-mail address is verified "
+            "(email_verified: true). Turn this on only if your provider never sends that claim and verifies "
+            "every address it issues; an explicit email_verified: false is refused anyway."
+        ),
+    )
+
     def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
         self.editing = editing
         super().__init__(*args, **kwargs)
@@ -240,6 +250,7 @@ class OIDCConnectionForm(_MappingFields):
             "client_id": config.get("client_id", ""),
             "scopes": " ".join(config.get("scopes") or services.DEFAULT_OIDC_SCOPES),
             "mfa_acr_values": " ".join(config.get("mfa_acr_values") or []),
+            "email_verified_not_sent": bool(config.get("email_verified_not_sent")),
             **cls.mapping_initial(connection),
         }
 
@@ -251,6 +262,7 @@ class OIDCConnectionForm(_MappingFields):
             client_secret=data.get("client_secret") or "",
             scopes=tuple(data.get("scopes", "").split()),
             mfa_acr_values=tuple(data.get("mfa_acr_values", "").split()),
+            email_verified_not_sent=bool(data.get("email_verified_not_sent")),
         )
 
     def error_aliases(self) -> dict[str, str]:

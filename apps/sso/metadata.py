@@ -437,8 +437,14 @@ def refresh_connection_metadata(connection_id: int) -> str:
                 "added": sorted(new_fingerprints - old_fingerprints),
                 "removed": sorted(old_fingerprints - new_fingerprints),
             }
+            # Rotation from the tested metadata URL is normal and kept (identity links stay), but it
+            # changes whose signatures are trusted: high severity, and the admins are told (#7, item 3).
             record(
-                "sso.idp_certificate_changed", tenant=locked.tenant_id, actor=actor, target=locked, metadata=difference
+                "sso.idp_certificate_changed",
+                tenant=locked.tenant_id,
+                actor=actor,
+                target=locked,
+                metadata={**difference, "severity": "high", "url": url},
             )
             notices.enqueue(connection_id=locked.pk, event=notices.CERTIFICATE_CHANGED, detail=difference)
         for fingerprint, expires in expiring:

@@ -38,6 +38,9 @@ class SSOConnection(models.Model):
     secret_encrypted = models.TextField(blank=True)
     # Attribute/claim names for email, first_name, last_name, groups (preset per IdP, editable).
     attribute_mapping = models.JSONField(default=dict, blank=True)
+    # Bumped whenever an administrator changes the trust material (certificate, entity ID/issuer,
+    # SSO/metadata URL, client id, JWKS): identity links made under an older epoch are not trusted.
+    trust_epoch = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(db_default=Now(), editable=False)
     updated_at = models.DateTimeField(db_default=Now())
 
@@ -81,6 +84,10 @@ class ExternalIdentity(models.Model):
     connection = models.ForeignKey(SSOConnection, on_delete=models.CASCADE, related_name="identities")
     subject = models.CharField(max_length=255)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="external_identities")
+    # The IdP the link was made with: its entity ID (SAML) or issuer (OIDC) and the connection's
+    # trust epoch then. A link counts only while both still match: a changed IdP inherits no links.
+    idp_issuer = models.CharField(max_length=1024, blank=True, default="")
+    trust_epoch = models.PositiveIntegerField(default=1)
     last_sign_in_at = models.DateTimeField(null=True, blank=True)
     last_groups = models.JSONField(default=list, blank=True)
 

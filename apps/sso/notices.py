@@ -4,7 +4,9 @@
 calls ``enqueue`` inside its transaction; the Celery task
 ``apps.sso.tasks.notify_certificate_event`` then calls ``send`` once the
 change has committed. Recipients: the tenant's active owners and admins, or
-active platform staff for the platform's connection. Each gets their own
+active platform staff for the platform's connection; a change of trust
+material by an administrator (``TRUST_CHANGED``, from
+``apps.sso.services.connections``) goes to every Owner only. Each gets their own
 message (no one sees the others' addresses).
 """
 
@@ -19,13 +21,17 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from apps.accounts.models import User
 from apps.sso import selectors
 from apps.sso.models import SSOConnection
+from apps.tenants.models import Membership, Tenant
 
 CERTIFICATE_CHANGED = "idp_certificate_changed"
 CERTIFICATE_EXPIRING = "idp_certificate_expiring"
 METADATA_FAILED = "metadata_fetch_failed"
+TRUST_CHANGED = "connection_trust_changed"
 SUBJECTS = {
+    TRUST_CHANGED: "Security: an administrator changed which identity provider {name} trusts",
     CERTIFICATE_CHANGED: "The signing certificate of {name} changed",
     CERTIFICATE_EXPIRING: "The signing certificate of {name} expires soon",
     METADATA_FAILED: "Bastion cannot download the metadata of {name}",
@@ -59,6 +65,24 @@ def _settings_link(connection: SSOConnection) -> str:
     return settings.SITE_URL.rstrip("/") + path
 
 
+def owner_recipients(*, tenant: Tenant | None) -> list[str]:
+    """Every active Owner of ``tenant`` (active platform staff for the platform): who hears of trust changes.
+
+    Owners, not admins: an admin with ``sso.manage`` is the one who could make
+    the change, so the notice goes to the people above them. Sorted addresses.
+    """
+    if tenant is None:
+        qs = User.objects.filter(is_active=True, is_staff=True)
+    else:
+        qs = User.objects.filter(
+            is_active=True,
+            memberships__tenant=tenant,
+            memberships__status=Membership.Status.ACTIVE,
+            memberships__role=Membership.Role.OWNER,
+        )
+    return sorted({email for email in qs.values_list("email", flat=True) if email})
+
+
 def send(*, connection_id: int, event: str, detail: dict[str, Any]) -> int:
     """E-mail the notice for ``event`` to the connection's administrators; returns how many were sent.
 
@@ -70,7 +94,10 @@ def send(*, connection_id: int, event: str, detail: dict[str, Any]) -> int:
     connection = selectors.connection_by_id(connection_id=connection_id)
     if connection is None:
         return 0
-    recipients = selectors.notice_recipients(tenant=connection.tenant)
+    if event == TRUST_CHANGED:
+        recipients = owner_recipients(tenant=connection.tenant)
+    else:
+        recipients = selectors.notice_recipients(tenant=connection.tenant)
     context = {
         "connection": connection,
         "owner": connection.tenant.name if connection.tenant else "the Bastion platform",

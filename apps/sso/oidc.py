@@ -597,11 +597,20 @@ def _assertion_from_claims(connection: SSOConnection, claims: dict[str, Any]) ->
         validate_email(email)
     except ValidationError as exc:
         raise SSOError("claims", "The identity provider sent an e-mail address that is not valid.") from exc
-    if mapping["email"] == "email":
-        verified = claims.get("email_verified")
-        # Some providers send the boolean as a string.
-        if verified is False or (isinstance(verified, str) and verified.strip().lower() == "false"):
-            raise SSOError("claims", "The identity provider says this e-mail address is not verified.")
+    # Whatever claim carries the address, the IdP must say it verified it (the address links
+    # accounts): a missing or false email_verified is refused. A connection whose IdP never sends
+    # the claim may say so (``email_verified_not_sent``, off by default); an explicit false is
+    # refused even then. Some providers send the boolean as a string.
+    verified = claims.get("email_verified")
+    if isinstance(verified, str):
+        verified = {"true": True, "false": False}.get(verified.strip().lower())
+    if verified is False:
+        raise SSOError("claims", "The identity provider says this e-mail address is not verified.")
+    if verified is not True and not (connection.config or {}).get("email_verified_not_sent"):
+        raise SSOError(
+            "claims",
+            "The identity provider did not say that this e-mail address is verified (no email_verified claim).",
+        )
 
     amr = _strings(claims.get("amr"))
     acr = claims.get("acr") if isinstance(claims.get("acr"), str) else ""

@@ -12,6 +12,7 @@ from apps.sso import views
 app_name = "sso"
 urlpatterns = [
     path("discover/", views.discover, name="discover"),
+    path("step-up/", views.step_up, name="step_up"),
     path("start/<uuid:public_id>/", views.start, name="start"),
     path("saml/<uuid:public_id>/acs/", views.saml_acs, name="saml_acs"),
     path("saml/<uuid:public_id>/metadata/", views.saml_metadata, name="saml_metadata"),

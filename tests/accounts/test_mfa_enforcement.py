@@ -129,7 +129,9 @@ def test_htmx_requests_are_sent_to_enrolment_with_hx_redirect(cast, client):
 def test_sso_sessions_are_not_forced_through_local_enrolment(cast, client_for):
     client = client_for(cast.owner)
     session = client.session
-    session[services.SESSION_SIGN_IN_KEY] = {"method": "oidc", "idp": "Entra", "mfa": False, "at": time.time()}
+    now = time.time()
+    session[services.SESSION_SIGN_IN_KEY] = {"method": "oidc", "idp": "Entra", "mfa": False, "at": now}
+    session["bastion_sso"] = {"connection": "x", "tenant": cast.acme.pk, "at": now}  # through Acme's own IdP
     session.save()
     assert client.get("/t/acme/").status_code == 200
 

@@ -138,9 +138,10 @@ def test_sso_sessions_are_not_ended_by_the_password_rule(cast, client_for):
     connection = sso_connection(cast.acme)
     client = client_for(cast.admin)
     session = client.session
-    session[services.SESSION_SIGN_IN_KEY] = {"method": "saml", "idp": "Okta", "mfa": True, "at": time.time()}
-    # What the SSO flow records: the session came through this tenant's own connection.
-    session["bastion_sso"] = {"connection": str(connection.public_id), "tenant": cast.acme.pk}
+    now = time.time()
+    session[services.SESSION_SIGN_IN_KEY] = {"method": "saml", "idp": "Okta", "mfa": True, "at": now}
+    # What the SSO flow records: the session came through this tenant's own connection, in this sign-in.
+    session["bastion_sso"] = {"connection": str(connection.public_id), "tenant": cast.acme.pk, "at": now}
     session[services.SESSION_CLOCK_KEY] = {"start": time.time(), "seen": time.time(), "checked": 0.0}
     session.save()
     assert client.get("/t/acme/").status_code == 200

@@ -104,7 +104,7 @@ def test_platform_staff_never_sign_in_through_a_tenant_idp(cast, setup) -> None:
 
 def test_sign_in_only_touches_the_connections_tenant(cast, setup) -> None:
     """A person who is also a Globex member signs in through Acme: only the Acme membership changes."""
-    ada = UserFactory(email="ada@acme.example")
+    ada = UserFactory(email="ada@acme.example", password=None)
     globex_membership = MembershipFactory(tenant=cast.globex, user=ada, role="viewer", idp_groups=["globex-team"])
     client = https_client()
 

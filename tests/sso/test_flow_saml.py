@@ -95,6 +95,8 @@ def test_second_sign_in_uses_the_linked_identity_and_replaces_groups(
 
 
 def test_existing_user_of_the_verified_domain_is_linked(cast, acme_sso) -> None:
+    cast.member.set_unusable_password()  # SSO-only: linking an account with a password needs its confirmation
+    cast.member.save()
     client = https_client()
 
     saml_sign_in(
@@ -107,7 +109,7 @@ def test_existing_user_of_the_verified_domain_is_linked(cast, acme_sso) -> None:
 
 
 def test_invited_membership_is_activated(cast, acme_sso) -> None:
-    invited = UserFactory(email="ada@acme.example")
+    invited = UserFactory(email="ada@acme.example", password=None)  # invited, no password set yet
     MembershipFactory(tenant=cast.acme, user=invited, status="invited", joined_at=None, role="analyst")
 
     saml_sign_in(https_client(), acme_sso)
@@ -119,6 +121,8 @@ def test_invited_membership_is_activated(cast, acme_sso) -> None:
 
 def test_disabled_membership_is_refused(cast, acme_sso) -> None:
     Membership.objects.filter(tenant=cast.acme, user=cast.member).update(status="disabled")
+    cast.member.set_unusable_password()  # SSO-only: linking an account with a password needs its confirmation
+    cast.member.save()
     client = https_client()
 
     response = saml_sign_in(
@@ -149,6 +153,8 @@ def test_unverified_domain_is_refused(cast) -> None:
 
 def test_admin_without_idp_mfa_is_refused_when_policy_requires_it(cast, acme_sso) -> None:
     SignInPolicy.objects.create(tenant=cast.acme, mfa_required_admin_sso=True)
+    cast.admin.set_unusable_password()  # SSO-only: linking an account with a password needs its confirmation
+    cast.admin.save()
     client = https_client()
     admin_attrs = attributes("admin@acme.example")
 

@@ -184,17 +184,40 @@ def test_unverified_email_is_refused(sign_in, provider, verified):
     assert "not verified" in caught.value.message
 
 
-def test_absent_email_verified_is_accepted(sign_in, provider):
+def test_absent_email_verified_is_refused(sign_in, provider):
+    """#7 item 3: an IdP that does not vouch for the address cannot link accounts by it."""
+    del provider.user["email_verified"]
+
+    with pytest.raises(SSOError) as refused:
+        sign_in()
+    assert refused.value.code == "claims"
+
+
+def test_absent_email_verified_is_accepted_with_the_connection_override(sign_in, provider, connection):
+    connection.config = {**connection.config, "email_verified_not_sent": True}
     del provider.user["email_verified"]
 
     assert sign_in().email == "ada@acme.example"
 
 
-def test_email_verified_does_not_apply_to_another_claim(sign_in, provider, connection):
+def test_false_email_verified_is_refused_even_with_the_override(sign_in, provider, connection):
+    connection.config = {**connection.config, "email_verified_not_sent": True}
+    provider.user["email_verified"] = "false"
+
+    with pytest.raises(SSOError):
+        sign_in()
+
+
+def test_email_verified_applies_whatever_claim_carries_the_email(sign_in, provider, connection):
+    """#7 item 3: mapping the e-mail to another claim (upn) does not escape the check."""
     connection.attribute_mapping = {"email": "upn"}
     provider.user.update(upn="ada@acme.example", email_verified=False)
 
-    assert sign_in().email == "ada@acme.example"
+    with pytest.raises(SSOError):
+        sign_in()
+    del provider.user["email_verified"]
+    with pytest.raises(SSOError):
+        sign_in()
 
 
 def test_attributes_carry_every_claim(sign_in, provider):

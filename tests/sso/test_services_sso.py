@@ -128,6 +128,8 @@ def test_platform_connection_signs_in_existing_staff_only(cast) -> None:
     connection = SSOConnection.objects.create(
         tenant=None, kind="saml", name="Platform IdP", status=SSOConnection.Status.ENABLED
     )
+    cast.staff.set_unusable_password()  # SSO-only staff: a password would need the link confirmed first
+    cast.staff.save()
 
     user = services.complete_sign_in(
         connection=connection,

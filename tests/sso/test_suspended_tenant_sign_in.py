@@ -36,7 +36,7 @@ def suspended_acme(cast):
 
 
 def test_invitation_is_not_activated_by_sso_while_suspended(cast, suspended_acme) -> None:
-    ada = UserFactory(email="ada@acme.example")
+    ada = UserFactory(email="ada@acme.example", password=None)
     invited = MembershipFactory(tenant=cast.acme, user=ada, role="member", status=Membership.Status.INVITED)
     client = https_client()
 
@@ -51,7 +51,7 @@ def test_invitation_is_not_activated_by_sso_while_suspended(cast, suspended_acme
 
 
 def test_group_bindings_are_not_rewritten_while_suspended(cast, suspended_acme) -> None:
-    ada = UserFactory(email="ada@acme.example")
+    ada = UserFactory(email="ada@acme.example", password=None)
     membership = MembershipFactory(tenant=cast.acme, user=ada, role="member", idp_groups=["readers"])
     client = https_client()
 

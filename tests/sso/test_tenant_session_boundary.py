@@ -29,20 +29,21 @@ def test_acme_idp_session_is_sent_to_globex_idp_for_globex_admin_pages(cast, two
     assert client.get("/t/acme/").status_code == 200
     response = client.get("/t/globex/members/")
     assert response.status_code == 302
-    assert response["Location"].startswith(f"/sso/start/{globex_idp.public_id}/?next=")
+    assert response["Location"].startswith("/sso/step-up/?tenant=globex")
+    step_up = client.get(response["Location"])
+    assert f"/sso/start/{globex_idp.public_id}/?next=" in step_up.content.decode()
 
 
-def test_plain_members_pass_unless_the_tenant_requires_sso(cast, two_idps) -> None:
-    from apps.sso.policy import policy_update
-
+def test_plain_members_are_sent_to_step_up_too(cast, two_idps) -> None:
+    """#7 item 4: not only admins or "SSO required" tenants: any member of Globex asks for Globex's own way in."""
     acme_idp, _ = two_idps
     client = https_client()
     saml_sign_in(client, acme_idp)
     ada = Membership.objects.get(tenant=cast.acme, user__email="ada@acme.example").user
     MembershipFactory(tenant=cast.globex, user=ada, role=Membership.Role.MEMBER)
-    assert client.get("/t/globex/").status_code == 200
-    policy_update(tenant=cast.globex, sso_required=True)
-    assert client.get("/t/globex/").status_code == 302
+    response = client.get("/t/globex/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/sso/step-up/?tenant=globex")
 
 
 def test_password_session_of_an_admin_does_not_reach_the_console(cast, two_idps, client) -> None:
@@ -52,4 +53,4 @@ def test_password_session_of_an_admin_does_not_reach_the_console(cast, two_idps,
     session.save()
     response = client.get("/t/globex/")
     assert response.status_code == 302
-    assert response["Location"].startswith(("/sso/start/", "/accounts/login/"))
+    assert response["Location"].startswith(("/sso/step-up/", "/accounts/login/"))

@@ -170,8 +170,19 @@ def test_create_test_enable_then_staff_sign_in_only_through_sso(cast) -> None:
     assert "Staff Entra" in body
     assert f"/sso/start/{connection.public_id}/" in body
 
-    # 6. SSO sign-in of the existing staff user works
+    # 6. SSO sign-in of the existing staff user (who has a password and TOTP): the first one is
+    #    refused until they confirm the link with that password and second factor, once.
+    from tests.accounts.helpers import MFA_STAGE, enrol_totp, totp_code
+
+    secret = enrol_totp(cast.staff)
     browser = https_client()
+    refused = saml_sign_in(browser, connection, **_staff_attributes())
+    assert refused.status_code == 403
+    assert events("auth.sign_in")[-1].metadata["code"] == "link_confirm"
+    assert not ExternalIdentity.objects.filter(connection=connection, user=cast.staff).exists()
+    start = f"/sso/start/{connection.public_id}/"
+    assert password_sign_in(browser, STAFF_EMAIL, PASSWORD, next_url=start)["Location"] == MFA_STAGE
+    assert browser.post(MFA_STAGE, {"code": totp_code(secret)})["Location"] == start
     response = saml_sign_in(browser, connection, **_staff_attributes())
     assert response.status_code == 302
     assert signed_in_user_id(browser) == str(cast.staff.pk)

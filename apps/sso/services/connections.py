@@ -114,6 +114,9 @@ class OIDCSettings:
     client_secret: str = ""
     scopes: tuple[str, ...] = DEFAULT_OIDC_SCOPES
     mfa_acr_values: tuple[str, ...] = ()
+    # The IdP never sends email_verified: accept addresses without it (off by default; an explicit false
+    # is refused anyway). Only for IdPs that verify every address they issue.
+    email_verified_not_sent: bool = False
 
 
 def _insecure_loopback_allowed() -> bool:
@@ -271,6 +274,7 @@ def oidc_config_build(data: OIDCSettings, *, previous: dict[str, Any] | None = N
         "discovery": discovery,
         "discovered_at": timezone.now().isoformat(),
         "mfa_acr_values": acr_values,
+        "email_verified_not_sent": bool(data.email_verified_not_sent),
     }
     method = (previous or {}).get("token_endpoint_auth_method")
     if method:
@@ -289,6 +293,28 @@ _PROTOCOL_KEYS = {
     SSOConnection.Kind.SAML: ("idp_entity_id", "idp_sso_url", "idp_x509_certs", "want_assertion_signed"),
     SSOConnection.Kind.OIDC: ("issuer", "client_id", "scopes"),
 }
+# Trust material: what decides *which* IdP's word is accepted. A change returns the connection to
+# draft (a new successful test before it can be enabled), bumps its trust epoch so no identity link
+# carries over, and, for an enabled connection, is audited as high severity and e-mailed to every
+# Owner (#7, item 3). Nested keys are "discovery.<name>".
+_TRUST_KEYS = {
+    SSOConnection.Kind.SAML: ("idp_entity_id", "idp_sso_url", "idp_x509_certs", "metadata_url"),
+    SSOConnection.Kind.OIDC: ("issuer", "client_id", "discovery.jwks_uri", "discovery.token_endpoint"),
+}
+
+
+def _trust_value(config: dict[str, Any], key: str) -> Any:
+    if key.startswith("discovery."):
+        return (config.get("discovery") or {}).get(key.split(".", 1)[1])
+    value = config.get(key)
+    return value or None  # "" and a missing key are the same: no metadata URL
+
+
+def _trust_changes(kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Names of the trust-material keys that differ between two configurations."""
+    return [key for key in _TRUST_KEYS.get(kind, ()) if _trust_value(before, key) != _trust_value(after, key)]
+
+
 # Keys the system maintains between edits (tests, metadata refreshes); an edit carries them over.
 _RUNTIME_KEYS = (
     "tested_at",
@@ -414,9 +440,12 @@ def connection_update(
     The IdP settings are validated (and fetched/discovered) exactly as on
     create; if that fails nothing changes. An empty OIDC client secret keeps
     the stored one. If the IdP settings change, the connection needs a new
-    successful test before it can be enabled again; an enabled connection
-    stays enabled (its new settings passed validation) and the page asks for
-    a new test. Raises SSOInputError.
+    successful test before it can be enabled again. A change of trust material
+    (``_TRUST_KEYS``: certificate, entity ID/issuer, SSO or metadata URL,
+    client id, JWKS or token endpoint) returns even an enabled connection to
+    draft, bumps its trust epoch (no identity link carries over) and is
+    audited as ``sso.connection_trust_change``; for a connection that was
+    enabled, with high severity and an e-mail to every Owner. Raises SSOInputError.
     """
     kind = connection.kind
     name = _clean_name(tenant=connection.tenant, name=name, exclude_id=connection.pk)
@@ -435,24 +464,40 @@ def connection_update(
         locked = _lock_connection(connection)
         before = selectors.connection_snapshot(locked)
         old_config = dict(locked.config or {})
-        retest = _protocol_changed(kind, old_config, config) or bool(new_secret)
+        trust_changed = _trust_changes(kind, old_config, config)
+        retest = bool(trust_changed) or _protocol_changed(kind, old_config, config) or bool(new_secret)
         for key in _RUNTIME_KEYS:
             if key in old_config:
                 config.setdefault(key, old_config[key])
         if kind == SSOConnection.Kind.SAML and config.get("metadata_url") == old_config.get("metadata_url"):
             for key in ("metadata_error", "metadata_error_at"):
                 config.pop(key, None)  # the download just succeeded
+        status_before = locked.status
         if retest:
             config.pop("tested_at", None)
             if locked.status == SSOConnection.Status.TESTED:
                 locked.status = SSOConnection.Status.DRAFT
+        if trust_changed:
+            # Whatever the status: an enabled connection stops signing people in until tested again.
+            locked.status = SSOConnection.Status.DRAFT
+            locked.trust_epoch += 1
         locked.name = _clean_name(tenant=locked.tenant, name=name, exclude_id=locked.pk)
         locked.config = config
         locked.attribute_mapping = mapping
         if new_secret:
             locked.secret_encrypted = crypto.encrypt(new_secret)
         locked.updated_at = timezone.now()
-        locked.save(update_fields=["name", "config", "attribute_mapping", "secret_encrypted", "status", "updated_at"])
+        locked.save(
+            update_fields=[
+                "name",
+                "config",
+                "attribute_mapping",
+                "secret_encrypted",
+                "status",
+                "trust_epoch",
+                "updated_at",
+            ]
+        )
         record(
             "sso.connection_update",
             tenant=locked.tenant,
@@ -463,10 +508,32 @@ def connection_update(
                 "after": selectors.connection_snapshot(locked),
                 "client_auth_changed": bool(new_secret),
                 "needs_new_test": retest,
+                "trust_changed": trust_changed,
             },
         )
+        if trust_changed:
+            _record_trust_change(locked, by=by, changed=trust_changed, status_before=status_before)
         _after_commit_refresh(locked)
     return locked
+
+
+def _record_trust_change(connection: SSOConnection, *, by: User | None, changed: list[str], status_before: str) -> None:
+    """Audit a change of trust material; if the connection was in use, high severity and a notice to every Owner."""
+    from apps.sso import notices
+
+    was_enabled = status_before == SSOConnection.Status.ENABLED
+    detail = {
+        "changed": changed,
+        "status_before": status_before,
+        "trust_epoch": connection.trust_epoch,
+        "severity": "high" if was_enabled else "normal",
+        "by": by.email if by is not None else "system",
+    }
+    record(
+        "sso.connection_trust_change", tenant=connection.tenant, actor=_actor(by), target=connection, metadata=detail
+    )
+    if was_enabled:
+        notices.enqueue(connection_id=connection.pk, event=notices.TRUST_CHANGED, detail=detail)
 
 
 def connection_set_status(*, connection: SSOConnection, enabled: bool, by: User | None) -> SSOConnection:

@@ -10,6 +10,7 @@ not provisioned again (``REMOVED_MESSAGE``). ``SESSION_SSO_KEY`` marks the sessi
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,9 @@ from apps.tenants.models import Membership, Tenant
 
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 SESSION_SSO_KEY = "bastion_sso"
+# An SSO link that waits for its account's owner to confirm by signing in with their existing way in.
+PENDING_LINK_KEY = "bastion_sso_pending_link"
+PENDING_LINK_MAX_AGE = 10 * 60
 
 # Roles (and permissions from group roles) that make a member an "admin" for the admin MFA rule.
 ADMIN_ROLES = frozenset({Membership.Role.OWNER, Membership.Role.ADMIN})
@@ -50,6 +54,7 @@ DENIAL_CODES = frozenset(
         "mfa_required",
         "connection_disabled",
         "platform",
+        "link_confirm",
     }
 )
 
@@ -62,8 +67,6 @@ def _full_name(assertion: Assertion) -> str:
 
 def _is_admin(membership: Membership) -> bool:
     """Holds an administrative permission from any source: the one rule of ``apps.sso.policy.is_admin``."""
-    # Fresh from the database: the sign-in has just rewritten the member's IdP groups.
-    permsets.forget(membership)
     return policy_is_admin(membership)
 
 
@@ -79,10 +82,52 @@ def _create_user(email: str, assertion: Assertion) -> tuple[User, bool]:
     return user, True
 
 
+def idp_issuer(connection: SSOConnection) -> str:
+    """The IdP a connection trusts today: its SAML entity ID or OIDC issuer."""
+    config = connection.config or {}
+    key = "idp_entity_id" if connection.kind == SSOConnection.Kind.SAML else "issuer"
+    return str(config.get(key) or "")[:1024]
+
+
+def identity_link_values(connection: SSOConnection) -> dict[str, Any]:
+    """What a new identity link is bound to: the IdP's entity ID / issuer and the connection's trust epoch."""
+    return {"idp_issuer": idp_issuer(connection), "trust_epoch": connection.trust_epoch}
+
+
+def _link_is_current(identity: ExternalIdentity, connection: SSOConnection) -> bool:
+    """A link counts only for the IdP it was made with: a changed IdP does not inherit it (#7, item 3)."""
+    return identity.idp_issuer == idp_issuer(connection) and identity.trust_epoch == connection.trust_epoch
+
+
+def _needs_confirmation(user: User, connection: SSOConnection) -> str:
+    """Why linking an IdP identity to this existing account needs its owner's confirmation ('' if it does not).
+
+    An account with its own way in (a usable password, an authenticator, an
+    identity at another connection) or an Owner role anywhere is not handed
+    to an IdP on the strength of an e-mail address alone: otherwise an admin
+    who points the connection at their own IdP could assert ``owner@…``.
+    """
+    from allauth.mfa.models import Authenticator
+
+    if user.has_usable_password():
+        return "password"
+    if Authenticator.objects.filter(user=user).exists():
+        return "mfa"
+    if ExternalIdentity.objects.filter(user=user).exclude(connection=connection).exists():
+        return "other_idp"
+    if Membership.objects.filter(user=user, role=Membership.Role.OWNER).exists():
+        return "owner"
+    return ""
+
+
 def _link(connection: SSOConnection, subject: str, user: User) -> ExternalIdentity:
+    # A stale link of this subject (made with an earlier IdP) is dead: the new one replaces it.
+    ExternalIdentity.objects.filter(connection=connection, subject=subject).delete()
     try:
         with transaction.atomic():
-            return ExternalIdentity.objects.create(connection=connection, subject=subject, user=user)
+            return ExternalIdentity.objects.create(
+                connection=connection, subject=subject, user=user, **identity_link_values(connection)
+            )
     except IntegrityError:
         # The same subject was linked by a concurrent sign-in; it must be the same person.
         identity = ExternalIdentity.objects.select_related("user").get(connection=connection, subject=subject)
@@ -103,8 +148,15 @@ class _Provisioned:
     groups_after: list[str] = field(default_factory=list)
 
 
-def _identity_user(connection: SSOConnection, assertion: Assertion) -> tuple[User, ExternalIdentity, bool, bool]:
-    """The user an assertion names: through the linked identity, else by e-mail under a verified domain."""
+def _identity_user(
+    connection: SSOConnection, assertion: Assertion, *, confirmed_user_id: int | None = None
+) -> tuple[User, ExternalIdentity, bool, bool]:
+    """The user an assertion names: through the linked identity, else by e-mail under a verified domain.
+
+    Linking an existing account that needs its owner's confirmation
+    (``_needs_confirmation``) happens only when ``confirmed_user_id`` is that
+    account: the browser is already signed in as it by its existing method.
+    """
     subject = (assertion.subject or "").strip()
     if not subject or len(subject) > SUBJECT_MAX or _CONTROL_RE.search(subject):
         raise SSOError("subject", "The identity provider sent no usable subject (NameID / sub).")
@@ -114,7 +166,7 @@ def _identity_user(connection: SSOConnection, assertion: Assertion) -> tuple[Use
         .filter(connection=connection, subject=subject)
         .first()
     )
-    if identity is not None:
+    if identity is not None and _link_is_current(identity, connection):
         return identity.user, identity, False, False
     email = (assertion.email or "").strip().lower()
     domain = email_domain(email)
@@ -130,15 +182,28 @@ def _identity_user(connection: SSOConnection, assertion: Assertion) -> tuple[Use
         if connection.tenant is None:
             raise SSOError("platform", "Platform sign-in only works for existing staff accounts.")
         user, created = _create_user(email, assertion)
+    elif not user.is_staff or connection.tenant is None:
+        reason = _needs_confirmation(user, connection)
+        if reason and user.pk != confirmed_user_id:
+            refusal = SSOError(
+                "link_confirm",
+                f"{email} already has a Bastion account with its own way in. To use "
+                f"{connection.name} with it, first sign in the way you usually do (password and "
+                f"second factor), then sign in with {connection.name} again from the same browser.",
+            )
+            refusal.user_id = user.pk  # type: ignore[attr-defined]  # for the pending-link record
+            raise refusal
     identity = _link(connection, subject, user)
     return user, identity, created, True
 
 
-def _provision(connection: SSOConnection, assertion: Assertion) -> _Provisioned:
+def _provision(connection: SSOConnection, assertion: Assertion, *, confirmed_user_id: int | None) -> _Provisioned:
     """Everything a sign-in changes, inside the caller's transaction; raises SSOError to refuse."""
     if connection.status != SSOConnection.Status.ENABLED:
         raise SSOError("connection_disabled", "Sign-in through this identity provider is not enabled.")
-    user, identity, user_created, identity_created = _identity_user(connection, assertion)
+    user, identity, user_created, identity_created = _identity_user(
+        connection, assertion, confirmed_user_id=confirmed_user_id
+    )
     tenant = connection.tenant
     if tenant is None:
         if not user.is_staff:
@@ -244,10 +309,37 @@ def _bump_access_version(tenant_id: int) -> None:
 
 def _mark_session(request: HttpRequest, connection: SSOConnection, assertion: Assertion) -> None:
     """Record how this session signed in: the accounts record (policy, MFA) and which connection (logout)."""
-    account_services.mark_session_sign_in(
+    marker = account_services.mark_session_sign_in(
         request, method=connection.kind, idp=connection.name, mfa=bool(assertion.mfa_asserted), audit=False
     )
-    request.session[SESSION_SSO_KEY] = {"connection": str(connection.public_id), "tenant": connection.tenant_id}
+    # "at" ties this record to this sign-in: the session opens only this connection's tenant
+    # (apps.sso.boundary), and a later sign-in by another method leaves a record that binds nothing.
+    request.session[SESSION_SSO_KEY] = {
+        "connection": str(connection.public_id),
+        "tenant": connection.tenant_id,
+        "at": marker["at"],
+    }
+
+
+def _confirming_user_id(request: HttpRequest, connection: SSOConnection) -> int | None:
+    """The account this browser is signed in to by a way in that may confirm a new link, else None.
+
+    A password sign-in (its second factor is enforced at sign-in), or an SSO
+    sign-in through a connection of the same tenant (e.g. this connection
+    before its IdP changed). A session from another tenant's IdP confirms nothing.
+    """
+    from apps.sso import boundary
+
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated or not hasattr(request, "session"):
+        return None
+    sign_in = account_services.session_sign_in(request)
+    bound = boundary.session_tenant(sign_in=sign_in, sso=request.session.get(SESSION_SSO_KEY))
+    if sign_in and sign_in.get("method") == "password":
+        return user.pk
+    if bound is not False and bound == connection.tenant_id and bound is not None:
+        return user.pk
+    return None
 
 
 def complete_sign_in(*, connection: SSOConnection, assertion: Assertion, request: HttpRequest) -> User:
@@ -271,7 +363,7 @@ def complete_sign_in(*, connection: SSOConnection, assertion: Assertion, request
     """
     try:
         with transaction.atomic():
-            done = _provision(connection, assertion)
+            done = _provision(connection, assertion, confirmed_user_id=_confirming_user_id(request, connection))
             tenant = connection.tenant
             membership = done.membership
             if tenant is not None and membership is not None:
@@ -316,8 +408,28 @@ def complete_sign_in(*, connection: SSOConnection, assertion: Assertion, request
             _mark_session(request, connection, assertion)
     except SSOError as exc:
         record_sign_in_failure(connection=connection, error=exc, assertion=assertion)
+        if exc.code == "link_confirm" and hasattr(request, "session"):
+            # Lets this browser's next password sign-in of that account through even where SSO is
+            # otherwise demanded, once, as the confirmation (apps.accounts.adapters, middleware).
+            request.session[PENDING_LINK_KEY] = {
+                "user": getattr(exc, "user_id", None),
+                "connection": str(connection.public_id),
+                "at": time.time(),
+            }
         raise
+    request.session.pop(PENDING_LINK_KEY, None)
     return done.user
+
+
+def pending_link_for(request: HttpRequest, user: Any) -> dict[str, Any] | None:
+    """This browser's unexpired pending-link record for ``user`` (an SSO link waiting for confirmation), or None."""
+    record_ = getattr(request, "session", {}).get(PENDING_LINK_KEY)
+    if not isinstance(record_, dict) or user is None or record_.get("user") != getattr(user, "pk", None):
+        return None
+    at = record_.get("at")
+    if not isinstance(at, int | float) or time.time() - at > PENDING_LINK_MAX_AGE:
+        return None
+    return record_
 
 
 # A member an administrator removed (apps.tenants MembershipRemoval) is not provisioned again.

@@ -45,6 +45,7 @@ from apps.sso.views.public import (
     staff_domain_verify,
     staff_domains,
     start,
+    step_up,
 )
 from apps.sso.views.settings import (
     connection_create,
@@ -101,5 +102,6 @@ __all__ = [
     "staff_domain_verify",
     "staff_domains",
     "start",
+    "step_up",
     "test_result",
 ]

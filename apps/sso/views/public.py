@@ -16,6 +16,7 @@ from csp.decorators import csp_update
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
+from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -24,7 +25,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from apps.access.decorators import platform_view, public_view
-from apps.sso import oidc, saml, selectors, services
+from apps.accounts.services import session_sign_in
+from apps.sso import boundary, oidc, policy, saml, selectors, services
 from apps.sso.forms import (
     DiscoverForm,
 )
@@ -33,6 +35,7 @@ from apps.sso.services import SSOInputError
 from apps.sso.types import SSOConfigError, SSOError
 from apps.sso.views._common import RESUBMIT_FIELD, Kind, Status, _base_url, _error, _sign_in_error, safe_next
 from apps.sso.views.flows import _begin, _finish, _finish_test, _flow_take
+from apps.tenants.selectors import membership_for_console
 
 # --- public: the sign-in flow -------------------------------------------------------------------
 
@@ -201,6 +204,48 @@ def saml_sls(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     if request.user.is_authenticated and isinstance(marker, dict) and marker.get("connection") == str(public_id):
         logout(request)
     return redirect(reply_url) if reply_url else redirect("account_login")
+
+
+@public_view  # signed-in people only (checked below): the page a tenant's console sends a foreign session to
+@never_cache
+@require_http_methods(["GET", "POST"])
+def step_up(request: HttpRequest) -> HttpResponse:
+    """Ask a signed-in person to enter ``?tenant=`` by that tenant's own way in (its IdP, or a password).
+
+    A session is bound to one sign-in (apps.sso.boundary): a POST with
+    ``method=password`` ends this session and opens the password sign-in,
+    the IdP button starts that tenant's SSO; either new sign-in replaces the
+    old one. Non-members get 404, like the console itself.
+    """
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    slug = str(request.GET.get("tenant") or request.POST.get("tenant") or "")
+    membership = membership_for_console(user=request.user, slug=slug)
+    if membership is None:
+        raise Http404("No such tenant")
+    tenant = membership.tenant
+    landing = reverse("tenants:dashboard", kwargs={"tenant_slug": tenant.slug})
+    next_url = safe_next(str(request.GET.get("next") or request.POST.get("next") or "")) or landing
+    step = boundary.step_up_for(
+        membership=membership,
+        sign_in=session_sign_in(request),
+        sso=request.session.get(services.SESSION_SSO_KEY),
+    )
+    if step is None:
+        return redirect(next_url)  # this session may enter already
+    if request.method == "POST" and request.POST.get("method") == "password" and step.password_allowed:
+        email = request.user.email
+        logout(request)  # one sign-in per session: the password sign-in starts a new one
+        return redirect(reverse("account_login") + "?" + urlencode({"next": next_url, "login": email}))
+    idp_url = ""
+    if step.connection is not None:
+        idp_url = policy.sso_start_url(step.connection) + "?" + urlencode({"next": next_url})
+    return render(
+        request,
+        "sso/step_up.html",
+        {"step": step, "tenant": tenant, "next": next_url, "idp_url": idp_url},
+        status=403 if request.method == "POST" else 200,
+    )
 
 
 @public_view
