@@ -23,6 +23,9 @@ class Permission:
     name: str
     description: str
     risk: Risk
+    # Administrative permissions change who may do what, how people sign in, money or keys.
+    # Holding one (from any source) makes a member an administrator for the sign-in policy.
+    administrative: bool = False
 
 
 PERMISSIONS: dict[str, Permission] = {
@@ -38,17 +41,35 @@ PERMISSIONS: dict[str, Permission] = {
         Permission("tool.manage", "Register tools and edit their guardrails", Risk.HIGH),
         Permission("model.use", "Use enabled models", Risk.MEDIUM),
         Permission("billing.view", "See usage, invoices and budgets", Risk.LOW),
-        Permission("billing.manage", "Change plans, budgets and payment settings", Risk.HIGH),
-        Permission("sso.manage", "Configure SSO connections and sign-in policy", Risk.HIGH),
-        Permission("member.manage", "Invite, change and remove members", Risk.HIGH),
-        Permission("role.manage", "Create and edit roles and grants", Risk.HIGH),
+        Permission("billing.manage", "Change plans, budgets and payment settings", Risk.HIGH, administrative=True),
+        Permission("sso.manage", "Configure SSO connections and sign-in policy", Risk.HIGH, administrative=True),
+        Permission("member.manage", "Invite, change and remove members", Risk.HIGH, administrative=True),
+        Permission("role.manage", "Create and edit roles and grants", Risk.HIGH, administrative=True),
         Permission("audit.read", "Read and export the audit log", Risk.MEDIUM),
-        Permission("apiclient.manage", "Create and revoke API clients", Risk.HIGH),
-        Permission("key.manage", "Manage signing keys and provider credentials", Risk.HIGH),
+        Permission("apiclient.manage", "Create and revoke API clients", Risk.HIGH, administrative=True),
+        Permission("key.manage", "Manage signing keys and provider credentials", Risk.HIGH, administrative=True),
         Permission("breakglass.request", "Request time-boxed elevated access", Risk.MEDIUM),
-        Permission("breakglass.approve", "Approve or deny elevation requests", Risk.HIGH),
+        Permission("breakglass.approve", "Approve or deny elevation requests", Risk.HIGH, administrative=True),
     )
 }
+
+ADMINISTRATIVE_PERMISSIONS: frozenset[str] = frozenset(p.name for p in PERMISSIONS.values() if p.administrative)
+
+# Dataset classifications, least to most sensitive (the values of ``catalog.Dataset.Classification``).
+# A role's tenant-wide CLASSIFIED_ACTIONS cover datasets up to the classification the role is
+# cleared for; anything above needs an explicit object grant.
+CLASSIFICATIONS: tuple[str, ...] = ("public", "internal", "confidential", "restricted")
+DEFAULT_CLEARANCE = "confidential"  # everything but restricted
+CLASSIFIED_ACTIONS: frozenset[str] = frozenset({"dataset.read", "dataset.write"})
+
+
+def classification_rank(value: str | None) -> int:
+    """Position of ``value`` in CLASSIFICATIONS; an unknown value ranks above everything (deny by default)."""
+    try:
+        return CLASSIFICATIONS.index(value or "")
+    except ValueError:
+        return len(CLASSIFICATIONS)
+
 
 _USE = frozenset({"tenant.view", "prompt.create", "prompt.read", "model.use", "breakglass.request"})
 
@@ -59,12 +80,21 @@ class BuiltinRole:
     name: str
     description: str
     permissions: frozenset[str]
+    clearance: str = DEFAULT_CLEARANCE
 
 
 BUILTIN_ROLES: dict[str, BuiltinRole] = {
     r.key: r
     for r in (
-        BuiltinRole("owner", "Owner", "Everything, including billing and ownership.", frozenset(PERMISSIONS)),
+        # Owners are cleared for restricted data: someone must be able to hand out the first
+        # explicit grant on a restricted dataset without lowering its classification.
+        BuiltinRole(
+            "owner",
+            "Owner",
+            "Everything, including billing and ownership.",
+            frozenset(PERMISSIONS),
+            clearance="restricted",
+        ),
         BuiltinRole(
             "admin",
             "Admin",

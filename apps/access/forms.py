@@ -22,8 +22,8 @@ from django.core.validators import RegexValidator
 from django.db.models import Model
 
 from apps.access import selectors
-from apps.access.catalog import OBJECT_ACTIONS, PERMISSIONS, Risk
-from apps.access.models import Role
+from apps.access.catalog import DEFAULT_CLEARANCE, OBJECT_ACTIONS, PERMISSIONS, Risk
+from apps.access.models import CLEARANCE_CHOICES, Role
 from apps.access.services import authorize
 from apps.catalog import selectors as catalog_selectors
 from apps.core.pagination import InvalidCursorError, decode_cursor
@@ -123,13 +123,30 @@ class RoleForm(forms.Form):
         error_messages={"invalid_choice": "“%(value)s” is not a permission Bastion knows. Nothing was saved."},
     )
 
+    clearance = forms.ChoiceField(
+        label="Dataset clearance",
+        choices=CLEARANCE_CHOICES,
+        initial=DEFAULT_CLEARANCE,
+        required=False,
+        help_text="How far the role's dataset permissions reach across the tenant: datasets classified up to this "
+        "level. Restricted datasets are never covered by default: give the role an explicit grant on each one "
+        "(Dataset and tool grants), or clear it for restricted only if it must read every restricted dataset. "
+        "You can only clear a role as far as your own dataset permissions reach.",
+        error_messages={"invalid_choice": "Choose one of the listed classifications."},
+    )
+
     def __init__(
         self, *args: Any, tenant: Tenant, held: frozenset[str], role: Role | None = None, **kwargs: Any
     ) -> None:
         if role is not None:
             kwargs.setdefault(
                 "initial",
-                {"name": role.name, "description": role.description, "permissions": list(role.permissions)},
+                {
+                    "name": role.name,
+                    "description": role.description,
+                    "permissions": list(role.permissions),
+                    "clearance": role.clearance,
+                },
             )
         super().__init__(*args, **kwargs)
         self.tenant = tenant
@@ -152,6 +169,10 @@ class RoleForm(forms.Form):
         if selectors.role_name_taken(tenant=self.tenant, name=name, exclude_id=exclude):
             raise ValidationError("Another role already has this name.", code="taken")
         return name
+
+    def clean_clearance(self) -> str:
+        # Not submitted (an older page, a script): keep the role's clearance, or the default for a new role.
+        return self.cleaned_data["clearance"] or (self.role.clearance if self.role is not None else DEFAULT_CLEARANCE)
 
     def clean_permissions(self) -> list[str]:
         chosen = set(self.cleaned_data["permissions"])

@@ -12,7 +12,10 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Now
 
+from apps.access.catalog import CLASSIFICATIONS, DEFAULT_CLEARANCE
 from apps.tenants.models import Membership, TenantOwned
+
+CLEARANCE_CHOICES = [(value, value.capitalize()) for value in CLASSIFICATIONS]
 
 
 class Role(TenantOwned):
@@ -23,6 +26,14 @@ class Role(TenantOwned):
     description = models.CharField(max_length=300, blank=True)
     permissions = ArrayField(models.CharField(max_length=40), default=list, blank=True)
     builtin = models.BooleanField(default=False)
+    # How far the role's tenant-wide dataset permissions reach; above it, only object grants count.
+    clearance = models.CharField(
+        max_length=16,
+        choices=CLEARANCE_CHOICES,
+        default=DEFAULT_CLEARANCE,
+        help_text="The most sensitive dataset classification the role's dataset permissions cover tenant-wide. "
+        "Datasets above it need an explicit grant.",
+    )
     # The guardian identity that holds this role's object grants.
     group = models.OneToOneField(Group, on_delete=models.PROTECT, related_name="bastion_role")
     created_at = models.DateTimeField(db_default=Now(), editable=False)
@@ -32,6 +43,9 @@ class Role(TenantOwned):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "key"], name="role_unique_key_per_tenant"),
             models.UniqueConstraint(fields=["tenant", "name"], name="role_unique_name_per_tenant"),
+            models.CheckConstraint(
+                condition=models.Q(clearance__in=list(CLASSIFICATIONS)), name="role_clearance_valid"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -25,7 +25,7 @@ from django.core.cache import cache
 from django.db.models import Q
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
-from apps.access.catalog import BUILTIN_ROLES, CODENAME_ACTIONS
+from apps.access.catalog import BUILTIN_ROLES, CODENAME_ACTIONS, DEFAULT_CLEARANCE, classification_rank
 from apps.access.models import RoleBinding
 from apps.tenants.models import Membership
 
@@ -36,10 +36,24 @@ MEMO_ATTR = "_bastion_permission_set"
 
 @dataclass(frozen=True, slots=True)
 class PermissionSet:
-    """Actions granted tenant-wide (with their sources) and per object."""
+    """Actions granted tenant-wide (with their sources) and per object.
+
+    ``clearance`` maps each tenant-wide source (a role, as the reasons name it)
+    to the rank (``catalog.classification_rank``) of the most sensitive dataset
+    classification its CLASSIFIED_ACTIONS cover.
+    """
 
     actions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     objects: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    clearance: dict[str, int] = field(default_factory=dict)
+
+    def sources_covering(self, action: str, rank: int) -> tuple[str, ...]:
+        """The tenant-wide sources of ``action`` cleared for a resource of classification ``rank``."""
+        return tuple(s for s in self.actions.get(action, ()) if self.clearance.get(s, -1) >= rank)
+
+    def clearance_for(self, action: str) -> int:
+        """The highest classification rank ``action`` is held tenant-wide for; -1 if not held."""
+        return max((self.clearance.get(s, -1) for s in self.actions.get(action, ())), default=-1)
 
 
 class _LRU:
@@ -97,10 +111,13 @@ def load(membership: Membership) -> PermissionSet:
     """Build a membership's permission set from the database (three queries)."""
     actions: dict[str, tuple[str, ...]] = {}
     objects: dict[str, dict[str, tuple[str, ...]]] = {}
+    clearance: dict[str, int] = {}
     base = BUILTIN_ROLES.get(membership.role)
     if base is not None:
+        via = f"role {base.name} (membership role)"
+        clearance[via] = classification_rank(base.clearance)
         for action in base.permissions:
-            _add(actions, action, f"role {base.name} (membership role)")
+            _add(actions, action, via)
     groups = list(membership.idp_groups or ())
     bindings = RoleBinding.objects.filter(tenant_id=membership.tenant_id).filter(
         Q(membership_id=membership.pk) | Q(idp_group__in=groups) if groups else Q(membership_id=membership.pk)
@@ -110,6 +127,7 @@ def load(membership: Membership) -> PermissionSet:
         role = binding.role
         via = f"role {role.name} (group {binding.idp_group})" if binding.idp_group else f"role {role.name} (assigned)"
         role_groups[role.group_id] = via
+        clearance[via] = classification_rank(role.clearance or DEFAULT_CLEARANCE)
         for action in role.permissions:
             _add(actions, action, via)
     codenames = list(CODENAME_ACTIONS)
@@ -129,7 +147,7 @@ def load(membership: Membership) -> PermissionSet:
     ).values_list("permission__codename", "object_pk", "group_id"):
         via = role_groups.get(group_id, f"role {base.name if base else '?'} (membership role)")
         _add(objects.setdefault(CODENAME_ACTIONS[codename], {}), object_pk, f"grant to {via}")
-    return PermissionSet(actions=actions, objects=objects)
+    return PermissionSet(actions=actions, objects=objects, clearance=clearance)
 
 
 def for_membership(membership: Membership) -> PermissionSet:

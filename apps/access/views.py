@@ -143,7 +143,11 @@ def role_create(request: TenantRequest) -> HttpResponse:
         if not copy.isdigit():
             raise Http404("No such role")
         source = _role_or_404(request, int(copy))
-        initial = {"permissions": list(source.permissions), "description": source.description}
+        initial = {
+            "permissions": list(source.permissions),
+            "description": source.description,
+            "clearance": source.clearance,
+        }
     form = RoleForm(_posted(request), tenant=request.tenant, held=_held(request), initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
@@ -153,6 +157,7 @@ def role_create(request: TenantRequest) -> HttpResponse:
                 name=form.cleaned_data["name"],
                 description=form.cleaned_data["description"],
                 permissions=form.cleaned_data["permissions"],
+                clearance=form.cleaned_data["clearance"],
                 by=request.user,
                 acting=request.membership,
             )
@@ -213,6 +218,7 @@ def role_edit(request: TenantRequest, role_id: int) -> HttpResponse:
                 name=form.cleaned_data["name"],
                 description=form.cleaned_data["description"],
                 permissions=form.cleaned_data["permissions"],
+                clearance=form.cleaned_data["clearance"],
                 by=request.user,
                 acting=request.membership,
             )

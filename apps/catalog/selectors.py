@@ -1,21 +1,19 @@
 """Named reads of the catalog, always for one tenant and one acting subject.
 
 Every selector scopes by ``for_tenant(tenant)`` first, so another tenant's id
-is simply not found. Visibility is decided by ``apps.access.services.authorize``
-and nothing else:
+is simply not found. Visibility is decided by ``apps.access`` and nothing else:
 
-- lists: if the subject holds the action tenant-wide (a role grants it), every
-  row is visible and the queryset is returned as is. Otherwise each row is put
-  to ``authorize(subject, action, row)`` — object grants decide — over one
-  narrow query of ids, and the list is narrowed to those ids. ``authorize``
-  works from the subject's permission set, loaded once and memoised on the
-  membership, so the query count stays flat however many rows there are, and
-  the result is still a lazy queryset that paginates in SQL;
+- lists: ``restrict(qs, subject, actions)`` narrows the queryset in SQL with
+  the same rules as ``authorize`` (a role-wide permission, a dataset's
+  classification against the role's clearance, object grants), so the query
+  count stays flat however many rows there are and the result paginates in SQL;
 - single objects: ``authorize(subject, action, obj)`` on the row itself.
 
-An object the subject may not see is reported as missing (None), so views
-answer 404 and never reveal whether it exists. List filtering and UI hints do
-not write to the decision log; a refused single-object read does.
+Selectors are reads: they ask with ``for_reading=True``, so a suspended
+tenant's catalog stays readable (writes are refused by ``tenant_view`` and the
+services). An object the subject may not see is reported as missing (None), so
+views answer 404 and never reveal whether it exists. List filtering and UI
+hints do not write to the decision log; a refused single-object read does.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ from typing import Any, TypeVar
 
 from django.db.models import Model, QuerySet
 
-from apps.access.services import authorize
+from apps.access.services import authorize, restrict
 from apps.accounts.models import User
 from apps.catalog import permissions
 from apps.catalog.models import AIModel, Dataset, Tool
@@ -42,22 +40,20 @@ def _may(
     resource: Any = None,
     log_denial: bool = False,
 ) -> bool:
-    """Any of ``actions`` allowed? With ``log_denial`` a refusal is logged once, for the first action."""
-    if any(authorize(subject, action, resource, tenant=tenant, log_denial=False).allowed for action in actions):
+    """Any of ``actions`` allowed (for reading)? With ``log_denial`` a refusal is logged once, for the first action."""
+    if any(
+        authorize(subject, action, resource, tenant=tenant, log_denial=False, for_reading=True).allowed
+        for action in actions
+    ):
         return True
     if log_denial:
-        authorize(subject, actions[0], resource, tenant=tenant)
+        authorize(subject, actions[0], resource, tenant=tenant, for_reading=True)
     return False
 
 
 def _visible(qs: QuerySet[M], *, subject: Membership | None, tenant: Tenant, actions: Sequence[str]) -> QuerySet[M]:
-    """``qs`` narrowed to rows on which ``subject`` may perform any of ``actions``."""
-    if _may(subject, actions, tenant=tenant):
-        return qs
-    # Only what authorize() reads: the key and the tenant (plus _meta for the reason text).
-    candidates = qs.select_related(None).only("pk", "tenant_id").order_by()
-    allowed = [row.pk for row in candidates if _may(subject, actions, tenant=tenant, resource=row)]
-    return qs.filter(pk__in=allowed)
+    """``qs`` narrowed in SQL to rows on which ``subject`` may perform any of ``actions``."""
+    return restrict(qs, subject=subject, tenant=tenant, actions=actions)
 
 
 def dataset_list(

@@ -25,10 +25,13 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from apps.access.services import administrator_ids
 from apps.audit.services import Actor, record
 from apps.sso.models import SignInPolicy, SSOConnection
 from apps.tenants.models import Membership, Tenant
 
+# Built-in roles that hold administrative permissions; kept for display hints only. Every rule below
+# asks apps.access (``is_admin``), which counts bindings and IdP-group roles too.
 ADMIN_ROLES = frozenset({Membership.Role.OWNER.value, Membership.Role.ADMIN.value})
 SSO_START_PATH = "/sso/start/{public_id}/"
 POLICY_FIELDS = (
@@ -120,11 +123,21 @@ def _active_memberships(user: Any) -> list[Membership]:
 # --- rules -------------------------------------------------------------------------------
 
 
+def is_admin(membership: Membership) -> bool:
+    """An administrator for the sign-in policy: holds an administrative permission from any source.
+
+    Asked of ``apps.access`` (built-in role, roles bound to the member or to one of
+    their IdP groups), never read from the role name. At most one query.
+    """
+    return membership.pk in administrator_ids([membership])
+
+
 def password_sign_in_check(user: Any) -> PasswordRefusal | None:
     """Whether ``user`` is refused a password sign-in; ``None`` if a password is allowed.
 
-    At most four queries (memberships, policies, enabled connections, and the
-    platform connection for staff), whatever the number of tenants. The
+    At most five queries (memberships, policies, enabled connections, the
+    platform connection for staff, and the role bindings that may make a
+    member an admin), whatever the number of tenants. The
     first refusal wins: staff, then tenants by name.
     """
     if getattr(user, "is_staff", False):
@@ -148,12 +161,13 @@ def password_sign_in_check(user: Any) -> PasswordRefusal | None:
     if not connections:
         return None
     policies = _policies_for(set(connections))
+    admins = administrator_ids(m for m in memberships if m.tenant_id in connections)
     for membership in memberships:
         connection = connections.get(membership.tenant_id)
         if connection is None:
             continue
         tenant = membership.tenant
-        if membership.role in ADMIN_ROLES:
+        if membership.pk in admins:
             return PasswordRefusal(
                 rule="admin",
                 tenant=tenant,
@@ -192,7 +206,7 @@ def mfa_required_for(user: Any) -> bool:
     if user.is_staff:
         return True
     memberships = _active_memberships(user)
-    if any(m.role in ADMIN_ROLES for m in memberships):
+    if administrator_ids(memberships):
         return True
     if not memberships:
         return False
@@ -207,10 +221,12 @@ def sso_mfa_required_for(user: Any, *, tenant: Tenant | None) -> bool:
     """
     if tenant is None:
         return bool(getattr(user, "is_staff", False)) and policy_for(None).mfa_required_admin_sso
-    is_admin = Membership.objects.filter(
-        tenant=tenant, user_id=user.pk, status=Membership.Status.ACTIVE, role__in=ADMIN_ROLES
-    ).exists()
-    return is_admin and policy_for(tenant).mfa_required_admin_sso
+    membership = (
+        Membership.objects.filter(tenant=tenant, user_id=user.pk, status=Membership.Status.ACTIVE)
+        .select_related("tenant")
+        .first()
+    )
+    return membership is not None and is_admin(membership) and policy_for(tenant).mfa_required_admin_sso
 
 
 def session_limits_for(user: Any) -> tuple[int, int]:
@@ -299,7 +315,7 @@ def tenant_session_refusal(*, membership: Membership, sign_in: dict | None, sso:
     connection = working_connection(membership.tenant)
     if connection is None:
         return None
-    if membership.role not in ADMIN_ROLES and not policy_for(membership.tenant).sso_required:
+    if not is_admin(membership) and not policy_for(membership.tenant).sso_required:
         return None
     if not sign_in:
         return None  # no sign-in marker: not a session our sign-in paths opened (tests' force_login)

@@ -1,7 +1,9 @@
 """Input cleaning for the tenant console (members and invitations).
 
-Forms that offer roles take the acting membership and narrow the choices:
-only an owner is offered the owner role.
+Forms that offer roles take the acting membership and narrow the choices to
+the roles the actor may hand out (only an owner is offered the owner role, and
+nobody a role carrying more than they hold). The services enforce the same
+rules whatever a form offers.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from django import forms
 from django.contrib.auth.forms import SetPasswordForm
 from django.core.validators import MaxLengthValidator
 
+from apps.access.services import builtin_roles_handable
 from apps.tenants.models import Membership
 from apps.tenants.services import INVITATION_MAX_AGE
 
@@ -20,11 +23,15 @@ MAX_PASSWORD_LENGTH = 128
 
 
 def role_choices_for(actor: Membership | None) -> list[tuple[str, str]]:
-    """The roles ``actor`` may hand out: every role for an owner, all but owner for anyone else."""
-    roles = Membership.Role.choices
-    if actor is not None and actor.role == Membership.Role.OWNER:
-        return list(roles)
-    return [(value, label) for value, label in roles if value != Membership.Role.OWNER]
+    """The built-in roles ``actor`` may hand out: owner only for an owner, and none carrying more than they hold."""
+    if actor is None:
+        return []
+    allowed = builtin_roles_handable(actor=actor, tenant=actor.tenant)
+    return [
+        (value, label)
+        for value, label in Membership.Role.choices
+        if value in allowed and (value != Membership.Role.OWNER or actor.role == Membership.Role.OWNER)
+    ]
 
 
 class _RoleChoiceMixin:

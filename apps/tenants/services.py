@@ -4,6 +4,11 @@ Membership changes serialise per tenant: every one of them first locks the
 tenant row, so two owners demoting each other at the same moment cannot leave
 a tenant without an owner. Rules the caller may not break raise ``TenantError``
 with a message meant for the person who asked; nothing is written then.
+
+A membership's role is access, which this floor cannot ask about: faces invite,
+change, re-enable and remove people through ``apps.access.members``, which adds
+the no-escalation rule and the removal of the person's object grants around
+these writes (tests/access/test_member_entry_points.py holds everyone to it).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
@@ -21,8 +22,9 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from apps.access import members as member_services
 from apps.access.decorators import public_view, tenant_view
-from apps.access.services import authorize
+from apps.access.services import AccessError, authorize
 from apps.tenants import selectors, services
 from apps.tenants.forms import InvitationPasswordForm, InviteForm, MemberFilterForm, RoleForm, role_choices_for
 from apps.tenants.models import Membership
@@ -64,6 +66,16 @@ def _row_context(request: HttpRequest) -> dict[str, Any]:
 def _row_response(request: HttpRequest, member: Membership, *, error: str = "", notice: str = "") -> HttpResponse:
     context = {**_row_context(request), "member": member, "row_error": error, "row_notice": notice}
     return render(request, "tenants/partials/_member_row.html", context)
+
+
+@public_view
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """The console's landing page (``/``): send a user to their only tenant, or let them choose."""
+    tenants = list(selectors.tenants_for_user(user=request.user))
+    if len(tenants) == 1 and not request.user.is_staff:
+        return redirect("tenants:dashboard", tenant_slug=tenants[0].slug)
+    return render(request, "tenants/home.html", {"tenants": tenants})
 
 
 @tenant_view("tenant.view")
@@ -111,13 +123,13 @@ def member_invite(request: HttpRequest) -> HttpResponse:
     form = InviteForm(request.POST or None, actor=request.membership)  # type: ignore[attr-defined]
     if request.method == "POST" and form.is_valid():
         try:
-            membership = services.membership_invite(
+            membership = member_services.member_invite(
                 tenant=request.tenant,  # type: ignore[attr-defined]
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
                 by=request.user,  # type: ignore[arg-type]
             )
-        except TenantError as exc:
+        except (TenantError, AccessError) as exc:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Invitation sent to {membership.user.email}.")
@@ -135,12 +147,12 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                member = services.membership_change_role(
+                member = member_services.member_change_role(
                     membership=member,
                     role=form.cleaned_data["role"],
                     by=request.user,  # type: ignore[arg-type]
                 )
-            except TenantError as exc:
+            except (TenantError, AccessError) as exc:
                 error = str(exc)
             else:
                 notice = f"{member.user.email} is now {member.get_role_display().lower()}."
@@ -161,8 +173,8 @@ def _status_change(request: HttpRequest, membership_id: int, *, disabled: bool) 
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:
-        member = services.membership_set_disabled(membership=member, disabled=disabled, by=request.user)  # type: ignore[arg-type]
-    except TenantError as exc:
+        member = member_services.member_set_disabled(membership=member, disabled=disabled, by=request.user)  # type: ignore[arg-type]
+    except (TenantError, AccessError) as exc:
         if request.htmx:  # type: ignore[attr-defined]
             return _row_response(request, member, error=str(exc))
         messages.error(request, str(exc))
@@ -193,8 +205,8 @@ def member_resend(request: HttpRequest, membership_id: int) -> HttpResponse:
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:
-        member = services.membership_resend(membership=member, by=request.user)  # type: ignore[arg-type]
-    except TenantError as exc:
+        member = member_services.member_resend(membership=member, by=request.user)  # type: ignore[arg-type]
+    except (TenantError, AccessError) as exc:
         error, notice = str(exc), ""
     else:
         error, notice = "", f"A new invitation is on its way to {member.user.email}."
@@ -215,7 +227,7 @@ def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
     error = ""
     if request.method == "POST":
         try:
-            services.membership_remove(membership=member, by=request.user)  # type: ignore[arg-type]
+            member_services.member_remove(membership=member, by=request.user)  # type: ignore[arg-type]
         except TenantError as exc:
             error = str(exc)
         else:

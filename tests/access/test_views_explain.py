@@ -18,7 +18,8 @@ EXPLAIN = "/t/acme/access/explain/"
 def world(cast):
     services.roles_seed_builtin(tenant=cast.acme)
     services.roles_seed_builtin(tenant=cast.globex)
-    cast.payroll = Dataset.objects.create(tenant=cast.acme, name="payroll", classification="restricted")
+    # Confidential: these tests are about grant mechanics; restricted data has its own tests (test_restricted_data.py).
+    cast.payroll = Dataset.objects.create(tenant=cast.acme, name="payroll", classification="confidential")
     cast.search = Tool.objects.create(tenant=cast.acme, name="web-search", allowlisted=True)
     cast.globex_data = Dataset.objects.create(tenant=cast.globex, name="globex-secrets")
     cast.viewer_m = Membership.objects.get(tenant=cast.acme, user=cast.viewer)

@@ -184,7 +184,12 @@ def test_edit_custom_role_is_audited_with_before_and_after(world, client_for):
     role.refresh_from_db()
     assert (role.name, role.permissions) == ("Access reviewer", ["audit.read", "billing.view"])
     event = _events(world, "role.update").get()
-    assert event.metadata["before"] == {"key": "reviewer", "name": "Reviewer", "permissions": ["audit.read"]}
+    assert event.metadata["before"] == {
+        "key": "reviewer",
+        "name": "Reviewer",
+        "permissions": ["audit.read"],
+        "clearance": "confidential",
+    }
     assert event.metadata["after"]["permissions"] == ["audit.read", "billing.view"]
 
 

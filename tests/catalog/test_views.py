@@ -259,11 +259,11 @@ def test_members_see_lists_without_manage_buttons(cast, rows, client_for) -> Non
 
 def test_list_filters_and_bad_filter_values(cast, client_for) -> None:
     DatasetFactory(tenant=cast.acme, name="open-data", classification="public")
-    DatasetFactory(tenant=cast.acme, name="payroll", classification="restricted", contains_personal_data=True)
+    DatasetFactory(tenant=cast.acme, name="payroll", classification="confidential", contains_personal_data=True)
     ToolFactory(tenant=cast.acme, name="shell", risk_level="high")
     ToolFactory(tenant=cast.acme, name="clock", risk_level="low")
     client = client_for(cast.member)
-    body = client.get("/t/acme/catalog/datasets/?classification=restricted").content.decode()
+    body = client.get("/t/acme/catalog/datasets/?classification=confidential").content.decode()
     assert "payroll" in body
     assert "open-data" not in body
     body = client.get("/t/acme/catalog/datasets/?personal_data=no").content.decode()

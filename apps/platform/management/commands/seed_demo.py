@@ -16,6 +16,7 @@ from allauth.account.models import EmailAddress
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
+from apps.access import members as member_services
 from apps.access import services as access_services
 from apps.accounts import services as account_services
 from apps.accounts.models import User
@@ -157,10 +158,12 @@ class Command(BaseCommand):
             acting=owner_membership,
         )
         access_services.binding_add(role=steward, idp_group="hr-analytics", by=owner, acting=owner_membership)
+        # payroll-2026 is restricted: no role is cleared for it tenant-wide except Owner, so this explicit
+        # grant is how the Data steward role (and only it, among the others) reads it.
         access_services.grant_object(
             action="dataset.read", obj=payroll, role=steward, by=owner, acting=owner_membership
         )
-        self.created.append(f"{tenant.slug}: 3 datasets, 2 models, 2 tools, role Data steward with a grant")
+        self.created.append(f"{tenant.slug}: 3 datasets, 2 models, 2 tools, Data steward reads payroll-2026")
 
     # --- tenants ---------------------------------------------------------------------------
 
@@ -186,7 +189,7 @@ class Command(BaseCommand):
             membership = memberships.get(person.email)
             if membership is None:
                 by = None if person is owner_spec else owner
-                membership = services.membership_invite(tenant=tenant, email=person.email, role=person.role, by=by)
+                membership = member_services.member_invite(tenant=tenant, email=person.email, role=person.role, by=by)
                 self.created.append(f"{spec.slug}: invited {person.email} as {person.role}")
             if not person.pending and membership.status == Membership.Status.INVITED:
                 user = owner if person is owner_spec else people[person.email]

@@ -1,0 +1,163 @@
+"""Membership writes that hand out or take away access: the console's way to invite, change and remove people.
+
+``apps.tenants.services`` owns the membership rows and their rules (owners,
+the last owner, suspended tenants) but sits on the floor below ``access`` and
+may not ask it anything. A membership's built-in role is access, though: it
+carries permissions and the object grants given to that role. So the writes
+that hand out a role, and the removal that must take a person's object grants
+with it, are composed here, each in one transaction:
+
+- ``member_invite``, ``member_resend``, ``member_change_role`` and
+  ``member_set_disabled`` (enabling gives the role back) first pass the
+  no-escalation rule (``services.ensure_may_hand_out_builtin_role``), then call
+  the tenants service;
+- ``member_remove`` calls the tenants service, then revokes every object grant
+  given directly to the person on this tenant's objects (audited), so nothing
+  comes back if they are invited again.
+
+Faces call these, never the tenants services they wrap (a test walks the
+source for that). Every function takes the acting ``User`` like the tenants
+services do and raises ``TenantError`` (the tenants rules) or ``AccessError``
+(escalation).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
+from guardian.models import UserObjectPermission
+
+from apps.access import permsets
+from apps.access.catalog import CODENAME_ACTIONS
+from apps.access.services import AccessError, ensure_may_hand_out_builtin_role
+from apps.accounts.models import User
+from apps.audit.services import Actor, record
+from apps.tenants import services as tenant_services
+from apps.tenants.models import Membership, Tenant
+
+__all__ = [
+    "AccessError",
+    "member_change_role",
+    "member_invite",
+    "member_remove",
+    "member_resend",
+    "member_set_disabled",
+    "user_grants_revoke",
+]
+
+
+def _acting(tenant: Tenant, by: User | None) -> Membership | None:
+    """The acting user's membership in ``tenant`` (None for the system, i.e. no user).
+
+    A user who is not an active member gets an inactive stand-in, so the
+    no-escalation rule refuses them instead of treating them as the system.
+    """
+    if by is None:
+        return None
+    membership = (
+        Membership.objects.for_tenant(tenant)
+        .select_related("tenant", "user")
+        .filter(user=by, status=Membership.Status.ACTIVE)
+        .first()
+    )
+    return membership or Membership(tenant=tenant, user=by, status=Membership.Status.DISABLED)
+
+
+def _ensure_may_give(*, tenant: Tenant, role: str, by: User | None) -> None:
+    ensure_may_hand_out_builtin_role(actor=_acting(tenant, by), tenant=tenant, key=role)
+
+
+@transaction.atomic
+def member_invite(*, tenant: Tenant, email: str, role: str, by: User | None) -> Membership:
+    """Invite ``email`` with built-in ``role``; ``by`` must hold everything the role carries.
+
+    Raises AccessError (escalation) or TenantError (tenants rules); nothing is written then.
+    """
+    _ensure_may_give(tenant=tenant, role=role, by=by)
+    return tenant_services.membership_invite(tenant=tenant, email=email, role=role, by=by)
+
+
+@transaction.atomic
+def member_resend(*, membership: Membership, by: User | None) -> Membership:
+    """Send a fresh invitation link: a new window for the invited role, so the same rule as inviting."""
+    _ensure_may_give(tenant=membership.tenant, role=membership.role, by=by)
+    return tenant_services.membership_resend(membership=membership, by=by)
+
+
+@transaction.atomic
+def member_change_role(*, membership: Membership, role: str, by: User) -> Membership:
+    """Give someone else's membership the built-in ``role``; ``by`` must hold everything it carries."""
+    if role != membership.role:
+        _ensure_may_give(tenant=membership.tenant, role=role, by=by)
+    return tenant_services.membership_change_role(membership=membership, role=role, by=by)
+
+
+@transaction.atomic
+def member_set_disabled(*, membership: Membership, disabled: bool, by: User) -> Membership:
+    """Disable a membership, or enable it again; enabling hands the role back, so it is checked."""
+    if not disabled:
+        _ensure_may_give(tenant=membership.tenant, role=membership.role, by=by)
+    return tenant_services.membership_set_disabled(membership=membership, disabled=disabled, by=by)
+
+
+@transaction.atomic
+def member_remove(*, membership: Membership, by: User) -> Membership:
+    """Remove someone else's membership and every object grant given directly to them in this tenant.
+
+    Raises TenantError for what the tenants rules refuse; nothing is removed then.
+    """
+    tenant = membership.tenant
+    removed = tenant_services.membership_remove(membership=membership, by=by)
+    user_grants_revoke(tenant=tenant, user=removed.user, by=by, reason="membership_removed")
+    return removed
+
+
+def user_grants_revoke(*, tenant: Tenant, user: User, by: User | None = None, reason: str = "") -> int:
+    """Delete the object grants given directly to ``user`` on objects of ``tenant``; returns how many.
+
+    Grants on other tenants' objects are left alone. Audited (with each grant
+    removed) and the tenant's access version bumped when anything was removed.
+    """
+    with transaction.atomic():
+        rows = list(
+            UserObjectPermission.objects.filter(user=user, permission__codename__in=list(CODENAME_ACTIONS)).values_list(
+                "pk", "content_type_id", "object_pk", "permission__codename"
+            )
+        )
+        doomed: list[int] = []
+        removed: list[dict[str, Any]] = []
+        by_type: dict[int, list[tuple[int, str, str]]] = {}
+        for pk, content_type_id, object_pk, codename in rows:
+            by_type.setdefault(content_type_id, []).append((pk, object_pk, codename))
+        for content_type_id, entries in by_type.items():
+            model = ContentType.objects.get_for_id(content_type_id).model_class()
+            if model is None:
+                continue
+            # Only objects of this tenant: the same person may hold grants in another tenant.
+            ours = {
+                str(pk)
+                for pk in model._default_manager.filter(
+                    tenant_id=tenant.pk, pk__in=[object_pk for _, object_pk, _ in entries]
+                ).values_list("pk", flat=True)
+            }
+            for pk, object_pk, codename in entries:
+                if object_pk in ours:
+                    doomed.append(pk)
+                    removed.append(
+                        {"action": CODENAME_ACTIONS[codename], "type": model._meta.model_name, "id": object_pk}
+                    )
+        if not doomed:
+            return 0
+        UserObjectPermission.objects.filter(pk__in=doomed).delete()
+        record(
+            "grant.revoke_all",
+            tenant=tenant,
+            actor=Actor.for_user(by) if by is not None else Actor.system(),
+            target_type="user",
+            target_id=user.pk,
+            metadata={"email": user.email, "reason": reason, "grants": removed},
+        )
+        permsets.bump_version(tenant.pk)
+        return len(doomed)
