@@ -5,12 +5,13 @@ from django.contrib import admin
 from django.urls import include, path
 
 from apps.core import views as core_views
+from apps.tenants import views as tenant_views
 from config import admin_site
 
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
-    path("", core_views.home, name="home"),
+    path("", tenant_views.home, name="home"),
     path("accounts/", include("apps.accounts.urls")),  # before allauth: our session sign-out
     path("accounts/", include("allauth.urls")),
     path("sso/", include("apps.sso.urls")),

@@ -20,10 +20,13 @@ from django.shortcuts import render
 from apps.access.catalog import require_known
 from apps.access.services import authorize
 from apps.core import context
+from apps.core.decorators import public_view
 from apps.tenants.selectors import membership_for_console
 
 View = Callable[..., HttpResponse]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# ``public_view`` is a pure marker owned by ``core`` (its health endpoints use it); every face takes it from here.
+__all__ = ["platform_view", "public_view", "tenant_view"]
 
 
 def tenant_view(permission: str) -> Callable[[View], View]:
@@ -67,9 +70,3 @@ def platform_view(view: View) -> View:
 
     wrapper.required_permission = "platform.staff"  # type: ignore[attr-defined]
     return wrapper
-
-
-def public_view(view: View) -> View:
-    """Mark a view as deliberately open (health checks, sign-in, invitations)."""
-    view.required_permission = "public"  # type: ignore[attr-defined]
-    return view

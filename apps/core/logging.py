@@ -7,8 +7,8 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from apps.audit.redaction import mask_text, mask_value
 from apps.core import context
+from apps.core.masking import mask_text, mask_value
 
 
 class RequestContextFilter(logging.Filter):

@@ -1,6 +1,6 @@
 """The real task path: ``.delay()`` → broker → a real worker → the database.
 
-Uses ``apps.core.tasks.record_heartbeat`` (it appends a platform audit event)
+Uses ``apps.audit.tasks.record_heartbeat`` (it appends a platform audit event)
 and waits for the row by polling; there is no result backend.
 """
 
@@ -10,8 +10,8 @@ import pytest
 from celery.result import EagerResult
 
 from apps.audit.models import AuditEvent
+from apps.audit.tasks import record_heartbeat
 from apps.core import context
-from apps.core.tasks import record_heartbeat
 
 pytestmark = pytest.mark.celery
 
