@@ -11,6 +11,18 @@ The session carries two small records (JSON-safe, in the session store):
 
 This module knows nothing of tenants' sign-in policies (apps.sso.policy sits
 above it); the adapter, the signal hooks and the middleware bring the two together.
+
+Where sign-in activity is recorded (issue #7, item 19). Every ``auth.*`` event
+of a known person is recorded on the platform chain, as before, and a copy on
+the chain of every tenant where they are an active member, so each tenant's
+admins see their own members' sign-ins, failures, lockouts, MFA changes,
+sign-outs and ended sessions in their own log. A tenant's copy carries nothing
+about other tenants: no tenant name, no IdP name, no reason another tenant's
+rule gave; only what happened to the account (method, result, MFA, the
+session). Activity that belongs to one tenant stays there only: an SSO sign-in
+is recorded by the SSO flow on the connection's tenant alone, and a refusal by
+a tenant's policy on that tenant alone. A failed attempt for an e-mail that
+has no account stays on the platform chain (no tenant learns of it).
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.audit.services import Actor, record
-from apps.tenants.models import Tenant
+from apps.tenants.models import Membership, Tenant
 
 SESSION_SIGN_IN_KEY = "bastion_auth"
 SESSION_CLOCK_KEY = "bastion_session"
@@ -37,6 +49,50 @@ MAX_IDENTIFIER = 254
 
 
 # --- sign-in audit -----------------------------------------------------------------------
+
+
+def _member_tenant_ids(user: User | None) -> list[int]:
+    """The tenants whose admins should see this person's sign-in activity: active memberships."""
+    if user is None or user.pk is None:
+        return []
+    return list(
+        Membership.objects.filter(user_id=user.pk, status=Membership.Status.ACTIVE)
+        .order_by("tenant_id")
+        .values_list("tenant_id", flat=True)
+    )
+
+
+def _record_auth(
+    action: str,
+    *,
+    user: User | None,
+    actor: Actor,
+    target: Any = None,
+    target_type: str | None = None,
+    target_id: Any = None,
+    result: str = "success",
+    metadata: dict[str, Any] | None = None,
+    tenant_metadata: dict[str, Any] | None = None,
+    tenant_actor: Actor | None = None,
+) -> int:
+    """Record an account-level ``auth.*`` event on the platform chain and on each of ``user``'s tenants.
+
+    ``tenant_metadata`` and ``tenant_actor`` (default: ``metadata``, ``actor``) are
+    what the tenant copies carry; callers pass reduced ones when the platform
+    record could name another tenant or its admin. Returns the platform event's id.
+    """
+    common: dict[str, Any] = {
+        "target": target,
+        "target_type": target_type,
+        "target_id": target_id,
+        "result": result,
+    }
+    copy = metadata if tenant_metadata is None else tenant_metadata
+    with transaction.atomic():  # all copies or none
+        event_id = record(action, tenant=None, actor=actor, metadata=metadata, **common)
+        for tenant_id in _member_tenant_ids(user):
+            record(action, tenant=tenant_id, actor=tenant_actor or actor, metadata=copy, **common)
+    return event_id
 
 
 def _sign_in_metadata(*, method: str, idp: str, mfa: bool, reason: str, extra: dict[str, Any] | None) -> dict:
@@ -66,16 +122,26 @@ def record_sign_in(
 
     ``result`` (``success``/``failure``/``denied``) wins over ``success`` when given.
     IP, user agent and request id come from the request context. Recorded on
-    ``tenant``'s chain when the attempt concerns one tenant (e.g. its SSO
-    policy refused it), else on the platform chain. Returns the event id.
+    ``tenant``'s chain only when the attempt concerns one tenant (e.g. its SSO
+    policy refused it) or came through an IdP (SSO sign-ins belong to the
+    connection's tenant); otherwise on the platform chain and, without IdP or
+    extra details, on the chain of each tenant the person is an active member
+    of. Returns the (first) event id.
     """
-    return record(
+    outcome = result or ("success" if success else "failure")
+    metadata = _sign_in_metadata(method=method, idp=idp, mfa=mfa, reason=reason, extra=extra)
+    if tenant is not None or method in SSO_METHODS:
+        return record(
+            "auth.sign_in", tenant=tenant, actor=Actor.for_user(user), target=user, result=outcome, metadata=metadata
+        )
+    return _record_auth(
         "auth.sign_in",
-        tenant=tenant,
+        user=user,
         actor=Actor.for_user(user),
         target=user,
-        result=result or ("success" if success else "failure"),
-        metadata=_sign_in_metadata(method=method, idp=idp, mfa=mfa, reason=reason, extra=extra),
+        result=outcome,
+        metadata=metadata,
+        tenant_metadata=_sign_in_metadata(method=method, idp="", mfa=mfa, reason=reason, extra=None),
     )
 
 
@@ -84,27 +150,36 @@ def record_sign_in_failure(
 ) -> int:
     """A failed (or refused) sign-in of an unidentified person.
 
-    The identifier is kept (truncated), the password never.
+    The identifier is kept (truncated), the password never. When the
+    identifier is the e-mail of an account, the attempt (a wrong password, a
+    lockout) is also recorded on that person's tenants' chains; an e-mail with
+    no account stays on the platform chain, so no tenant learns of it.
     """
     identifier = identifier[:MAX_IDENTIFIER]
-    return record(
+    known = User.objects.filter(email__iexact=identifier).first() if identifier and not idp else None
+    metadata = _sign_in_metadata(method=method, idp=idp, mfa=False, reason=reason, extra={"identifier": identifier})
+    return _record_auth(
         "auth.sign_in",
+        user=known,
         actor=Actor.anonymous(identifier),
+        target=known,
         target_type="user",
-        target_id="",
+        target_id="" if known is None else None,
         result=result,
-        metadata=_sign_in_metadata(method=method, idp=idp, mfa=False, reason=reason, extra={"identifier": identifier}),
+        metadata=metadata,
     )
 
 
 def record_sign_out(*, user: User) -> int:
-    return record("auth.sign_out", actor=Actor.for_user(user), target=user)
+    """Audit a sign-out (``auth.sign_out``) on the platform chain and the person's tenants."""
+    return _record_auth("auth.sign_out", user=user, actor=Actor.for_user(user), target=user)
 
 
 def record_mfa_change(*, user: User, added: bool, kind: str) -> int:
     """Audit an authenticator added to or removed from the user's account (``auth.mfa_add`` / ``auth.mfa_remove``)."""
-    return record(
+    return _record_auth(
         "auth.mfa_add" if added else "auth.mfa_remove",
+        user=user,
         actor=Actor.for_user(user),
         target=user,
         metadata={"type": kind},
@@ -205,11 +280,14 @@ def session_expire(request: HttpRequest, *, reason: str, metadata: dict[str, Any
     from allauth.usersessions.models import UserSession
 
     user = request.user
-    record(
+    # Tenant copies keep only the reason: the details may name the tenant whose rule ended it.
+    _record_auth(
         "auth.session_expired",
+        user=user,
         actor=Actor.for_user(user),
         target=user,
         metadata={"reason": reason, **(metadata or {})},
+        tenant_metadata={"reason": reason},
     )
     if request.session.session_key:
         UserSession.objects.filter(session_key=request.session.session_key).delete()
@@ -236,11 +314,18 @@ def sign_out_everywhere(user: User, *, reason: str = "", by: User | None = None)
     for session in UserSession.objects.filter(user_id=user.pk):
         session.end()
         ended += 1
-    record(
+    actor = Actor.for_user(by) if by is not None else Actor.system()
+    # Another tenant's admin may have caused this (removing the person there): the
+    # tenant copies name neither that admin nor the reason, only that sessions ended.
+    own = by is not None and by.pk == user.pk
+    _record_auth(
         "auth.sign_out_everywhere",
-        actor=Actor.for_user(by) if by is not None else Actor.system(),
+        user=user,
+        actor=actor,
+        tenant_actor=actor if own else Actor.system(),
         target=user,
         metadata={"sessions_ended": ended, **({"reason": reason} if reason else {})},
+        tenant_metadata={"sessions_ended": ended},
     )
     return ended
 
@@ -259,8 +344,9 @@ def user_session_end(*, request: HttpRequest, session_id: int) -> str | None:
     if session is None:
         return None
     current = session.session_key == request.session.session_key
-    record(
+    _record_auth(
         "auth.session_end",
+        user=user,
         actor=Actor.for_user(user),
         target=user,
         metadata={"session": session.pk, "ip": session.ip, "current": current},
