@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -26,7 +24,7 @@ from apps.access.catalog import DEFAULT_CLEARANCE, OBJECT_ACTIONS, PERMISSIONS, 
 from apps.access.models import CLEARANCE_CHOICES, Role
 from apps.access.services import authorize
 from apps.catalog import selectors as catalog_selectors
-from apps.core.pagination import InvalidCursorError, decode_cursor
+from apps.core.filtering import KeysetFilterForm
 from apps.tenants.models import SLUG_PATTERN, Membership, Tenant
 from apps.tenants.selectors import MAX_ID
 
@@ -454,8 +452,11 @@ class ExplainForm(forms.Form):
 # --- denied checks --------------------------------------------------------------------------------
 
 
-class DeniedFilterForm(forms.Form):
-    """Filters of the denied-checks page; every value comes from the query string and is validated."""
+class DeniedFilterForm(KeysetFilterForm):
+    """Filters of the denied-checks page; every value comes from the query string and is validated.
+
+    The cursor, the date range (dates, the "To" day included) and the query string are ``KeysetFilterForm``'s.
+    """
 
     subject = forms.CharField(
         label="Subject",
@@ -486,7 +487,6 @@ class DeniedFilterForm(forms.Form):
         error_messages={"invalid": "Enter a date as YYYY-MM-DD."},
         widget=forms.DateInput(attrs={"type": "date"}),
     )
-    cursor = forms.CharField(max_length=200, required=False, widget=forms.HiddenInput)
 
     filter_fields = ("subject", "action", "date_from", "date_to")
 
@@ -502,45 +502,12 @@ class DeniedFilterForm(forms.Form):
             return subject.lower()
         raise ValidationError("Enter a member's e-mail address or member id.", code="invalid")
 
-    def clean_cursor(self) -> str:
-        cursor = self.cleaned_data["cursor"]
-        if cursor:
-            try:
-                decode_cursor(cursor)
-            except InvalidCursorError:
-                raise ValidationError(
-                    "This page link is invalid. Start again from the newest entries.", code="invalid"
-                ) from None
-        return cursor
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        start, end = data.get("date_from"), data.get("date_to")
-        if start is not None and end is not None and start > end:
-            self.add_error("date_to", "“To” must not be before “From”.")
-        return data
-
     def filters(self) -> selectors.DeniedFilters:
         """The cleaned filters as the selectors take them; call only after is_valid()."""
         data = self.cleaned_data
         return selectors.DeniedFilters(
             subject=data["subject"],
             action=data["action"],
-            occurred_from=_midnight(data["date_from"]),
-            occurred_before=_midnight(data["date_to"], days=1),
+            occurred_from=data["date_from"],
+            occurred_before=data["date_to"],
         )
-
-    def query_string(self, **extra: str) -> str:
-        """The submitted filters as a query string plus ``extra``; never the old cursor."""
-        params = [(name, str(self.data.get(name, "")).strip()) for name in self.filter_fields]
-        params += list(extra.items())
-        return urlencode([(name, value) for name, value in params if value])
-
-
-def _midnight(day: date | None, *, days: int = 0) -> datetime | None:
-    if day is None:
-        return None
-    try:
-        return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=days)
-    except OverflowError:
-        return None

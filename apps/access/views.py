@@ -20,10 +20,9 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import IntegrityError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_safe
 
 from apps.access import selectors, services
@@ -41,6 +40,7 @@ from apps.access.forms import (
 from apps.access.models import Role
 from apps.access.services import AccessError, authorize
 from apps.catalog import selectors as catalog_selectors
+from apps.core.htmx import HtmxHttpRequest, is_htmx, render_page
 from apps.tenants.models import Membership, Tenant
 
 ROLES_PAGE_SIZE = 50
@@ -50,12 +50,11 @@ ROLE_MANAGE = "role.manage"
 AUDIT_READ = "audit.read"
 
 
-class TenantRequest(HttpRequest):
-    """What ``tenant_view`` and django-htmx add to the request (for type hints only)."""
+class TenantRequest(HtmxHttpRequest):
+    """What ``tenant_view`` adds to the request (for type hints only); ``htmx`` comes from django-htmx."""
 
     tenant: Tenant
     membership: Membership
-    htmx: Any
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -87,26 +86,9 @@ def _url(request: TenantRequest, name: str, **kwargs: Any) -> str:
     return reverse(f"access:{name}", kwargs={"tenant_slug": request.tenant.slug, **kwargs})
 
 
-def _render(
-    request: TenantRequest, template: str, context: dict[str, Any], *, partial: str = "", status: int = 200
-) -> HttpResponse:
-    """The full page, or only ``partial`` of it for an htmx request (not for a history restore)."""
-    htmx = getattr(request, "htmx", None)
-    use_partial = bool(partial) and bool(htmx) and not htmx.history_restore_request
-    response = render(request, f"{template}#{partial}" if use_partial else template, context, status=status)
-    if partial:
-        # Same URL, two bodies: caches must key on the htmx header.
-        patch_vary_headers(response, ("HX-Request",))
-    return response
-
-
 def _posted(request: TenantRequest) -> Any:
     """The POST data for a bound form, even when empty (an empty POST is still a submission)."""
     return request.POST if request.method == "POST" else None
-
-
-def _is_htmx(request: TenantRequest) -> bool:
-    return bool(getattr(request, "htmx", None))
 
 
 # --- roles --------------------------------------------------------------------------------------
@@ -290,8 +272,8 @@ def binding_add(request: TenantRequest, role_id: int) -> HttpResponse:
         else:
             holder = member.user.email if member is not None else f"everyone in the group “{group}”"
             notice = f"{holder} now holds {role.name}."
-            if _is_htmx(request):
-                return _render(
+            if is_htmx(request):
+                return render_page(
                     request,
                     "access/role_detail.html",
                     _detail_context(request, role, notice=notice),
@@ -300,8 +282,8 @@ def binding_add(request: TenantRequest, role_id: int) -> HttpResponse:
             messages.success(request, notice[0].upper() + notice[1:])
             return redirect(_url(request, "role_detail", role_id=role.pk))
     context = _detail_context(request, role, form=form)
-    if _is_htmx(request):
-        return _render(request, "access/role_detail.html", context, partial="bindings")
+    if is_htmx(request):
+        return render_page(request, "access/role_detail.html", context, partial="bindings")
     return render(request, "access/role_detail.html", context, status=400)
 
 
@@ -317,8 +299,8 @@ def binding_remove(request: TenantRequest, role_id: int, binding_id: int) -> Htt
     holder = binding.membership.user.email if binding.membership_id else f"the group “{binding.idp_group}”"
     services.binding_remove(binding=binding, by=request.user)
     notice = f"{holder[0].upper()}{holder[1:]} no longer holds {role.name} through this binding."
-    if _is_htmx(request):
-        return _render(
+    if is_htmx(request):
+        return render_page(
             request, "access/role_detail.html", _detail_context(request, role, notice=notice), partial="bindings"
         )
     messages.success(request, notice)
@@ -380,9 +362,9 @@ def grants(request: TenantRequest) -> HttpResponse:
     if not filters.is_valid():
         context = _grants_context(request, kind="dataset", page_number=1)
         context["filter_errors"] = filters.errors
-        return _render(request, "access/grants.html", context, partial="results", status=400)
+        return render_page(request, "access/grants.html", context, partial="results", status=400)
     context = _grants_context(request, kind=filters.chosen_kind, page_number=filters.chosen_page)
-    return _render(request, "access/grants.html", context, partial="results")
+    return render_page(request, "access/grants.html", context, partial="results")
 
 
 @tenant_view(ROLE_MANAGE)
@@ -430,9 +412,9 @@ def grant_revoke(request: TenantRequest) -> HttpResponse:
     if not form.is_valid():
         errors = "; ".join(str(error) for errors in form.errors.values() for error in errors)
         error = f"Nothing was revoked: {errors}"
-        if _is_htmx(request):
+        if is_htmx(request):
             context = _grants_context(request, kind=kind, page_number=page, error=error)
-            return _render(request, "access/grants.html", context, partial="results")
+            return render_page(request, "access/grants.html", context, partial="results")
         context = _grants_context(request, kind=kind, page_number=page, error=error)
         return render(request, "access/grants.html", context, status=400)
     data = form.cleaned_data
@@ -441,9 +423,9 @@ def grant_revoke(request: TenantRequest) -> HttpResponse:
     )
     holder = f"role {data['role'].name}" if data["role"] else data["membership"].user.email
     notice = f"Revoked {data['action']} on “{data['obj']}” from {holder}."
-    if _is_htmx(request):
+    if is_htmx(request):
         context = _grants_context(request, kind=kind, page_number=page, notice=notice)
-        return _render(request, "access/grants.html", context, partial="results")
+        return render_page(request, "access/grants.html", context, partial="results")
     messages.success(request, notice)
     return redirect(_grants_url(request, kind, page))
 
@@ -495,7 +477,7 @@ def denied(request: TenantRequest) -> HttpResponse:
     list_url = _url(request, "denied")
     context: dict[str, Any] = {"form": form, "list_url": list_url, "page": None}
     if not form.is_valid():
-        return _render(request, "access/denied.html", context, partial="results", status=400)
+        return render_page(request, "access/denied.html", context, partial="results", status=400)
     filters = form.filters()
     page = selectors.denied_page(
         tenant=request.tenant, filters=filters, cursor=form.cleaned_data["cursor"] or None, size=DENIED_PAGE_SIZE
@@ -510,4 +492,4 @@ def denied(request: TenantRequest) -> HttpResponse:
         can_explain=_can(request, ROLE_MANAGE),
         explain_url=_url(request, "explain"),
     )
-    return _render(request, "access/denied.html", context, partial="results")
+    return render_page(request, "access/denied.html", context, partial="results")

@@ -7,49 +7,27 @@ a bad value becomes a form error the page shows with status 400, never a 500.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.audit.selectors import AuditFilters
-from apps.core.pagination import InvalidCursorError, decode_cursor
+from apps.core.filtering import KeysetFilterForm
 from apps.tenants.models import Tenant
 from apps.tenants.selectors import tenant_get
 
 PLATFORM_SCOPE = "platform"
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ACTION_RE = re.compile(r"^[A-Za-z0-9_.:-]+\*?$")
 
 
-def parse_moment(text: str) -> tuple[datetime, bool]:
-    """Parse a date or an ISO date-time; returns (aware datetime, whether only a date was given).
+class AuditFilterForm(KeysetFilterForm):
+    """Filters of the audit list. ``platform=True`` adds the tenant filter of the platform page.
 
-    A naive time is taken in the current time zone (UTC by default).
-    Raises ValidationError with a message for the user.
+    The cursor, the date range and the query string are ``KeysetFilterForm``'s.
     """
-    text = text.strip()
-    try:
-        if _DATE_RE.match(text):
-            day = date.fromisoformat(text)
-            return datetime(day.year, day.month, day.day, tzinfo=UTC), True
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValidationError(
-            f"“{text[:40]}” is not a date or time: use YYYY-MM-DD or YYYY-MM-DD HH:MM (UTC).", code="invalid"
-        ) from None
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment)
-    return moment, False
-
-
-class AuditFilterForm(forms.Form):
-    """Filters of the audit list. ``platform=True`` adds the tenant filter of the platform page."""
 
     actor = forms.CharField(
         label="Actor",
@@ -99,9 +77,10 @@ class AuditFilterForm(forms.Form):
         required=False,
         widget=forms.NumberInput(attrs={"placeholder": str(settings.AUDIT_PAGE_SIZE_DEFAULT)}),
     )
-    cursor = forms.CharField(max_length=200, required=False, widget=forms.HiddenInput)
 
     filter_fields = ("tenant", "actor", "action", "result", "target_type", "target_id", "date_from", "date_to")
+    query_fields = ("size",)
+    invalid_cursor_message = "This page link is invalid. Start again from the newest events."
 
     def __init__(self, *args: Any, platform: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -125,32 +104,6 @@ class AuditFilterForm(forms.Form):
             )
         return action
 
-    def clean_date_from(self) -> datetime | None:
-        text = self.cleaned_data["date_from"]
-        return parse_moment(text)[0] if text else None
-
-    def clean_date_to(self) -> datetime | None:
-        """The exclusive upper bound: the next midnight for a date, the next microsecond for a time."""
-        text = self.cleaned_data["date_to"]
-        if not text:
-            return None
-        moment, date_only = parse_moment(text)
-        try:
-            return moment + (timedelta(days=1) if date_only else timedelta(microseconds=1))
-        except OverflowError:
-            raise ValidationError("That date is out of range.", code="invalid") from None
-
-    def clean_cursor(self) -> str:
-        cursor = self.cleaned_data["cursor"]
-        if cursor:
-            try:
-                decode_cursor(cursor)
-            except InvalidCursorError:
-                raise ValidationError(
-                    "This page link is invalid. Start again from the newest events.", code="invalid"
-                ) from None
-        return cursor
-
     def clean_tenant(self) -> str:
         slug = self.cleaned_data["tenant"].strip().lower()
         if slug and slug != PLATFORM_SCOPE:
@@ -163,9 +116,6 @@ class AuditFilterForm(forms.Form):
         data = super().clean()
         if data.get("target_id") and not data.get("target_type"):
             self.add_error("target_type", "Choose a target type to filter by target id.")
-        start, end = data.get("date_from"), data.get("date_to")
-        if start is not None and end is not None and start >= end:
-            self.add_error("date_to", "“To” must not be before “From”.")
         return data
 
     # --- results of a valid form ------------------------------------------
@@ -188,10 +138,3 @@ class AuditFilterForm(forms.Form):
     @property
     def page_size(self) -> int:
         return self.cleaned_data.get("size") or settings.AUDIT_PAGE_SIZE_DEFAULT
-
-    def query_string(self, **extra: str) -> str:
-        """The submitted filters (and page size) as a query string, plus ``extra``; never the old cursor."""
-        names = (*self.filter_fields, "size")
-        params = [(name, str(self.data.get(name, "")).strip()) for name in names if name in self.fields]
-        params += list(extra.items())
-        return urlencode([(name, value) for name, value in params if value])

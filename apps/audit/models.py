@@ -13,6 +13,21 @@ from django.db.models.functions import Collate, Upper
 from apps.tenants.models import Tenant
 
 PLATFORM_CHAIN = 0
+# What an event records (who, what, the result, from where, and details), in the order
+# exports show them. The export columns and the verification walk both build on this list.
+EVENT_FIELDS = (
+    "actor_type",
+    "actor_id",
+    "actor_display",
+    "action",
+    "target_type",
+    "target_id",
+    "result",
+    "ip",
+    "user_agent",
+    "request_id",
+    "metadata",
+)
 
 
 class AuditEventQuerySet(models.QuerySet):

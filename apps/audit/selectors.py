@@ -17,31 +17,13 @@ from django.db.models import F, QuerySet
 from django.db.models.functions import Collate, Lower
 
 from apps.accounts.models import User
-from apps.audit.models import AuditEvent
+from apps.audit.models import EVENT_FIELDS, AuditEvent
 from apps.core.pagination import Page, keyset_page
 from apps.tenants.models import Tenant
 
 EXPORT_CHUNK_SIZE = 2000
 
-EXPORT_COLUMNS = (
-    "id",
-    "occurred_at",
-    "tenant_slug",
-    "chain",
-    "seq",
-    "actor_type",
-    "actor_id",
-    "actor_display",
-    "action",
-    "target_type",
-    "target_id",
-    "result",
-    "ip",
-    "user_agent",
-    "request_id",
-    "metadata",
-    "hash",
-)
+EXPORT_COLUMNS = ("id", "occurred_at", "tenant_slug", "chain", "seq", *EVENT_FIELDS, "hash")
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,33 +36,14 @@ from typing import Any
 from django.db import connection, transaction
 
 from apps.audit import chain as audit_chain
-from apps.audit.models import PLATFORM_CHAIN, AuditChainHead, AuditEvent, AuditRetentionCut, AuditSeal
+from apps.audit.models import EVENT_FIELDS, PLATFORM_CHAIN, AuditChainHead, AuditEvent, AuditRetentionCut, AuditSeal
 from apps.tenants.models import Tenant
 
 CHUNK_SIZE = 2000
 PURGE_ACTION = "audit.retention_purge"
 
 # Exactly what chain.payload_of() reads, plus the ids and links.
-_COLUMNS = (
-    "id",
-    "seq",
-    "chain",
-    "occurred_at",
-    "tenant_id",
-    "actor_type",
-    "actor_id",
-    "actor_display",
-    "action",
-    "target_type",
-    "target_id",
-    "result",
-    "ip",
-    "user_agent",
-    "request_id",
-    "metadata",
-    "prev_hash",
-    "hash",
-)
+_COLUMNS = ("id", "seq", "chain", "occurred_at", "tenant_id", *EVENT_FIELDS, "prev_hash", "hash")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
-from django.utils.cache import patch_vary_headers
 
 from apps.access.decorators import tenant_view
 from apps.access.services import authorize
@@ -30,6 +29,7 @@ from apps.catalog.forms import (
     ToolForm,
     apply_service_errors,
 )
+from apps.core.htmx import render_page
 
 PAGE_SIZE = 25
 
@@ -42,16 +42,6 @@ def _page(request: HttpRequest, qs: QuerySet[Any]) -> Page:
 def _can(request: HttpRequest, permission: str) -> bool:
     """Whether to offer a link or button; the target view enforces the permission itself."""
     return authorize(request.membership, permission, tenant=request.tenant, log_denial=False).allowed
-
-
-def _list(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
-    """The full page, or only its results partial for an htmx filter or pager request."""
-    htmx = getattr(request, "htmx", None)
-    partial = bool(htmx) and not htmx.history_restore_request
-    response = render(request, f"{template}#results" if partial else template, context)
-    # Same URL, two bodies: caches must key on the htmx header.
-    patch_vary_headers(response, ("HX-Request",))
-    return response
 
 
 def _found(obj: Any) -> Any:
@@ -68,7 +58,7 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
     filters = DatasetFilterForm(request.GET)
     qs = selectors.dataset_list(tenant=request.tenant, subject=request.membership, **filters.filters())
     context = {"filters": filters, "page": _page(request, qs), "can_manage": _can(request, permissions.DATASET_MANAGE)}
-    return _list(request, "catalog/dataset_list.html", context)
+    return render_page(request, "catalog/dataset_list.html", context)
 
 
 @tenant_view(permissions.DATASET_READ)
@@ -133,7 +123,7 @@ def tool_list(request: HttpRequest) -> HttpResponse:
     filters = ToolFilterForm(request.GET)
     qs = selectors.tool_list(tenant=request.tenant, subject=request.membership, **filters.filters())
     context = {"filters": filters, "page": _page(request, qs), "can_manage": _can(request, permissions.TOOL_MANAGE)}
-    return _list(request, "catalog/tool_list.html", context)
+    return render_page(request, "catalog/tool_list.html", context)
 
 
 @tenant_view(permissions.TOOL_EXECUTE)
@@ -195,7 +185,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
     filters = AIModelFilterForm(request.GET)
     qs = selectors.model_list(tenant=request.tenant, subject=request.membership, **filters.filters())
     context = {"filters": filters, "page": _page(request, qs), "can_manage": _can(request, permissions.MODEL_MANAGE)}
-    return _list(request, "catalog/model_list.html", context)
+    return render_page(request, "catalog/model_list.html", context)
 
 
 @tenant_view(permissions.MODEL_MANAGE)

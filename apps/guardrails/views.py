@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.utils.cache import patch_vary_headers
 
 from apps.access.decorators import tenant_view
+from apps.core.htmx import render_page
 from apps.guardrails import services
 from apps.guardrails.forms import TryToolCallForm
 
@@ -29,8 +28,4 @@ def try_tool_call(request: HttpRequest) -> HttpResponse:
             datasets=list(form.cleaned_data["datasets"]),
         )
     context = {"form": form, "verdict": verdict}
-    htmx = getattr(request, "htmx", None)
-    partial = bool(htmx) and not htmx.history_restore_request
-    response = render(request, "guardrails/try.html#panel" if partial else "guardrails/try.html", context)
-    patch_vary_headers(response, ("HX-Request",))
-    return response
+    return render_page(request, "guardrails/try.html", context, partial="panel")

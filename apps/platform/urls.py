@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from apps.platform import audit_views, views
+from apps.platform import views
 
 app_name = "platform"
 urlpatterns = [
@@ -11,7 +11,6 @@ urlpatterns = [
     path("tenants/<str:slug>/", views.tenant_detail, name="tenant_detail"),
     path("tenants/<str:slug>/suspend/", views.tenant_suspend, name="tenant_suspend"),
     path("tenants/<str:slug>/reactivate/", views.tenant_reactivate, name="tenant_reactivate"),
-    path("audit/", audit_views.platform_audit_list, name="audit"),
-    path("audit/export/", audit_views.platform_audit_export, name="audit_export"),
+    path("audit/", include("apps.audit.platform_urls")),
     path("sso/", include("apps.sso.platform_urls")),
 ]

@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from apps.access.decorators import platform_view
+from apps.core.htmx import render_page
 from apps.platform import services as platform_services
 from apps.platform.forms import TenantCreateForm, TenantFilterForm, TenantSuspendForm
 from apps.tenants import selectors, services
@@ -37,9 +38,7 @@ def tenant_list(request: HttpRequest) -> HttpResponse:
     tenants = selectors.tenant_list_with_counts(**filter_form.filters())
     page = Paginator(tenants, TENANTS_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"filter_form": filter_form, "page": page}
-    if request.htmx:  # type: ignore[attr-defined]
-        return render(request, "platform/partials/_tenant_table.html", context)
-    return render(request, "platform/tenant_list.html", context)
+    return render_page(request, "platform/tenant_list.html", context, partial="platform/partials/_tenant_table.html")
 
 
 @platform_view

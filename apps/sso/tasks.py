@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from smtplib import SMTPException
 from typing import Any
 
 from celery import shared_task
 
+from apps.core.tasking import EMAIL_RETRY_POLICY
 from apps.sso import metadata, notices, saml
 
 
@@ -38,19 +38,9 @@ def purge_seen_assertions() -> int:
     return saml.purge_seen_assertions()
 
 
-# Only transient delivery failures are retried (as for invitations); a missing connection
-# sends nothing. A redelivery may send a notice twice, which is better than never.
-@shared_task(
-    name="apps.sso.tasks.notify_certificate_event",
-    acks_late=True,
-    autoretry_for=(SMTPException, ConnectionError, TimeoutError),
-    retry_backoff=30,
-    retry_backoff_max=30 * 60,
-    retry_jitter=True,
-    max_retries=6,
-    soft_time_limit=60,
-    time_limit=90,
-)
+# Only transient delivery failures are retried (EMAIL_RETRY_POLICY, as for invitations); a
+# missing connection sends nothing. A redelivery may send a notice twice, which is better than never.
+@shared_task(name="apps.sso.tasks.notify_certificate_event", **EMAIL_RETRY_POLICY, soft_time_limit=60, time_limit=90)
 def notify_certificate_event(connection_id: int, event: str, detail: dict[str, Any]) -> int:
     """E-mail a connection's administrators about an IdP certificate or metadata event; returns how many."""
     return notices.send(connection_id=connection_id, event=event, detail=detail)

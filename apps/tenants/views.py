@@ -25,6 +25,7 @@ from django.views.decorators.http import require_http_methods
 from apps.access import members as member_services
 from apps.access.decorators import public_view, tenant_view
 from apps.access.services import AccessError, authorize
+from apps.core.htmx import is_htmx, render_page
 from apps.tenants import selectors, services
 from apps.tenants.forms import InvitationPasswordForm, InviteForm, MemberFilterForm, RoleForm, role_choices_for
 from apps.tenants.models import Membership
@@ -112,9 +113,7 @@ def member_list(request: HttpRequest) -> HttpResponse:
         "counts": selectors.member_counts(tenant=request.tenant),  # type: ignore[attr-defined]
         "invite_form": InviteForm(actor=request.membership),  # type: ignore[attr-defined]
     }
-    if request.htmx:  # type: ignore[attr-defined]
-        return render(request, "tenants/partials/_member_table.html", context)
-    return render(request, "tenants/member_list.html", context)
+    return render_page(request, "tenants/member_list.html", context, partial="tenants/partials/_member_table.html")
 
 
 @tenant_view("member.manage")
@@ -156,13 +155,13 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
                 error = str(exc)
             else:
                 notice = f"{member.user.email} is now {member.get_role_display().lower()}."
-                if request.htmx:  # type: ignore[attr-defined]
+                if is_htmx(request):
                     return _row_response(request, member, notice=notice)
                 messages.success(request, notice)
                 return redirect(_members_url(request))
         else:
             error = " ".join(form.errors.get("role", ["Choose a role."]))
-    if request.htmx:  # type: ignore[attr-defined]
+    if is_htmx(request):
         return _row_response(request, member, error=error)
     context = {"form": form, "member": member, "error": error}
     return render(request, "tenants/member_role.html", context, status=400 if error else 200)
@@ -175,12 +174,12 @@ def _status_change(request: HttpRequest, membership_id: int, *, disabled: bool) 
     try:
         member = member_services.member_set_disabled(membership=member, disabled=disabled, by=request.user)  # type: ignore[arg-type]
     except (TenantError, AccessError) as exc:
-        if request.htmx:  # type: ignore[attr-defined]
+        if is_htmx(request):
             return _row_response(request, member, error=str(exc))
         messages.error(request, str(exc))
         return redirect(_members_url(request))
     notice = f"{member.user.email} is {'disabled' if disabled else 'enabled again'}."
-    if request.htmx:  # type: ignore[attr-defined]
+    if is_htmx(request):
         return _row_response(request, member, notice=notice)
     messages.success(request, notice)
     return redirect(_members_url(request))
@@ -210,7 +209,7 @@ def member_resend(request: HttpRequest, membership_id: int) -> HttpResponse:
         error, notice = str(exc), ""
     else:
         error, notice = "", f"A new invitation is on its way to {member.user.email}."
-    if request.htmx:  # type: ignore[attr-defined]
+    if is_htmx(request):
         return _row_response(request, member, error=error, notice=notice)
     if error:
         messages.error(request, error)
