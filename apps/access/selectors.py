@@ -24,7 +24,7 @@ from guardian.models import GroupObjectPermission, UserObjectPermission
 from apps.access import services as access_services
 from apps.access.catalog import BUILTIN_ROLES, CODENAME_ACTIONS, OBJECT_ACTIONS, BuiltinRole
 from apps.access.models import DeniedDecision, Role, RoleBinding
-from apps.core.pagination import Page, keyset_page
+from apps.core.pagination import Page, keyset_page, within
 from apps.tenants.models import Membership, Tenant
 from apps.tenants.selectors import MAX_ID
 
@@ -378,11 +378,7 @@ def denied_queryset(*, tenant: Tenant, filters: DeniedFilters) -> QuerySet[Denie
             )
     if filters.action:
         qs = qs.filter(action=filters.action)
-    if filters.occurred_from is not None:
-        qs = qs.filter(occurred_at__gte=filters.occurred_from)
-    if filters.occurred_before is not None:
-        qs = qs.filter(occurred_at__lt=filters.occurred_before)
-    return qs
+    return within(qs, start=filters.occurred_from, end=filters.occurred_before)
 
 
 def denied_page(*, tenant: Tenant, filters: DeniedFilters, cursor: str | None, size: int) -> Page:

@@ -41,6 +41,7 @@ from apps.access.models import Role
 from apps.access.services import AccessError, authorize
 from apps.catalog import selectors as catalog_selectors
 from apps.core.htmx import HtmxHttpRequest, is_htmx, render_page
+from apps.core.shortcuts import found_or_404
 from apps.tenants.models import Membership, Tenant
 
 ROLES_PAGE_SIZE = 50
@@ -70,10 +71,7 @@ def _held(request: TenantRequest) -> frozenset[str]:
 
 
 def _role_or_404(request: TenantRequest, role_id: int) -> Role:
-    role = selectors.role_get(tenant=request.tenant, role_id=role_id)
-    if role is None:
-        raise Http404("No such role")
-    return role
+    return found_or_404(selectors.role_get(tenant=request.tenant, role_id=role_id), "No such role")
 
 
 def _perms(role: Role) -> list[Permission]:

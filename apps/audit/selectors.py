@@ -18,7 +18,7 @@ from django.db.models.functions import Collate, Lower
 
 from apps.accounts.models import User
 from apps.audit.models import EVENT_FIELDS, AuditEvent
-from apps.core.pagination import Page, keyset_page
+from apps.core.pagination import Page, keyset_page, within
 from apps.tenants.models import Tenant
 
 EXPORT_CHUNK_SIZE = 2000
@@ -124,11 +124,7 @@ def event_queryset(*, tenant: Tenant | None, filters: AuditFilters) -> QuerySet[
         qs = qs.filter(target_type=filters.target_type)
         if filters.target_id:
             qs = qs.filter(target_id=filters.target_id)
-    if filters.occurred_from is not None:
-        qs = qs.filter(occurred_at__gte=filters.occurred_from)
-    if filters.occurred_before is not None:
-        qs = qs.filter(occurred_at__lt=filters.occurred_before)
-    return qs
+    return within(qs, start=filters.occurred_from, end=filters.occurred_before)
 
 
 def event_list(*, tenant: Tenant | None, filters: AuditFilters, cursor: str | None, size: int) -> Page:

@@ -14,7 +14,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 
 from apps.access.decorators import tenant_view
@@ -30,6 +30,7 @@ from apps.catalog.forms import (
     apply_service_errors,
 )
 from apps.core.htmx import render_page
+from apps.core.shortcuts import found_or_404
 
 PAGE_SIZE = 25
 
@@ -42,12 +43,6 @@ def _page(request: HttpRequest, qs: QuerySet[Any]) -> Page:
 def _can(request: HttpRequest, permission: str) -> bool:
     """Whether to offer a link or button; the target view enforces the permission itself."""
     return authorize(request.membership, permission, tenant=request.tenant, log_denial=False).allowed
-
-
-def _found(obj: Any) -> Any:
-    if obj is None:
-        raise Http404("Not found")
-    return obj
 
 
 # Datasets -------------------------------------------------------------------------------------------------------
@@ -63,7 +58,7 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
 
 @tenant_view(permissions.DATASET_READ)
 def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    dataset = _found(selectors.dataset_get(tenant=request.tenant, subject=request.membership, pk=pk))
+    dataset = found_or_404(selectors.dataset_get(tenant=request.tenant, subject=request.membership, pk=pk))
     context = {"dataset": dataset, "can_manage": _can(request, permissions.DATASET_MANAGE)}
     return render(request, "catalog/dataset_detail.html", context)
 
@@ -84,7 +79,7 @@ def dataset_create(request: HttpRequest) -> HttpResponse:
 
 @tenant_view(permissions.DATASET_MANAGE)
 def dataset_update(request: HttpRequest, pk: int) -> HttpResponse:
-    dataset = _found(
+    dataset = found_or_404(
         selectors.dataset_get(
             tenant=request.tenant, subject=request.membership, pk=pk, action=permissions.DATASET_MANAGE
         )
@@ -103,7 +98,7 @@ def dataset_update(request: HttpRequest, pk: int) -> HttpResponse:
 
 @tenant_view(permissions.DATASET_MANAGE)
 def dataset_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    dataset = _found(
+    dataset = found_or_404(
         selectors.dataset_get(
             tenant=request.tenant, subject=request.membership, pk=pk, action=permissions.DATASET_MANAGE
         )
@@ -128,7 +123,7 @@ def tool_list(request: HttpRequest) -> HttpResponse:
 
 @tenant_view(permissions.TOOL_EXECUTE)
 def tool_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    tool = _found(selectors.tool_get(tenant=request.tenant, subject=request.membership, pk=pk))
+    tool = found_or_404(selectors.tool_get(tenant=request.tenant, subject=request.membership, pk=pk))
     schema_text = json.dumps(tool.args_schema, indent=2, ensure_ascii=False)
     context = {"tool": tool, "schema_text": schema_text, "can_manage": _can(request, permissions.TOOL_MANAGE)}
     return render(request, "catalog/tool_detail.html", context)
@@ -150,7 +145,7 @@ def tool_create(request: HttpRequest) -> HttpResponse:
 
 @tenant_view(permissions.TOOL_MANAGE)
 def tool_update(request: HttpRequest, pk: int) -> HttpResponse:
-    tool = _found(
+    tool = found_or_404(
         selectors.tool_get(tenant=request.tenant, subject=request.membership, pk=pk, action=permissions.TOOL_MANAGE)
     )
     form = ToolForm(request.POST or None, initial=ToolForm.initial_for(tool))
@@ -167,7 +162,7 @@ def tool_update(request: HttpRequest, pk: int) -> HttpResponse:
 
 @tenant_view(permissions.TOOL_MANAGE)
 def tool_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    tool = _found(
+    tool = found_or_404(
         selectors.tool_get(tenant=request.tenant, subject=request.membership, pk=pk, action=permissions.TOOL_MANAGE)
     )
     if request.method == "POST":
@@ -203,7 +198,7 @@ def model_create(request: HttpRequest) -> HttpResponse:
 
 
 def _managed_model(request: HttpRequest, pk: int) -> Any:
-    return _found(
+    return found_or_404(
         selectors.model_get(tenant=request.tenant, subject=request.membership, pk=pk, action=permissions.MODEL_MANAGE)
     )
 

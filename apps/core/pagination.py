@@ -45,6 +45,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     return moment, pk
 
 
+def within(qs: QuerySet, *, start: datetime | None, end: datetime | None, field: str = "occurred_at") -> QuerySet:
+    """Rows with ``start <= field < end`` (the bounds a filter form's date range cleans to); None is open."""
+    if start is not None:
+        qs = qs.filter(**{f"{field}__gte": start})
+    if end is not None:
+        qs = qs.filter(**{f"{field}__lt": end})
+    return qs
+
+
 def keyset_page(qs: QuerySet, *, cursor: str | None, size: int, time_field: str = "occurred_at") -> Page:
     """One page of ``qs`` newest first, after ``cursor``; fetches size + 1 rows to know if more exist."""
     qs = qs.order_by(f"-{time_field}", "-pk")

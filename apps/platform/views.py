@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from apps.access.decorators import platform_view
 from apps.core.htmx import render_page
+from apps.core.shortcuts import found_or_404
 from apps.platform import services as platform_services
 from apps.platform.forms import TenantCreateForm, TenantFilterForm, TenantSuspendForm
 from apps.tenants import selectors, services
@@ -25,10 +26,7 @@ MEMBERS_PAGE_SIZE = 50
 
 
 def _tenant_or_404(slug: str) -> Tenant:
-    tenant = selectors.tenant_get(slug=slug)
-    if tenant is None:
-        raise Http404("No such tenant")
-    return tenant
+    return found_or_404(selectors.tenant_get(slug=slug), "No such tenant")
 
 
 @platform_view

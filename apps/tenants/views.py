@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -26,6 +26,7 @@ from apps.access import members as member_services
 from apps.access.decorators import public_view, tenant_view
 from apps.access.services import AccessError, authorize
 from apps.core.htmx import is_htmx, render_page
+from apps.core.shortcuts import found_or_404
 from apps.tenants import selectors, services
 from apps.tenants.forms import InvitationPasswordForm, InviteForm, MemberFilterForm, RoleForm, role_choices_for
 from apps.tenants.models import Membership
@@ -47,9 +48,7 @@ def _can(request: HttpRequest, permission: str) -> bool:
 
 def _membership_or_404(request: HttpRequest, membership_id: int) -> Membership:
     membership = selectors.membership_get(tenant=request.tenant, membership_id=membership_id)  # type: ignore[attr-defined]
-    if membership is None:
-        raise Http404("No such member")
-    return membership
+    return found_or_404(membership, "No such member")
 
 
 def _members_url(request: HttpRequest) -> str:
