@@ -51,31 +51,35 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def csv_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
-    """A header line, then the rows as CSV (metadata as a JSON cell), formula-safe."""
-    writer = csv.writer(_Line())
-    chunk = [writer.writerow(EXPORT_COLUMNS)]
-    for row in rows:
-        plain = _plain(row)
-        plain["metadata"] = json.dumps(plain["metadata"], ensure_ascii=False, sort_keys=True)
-        chunk.append(writer.writerow([safe_cell("" if plain[c] is None else plain[c]) for c in EXPORT_COLUMNS]))
+def _batched(lines: Iterable[str]) -> Iterator[str]:
+    """Join ``lines`` into chunks of _ROWS_PER_CHUNK lines."""
+    chunk: list[str] = []
+    for line in lines:
+        chunk.append(line)
         if len(chunk) >= _ROWS_PER_CHUNK:
             yield "".join(chunk)
             chunk = []
     if chunk:
         yield "".join(chunk)
+
+
+def _csv_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+    writer = csv.writer(_Line())
+    yield writer.writerow(EXPORT_COLUMNS)
+    for row in rows:
+        plain = _plain(row)
+        plain["metadata"] = json.dumps(plain["metadata"], ensure_ascii=False, sort_keys=True)
+        yield writer.writerow([safe_cell("" if plain[c] is None else plain[c]) for c in EXPORT_COLUMNS])
+
+
+def csv_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """A header line, then the rows as CSV (metadata as a JSON cell), formula-safe."""
+    return _batched(_csv_lines(rows))
 
 
 def jsonl_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
     """One JSON object per line."""
-    chunk: list[str] = []
-    for row in rows:
-        chunk.append(json.dumps(_plain(row), ensure_ascii=False, sort_keys=True) + "\n")
-        if len(chunk) >= _ROWS_PER_CHUNK:
-            yield "".join(chunk)
-            chunk = []
-    if chunk:
-        yield "".join(chunk)
+    return _batched(json.dumps(_plain(row), ensure_ascii=False, sort_keys=True) + "\n" for row in rows)
 
 
 def _closing(chunks: Iterator[str], rows: Iterator[dict[str, Any]]) -> Iterator[str]:

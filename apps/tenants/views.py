@@ -68,6 +68,17 @@ def _row_response(request: HttpRequest, member: Membership, *, error: str = "", 
     return render(request, "tenants/partials/_member_row.html", context)
 
 
+def _row_answer(request: HttpRequest, member: Membership, *, error: str = "", notice: str = "") -> HttpResponse:
+    """The outcome of a member action: htmx gets the changed row, anything else a message and the member list."""
+    if is_htmx(request):
+        return _row_response(request, member, error=error, notice=notice)
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, notice)
+    return redirect(_members_url(request))
+
+
 @public_view
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
@@ -153,11 +164,9 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
             except (TenantError, AccessError) as exc:
                 error = str(exc)
             else:
-                notice = f"{member.user.email} is now {member.get_role_display().lower()}."
-                if is_htmx(request):
-                    return _row_response(request, member, notice=notice)
-                messages.success(request, notice)
-                return redirect(_members_url(request))
+                return _row_answer(
+                    request, member, notice=f"{member.user.email} is now {member.get_role_display().lower()}."
+                )
         else:
             error = " ".join(form.errors.get("role", ["Choose a role."]))
     if is_htmx(request):
@@ -173,15 +182,8 @@ def _status_change(request: HttpRequest, membership_id: int, *, disabled: bool) 
     try:
         member = member_services.member_set_disabled(membership=member, disabled=disabled, by=request.user)  # type: ignore[arg-type]
     except (TenantError, AccessError) as exc:
-        if is_htmx(request):
-            return _row_response(request, member, error=str(exc))
-        messages.error(request, str(exc))
-        return redirect(_members_url(request))
-    notice = f"{member.user.email} is {'disabled' if disabled else 'enabled again'}."
-    if is_htmx(request):
-        return _row_response(request, member, notice=notice)
-    messages.success(request, notice)
-    return redirect(_members_url(request))
+        return _row_answer(request, member, error=str(exc))
+    return _row_answer(request, member, notice=f"{member.user.email} is {'disabled' if disabled else 'enabled again'}.")
 
 
 @tenant_view("member.manage")
@@ -205,16 +207,8 @@ def member_resend(request: HttpRequest, membership_id: int) -> HttpResponse:
     try:
         member = member_services.member_resend(membership=member, by=request.user)  # type: ignore[arg-type]
     except (TenantError, AccessError) as exc:
-        error, notice = str(exc), ""
-    else:
-        error, notice = "", f"A new invitation is on its way to {member.user.email}."
-    if is_htmx(request):
-        return _row_response(request, member, error=error, notice=notice)
-    if error:
-        messages.error(request, error)
-    else:
-        messages.success(request, notice)
-    return redirect(_members_url(request))
+        return _row_answer(request, member, error=str(exc))
+    return _row_answer(request, member, notice=f"A new invitation is on its way to {member.user.email}.")
 
 
 @tenant_view("member.manage")
