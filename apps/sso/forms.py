@@ -13,8 +13,9 @@ from typing import Any
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
-from apps.sso import metadata, services
+from apps.sso import services
 from apps.sso.models import SignInPolicy, SSOConnection
+from apps.sso.saml import metadata
 from apps.sso.services import OIDCSettings, SAMLSettings, SSOInputError
 
 MAX_UPLOAD_BYTES = metadata.MAX_METADATA_BYTES

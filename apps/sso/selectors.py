@@ -287,6 +287,37 @@ def notice_recipients(*, tenant: Tenant | None) -> list[str]:
     return sorted({email for email in qs.values_list("email", flat=True) if email})
 
 
+def owner_recipients(*, tenant: Tenant | None) -> list[str]:
+    """Every active Owner of ``tenant`` (active platform staff for the platform): who hears of trust changes.
+
+    Owners, not admins: an admin with ``sso.manage`` is the one who could make
+    the change, so the notice goes to the people above them. Sorted addresses.
+    """
+    from apps.accounts.models import User
+
+    if tenant is None:
+        qs = User.objects.filter(is_active=True, is_staff=True)
+    else:
+        qs = User.objects.filter(
+            is_active=True,
+            memberships__tenant=tenant,
+            memberships__status=Membership.Status.ACTIVE,
+            memberships__role=Membership.Role.OWNER,
+        )
+    return sorted({email for email in qs.values_list("email", flat=True) if email})
+
+
+def saml_connection_ids_to_refresh() -> list[int]:
+    """Ids of the SAML connections that have a metadata URL and are not disabled (all tenants: the scheduler's)."""
+    return list(
+        SSOConnection.objects.filter(kind=SSOConnection.Kind.SAML, config__has_key="metadata_url")
+        .exclude(status=SSOConnection.Status.DISABLED)
+        .exclude(config__metadata_url="")
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 def connection_snapshot(connection: SSOConnection) -> dict[str, Any]:
     """The audit-safe view of a connection: settings, certificate fingerprints, never the secret or raw XML."""
     config = dict(connection.config or {})

@@ -1,4 +1,4 @@
-"""Celery adapters for SSO (thin: take ids, call one service in apps.sso.metadata / apps.sso.saml)."""
+"""Celery adapters for SSO (thin: take ids, call one selector or service of apps.sso)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Any
 from celery import shared_task
 
 from apps.core.tasking import EMAIL_RETRY_POLICY
-from apps.sso import metadata, notices, saml
+from apps.sso import replay, selectors
+from apps.sso.services.metadata_refresh import connection_metadata_refresh
+from apps.sso.services.notices import notice_send
 
 
 # Refreshing is idempotent (the same document gives the same config; audit events for
@@ -16,7 +18,7 @@ from apps.sso import metadata, notices, saml
 @shared_task(name="apps.sso.tasks.refresh_saml_metadata", acks_late=True, soft_time_limit=60, time_limit=90)
 def refresh_saml_metadata(connection_id: int) -> str:
     """Fetch and apply one SAML connection's IdP metadata; returns updated/unchanged/failed/skipped."""
-    return metadata.refresh_connection_metadata(connection_id)
+    return connection_metadata_refresh(connection_id=connection_id)
 
 
 # config/celery.py's beat schedule runs this every 6 hours: it only fans out, one task per
@@ -24,7 +26,7 @@ def refresh_saml_metadata(connection_id: int) -> str:
 @shared_task(name="apps.sso.tasks.refresh_all_saml_metadata", acks_late=True, soft_time_limit=60, time_limit=90)
 def refresh_all_saml_metadata() -> int:
     """Enqueue a refresh for every SAML connection with a metadata URL; returns how many."""
-    ids = metadata.saml_connections_to_refresh()
+    ids = selectors.saml_connection_ids_to_refresh()
     for connection_id in ids:
         refresh_saml_metadata.delay(connection_id)
     return len(ids)
@@ -35,7 +37,7 @@ def refresh_all_saml_metadata() -> int:
 @shared_task(name="apps.sso.tasks.purge_seen_assertions", acks_late=True, soft_time_limit=120, time_limit=180)
 def purge_seen_assertions() -> int:
     """Delete expired replay-store rows; returns how many."""
-    return saml.purge_seen_assertions()
+    return replay.purge_seen_assertions()
 
 
 # Only transient delivery failures are retried (EMAIL_RETRY_POLICY, as for invitations); a
@@ -43,4 +45,4 @@ def purge_seen_assertions() -> int:
 @shared_task(name="apps.sso.tasks.notify_certificate_event", **EMAIL_RETRY_POLICY, soft_time_limit=60, time_limit=90)
 def notify_certificate_event(connection_id: int, event: str, detail: dict[str, Any]) -> int:
     """E-mail a connection's administrators about an IdP certificate or metadata event; returns how many."""
-    return notices.send(connection_id=connection_id, event=event, detail=detail)
+    return notice_send(connection_id=connection_id, event=event, detail=detail)

@@ -1,4 +1,4 @@
-"""What the protocol modules (saml.py, oidc.py) hand to the sign-in flow."""
+"""What the protocol packages (apps.sso.saml, apps.sso.oidc) hand to the sign-in flow."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from pytest_django.fixtures import Settings
 
 from apps.core import netfetch
 from apps.sso import oidc
-from apps.sso.metadata import fetch_idp_metadata
+from apps.sso.saml import fetch_idp_metadata
 from apps.sso.types import SSOConfigError, SSOError
 
 PUBLIC = "93.184.216.34"
@@ -113,7 +113,7 @@ def test_jwks_and_token_calls_use_the_same_pinned_fetcher(attacker: Attacker) ->
     attacker.answers["keys.rebind.example"] = [PUBLIC, "127.0.0.1"]
 
     with pytest.raises(SSOError) as caught:
-        oidc._signing_keys("https://keys.rebind.example/jwks", timeout=2)
+        oidc.binding._signing_keys("https://keys.rebind.example/jwks", timeout=2)
 
     assert caught.value.code == "network"
     assert attacker.connects == [PUBLIC]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from apps.sso.metadata import (
+from apps.sso.saml.metadata import (
     MAX_METADATA_BYTES,
     certificate_expiry,
     certificate_fingerprint,

@@ -13,8 +13,10 @@ import pytest
 from pytest_django.fixtures import Settings
 
 from apps.audit.models import AuditEvent
-from apps.sso.metadata import MAX_METADATA_BYTES, fetch_idp_metadata, parse_certificate, refresh_connection_metadata
 from apps.sso.models import SSOConnection
+from apps.sso.saml import fetch_idp_metadata
+from apps.sso.saml.metadata import MAX_METADATA_BYTES, parse_certificate
+from apps.sso.services.metadata_refresh import connection_metadata_refresh
 from apps.sso.tasks import refresh_all_saml_metadata, refresh_saml_metadata
 from apps.sso.types import SSOConfigError
 from tests.sso import saml_helpers as h
@@ -239,7 +241,7 @@ def test_refresh_applies_the_metadata_and_audits_the_certificate_change(
 ) -> None:
     idp.routes["/metadata"] = Route(h.idp_metadata_xml())
 
-    assert refresh_connection_metadata(connection.pk) == "updated"
+    assert connection_metadata_refresh(connection_id=connection.pk) == "updated"
 
     connection.refresh_from_db()
     config = connection.config
@@ -261,9 +263,9 @@ def test_refresh_applies_the_metadata_and_audits_the_certificate_change(
 
 def test_a_second_identical_refresh_changes_nothing(connection: SSOConnection, idp: FakeIdP) -> None:
     idp.routes["/metadata"] = Route(h.idp_metadata_xml())
-    refresh_connection_metadata(connection.pk)
+    connection_metadata_refresh(connection_id=connection.pk)
 
-    assert refresh_connection_metadata(connection.pk) == "unchanged"
+    assert connection_metadata_refresh(connection_id=connection.pk) == "unchanged"
     assert len(events(connection, "sso.idp_certificate_changed")) == 1
     assert len(events(connection, "sso.metadata_refresh")) == 2
 
@@ -272,12 +274,12 @@ def test_failed_refresh_keeps_the_last_good_config_and_audits_the_failure(
     connection: SSOConnection, idp: FakeIdP
 ) -> None:
     idp.routes["/metadata"] = Route(h.idp_metadata_xml())
-    refresh_connection_metadata(connection.pk)
+    connection_metadata_refresh(connection_id=connection.pk)
     connection.refresh_from_db()
     good = dict(connection.config)
     idp.routes["/metadata"] = Route("<html><body>Maintenance</body></html>", content_type="text/html")
 
-    assert refresh_connection_metadata(connection.pk) == "failed"
+    assert connection_metadata_refresh(connection_id=connection.pk) == "failed"
 
     connection.refresh_from_db()
     for key in ("idp_entity_id", "idp_sso_url", "idp_x509_certs", "metadata_xml", "metadata_fetched_at"):
@@ -290,10 +292,10 @@ def test_failed_refresh_keeps_the_last_good_config_and_audits_the_failure(
 
 def test_a_good_refresh_clears_the_previous_error(connection: SSOConnection, idp: FakeIdP) -> None:
     idp.routes["/metadata"] = Route("garbage", content_type="text/xml")
-    assert refresh_connection_metadata(connection.pk) == "failed"
+    assert connection_metadata_refresh(connection_id=connection.pk) == "failed"
     idp.routes["/metadata"] = Route(h.idp_metadata_xml())
 
-    assert refresh_connection_metadata(connection.pk) == "updated"
+    assert connection_metadata_refresh(connection_id=connection.pk) == "updated"
 
     connection.refresh_from_db()
     assert "metadata_error" not in connection.config
@@ -303,8 +305,8 @@ def test_expiring_certificate_is_audited_once_a_day(connection: SSOConnection, i
     soon = h.make_key_pair("soon.example.test", not_after=datetime.now(UTC) + timedelta(days=10))
     idp.routes["/metadata"] = Route(h.idp_metadata_xml(certs=[soon.cert_base64, h.idp_keys().cert_base64]))
 
-    refresh_connection_metadata(connection.pk)
-    refresh_connection_metadata(connection.pk)
+    connection_metadata_refresh(connection_id=connection.pk)
+    connection_metadata_refresh(connection_id=connection.pk)
 
     expiring = events(connection, "sso.idp_certificate_expiring")
     assert len(expiring) == 1
@@ -314,8 +316,8 @@ def test_expiring_certificate_is_audited_once_a_day(connection: SSOConnection, i
 def test_connection_without_metadata_url_is_skipped(db: None) -> None:
     connection = h.make_connection()
 
-    assert refresh_connection_metadata(connection.pk) == "skipped"
-    assert refresh_connection_metadata(999_999_999) == "skipped"
+    assert connection_metadata_refresh(connection_id=connection.pk) == "skipped"
+    assert connection_metadata_refresh(connection_id=999_999_999) == "skipped"
 
 
 def test_celery_tasks_refresh_every_saml_connection_with_a_url(connection: SSOConnection, idp: FakeIdP) -> None:

@@ -7,14 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core import mail
 
-from apps.sso import metadata
-from apps.sso.metadata import (
-    certificate_expiry,
-    certificate_fingerprint,
-    parse_certificate,
-    refresh_connection_metadata,
-)
 from apps.sso.models import SSOConnection
+from apps.sso.saml import binding as saml_binding
+from apps.sso.saml.metadata import certificate_expiry, certificate_fingerprint, parse_certificate
+from apps.sso.services.metadata_refresh import connection_metadata_refresh
 from apps.sso.types import SSOConfigError
 from apps.tenants.models import Membership
 from tests.factories import MembershipFactory, UserFactory
@@ -41,7 +37,7 @@ class FakeFetch:
 @pytest.fixture
 def fetch(monkeypatch) -> FakeFetch:
     fake = FakeFetch()
-    monkeypatch.setattr(metadata, "fetch_idp_metadata", fake)
+    monkeypatch.setattr(saml_binding, "fetch_idp_metadata", fake)
     return fake
 
 
@@ -56,7 +52,7 @@ def _connection(tenant) -> SSOConnection:
 
 def _refresh(connection: SSOConnection, capture) -> str:
     with capture(execute=True):
-        return refresh_connection_metadata(connection.pk)
+        return connection_metadata_refresh(connection_id=connection.pk)
 
 
 def _to(messages) -> list[str]:
@@ -148,7 +144,7 @@ def test_no_mail_before_the_refresh_commits(cast, fetch, django_capture_on_commi
     connection = _connection(cast.acme)
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        refresh_connection_metadata(connection.pk)
+        connection_metadata_refresh(connection_id=connection.pk)
 
     assert mail.outbox == []
     assert callbacks  # the notice waits for the commit

@@ -418,7 +418,7 @@ def test_same_assertion_id_at_another_connection_is_not_a_replay(connection: SSO
 
 
 def test_purge_drops_only_expired_replay_rows(connection: SSOConnection) -> None:
-    from apps.sso.saml import purge_seen_assertions
+    from apps.sso.replay import purge_seen_assertions
 
     now = timezone.now()
     SeenAssertion.objects.create(connection=connection, assertion_id="_old", expires_at=now - timedelta(seconds=1))

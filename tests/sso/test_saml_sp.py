@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from lxml import etree
 
-from apps.sso.metadata import parse_certificate
 from apps.sso.models import SSOConnection
 from apps.sso.saml import ATTRIBUTE_PRESET_LABELS, ATTRIBUTE_PRESETS, login_url, sp_metadata_xml, sp_settings
+from apps.sso.saml.metadata import parse_certificate
 from apps.sso.types import SSOConfigError
 from tests.sso import saml_helpers as h
 

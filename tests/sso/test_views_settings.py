@@ -12,8 +12,10 @@ import pytest
 from django.test import Client
 
 from apps.access.models import Role, RoleBinding
-from apps.sso import metadata, oidc
+from apps.sso import oidc
 from apps.sso.models import SignInPolicy, SSOConnection, VerifiedDomain
+from apps.sso.saml import binding as saml_binding
+from apps.sso.saml import metadata
 from tests.sso import saml_helpers as h
 from tests.sso.oidc_provider import CLIENT_ID, CLIENT_SECRET, OIDCProvider
 from tests.sso.test_flow_support import events, https_client, saml_connection, verify_domain
@@ -294,7 +296,9 @@ def test_metadata_url_returning_html_is_a_form_error(cast, admin, idp_web) -> No
 
 def test_metadata_url_timing_out_is_a_form_error(cast, admin, idp_web, monkeypatch) -> None:
     idp_web.routes["/slow"] = (200, "text/xml", h.idp_metadata_xml().encode(), 3)
-    monkeypatch.setattr(metadata, "fetch_idp_metadata", functools.partial(metadata.fetch_idp_metadata, timeout=0.5))
+    monkeypatch.setattr(
+        saml_binding, "fetch_idp_metadata", functools.partial(saml_binding.fetch_idp_metadata, timeout=0.5)
+    )
 
     started = time.monotonic()
     response = admin.post(
@@ -546,9 +550,9 @@ def test_policy_idle_longer_than_absolute_is_refused(cast, admin) -> None:
 
 
 def test_groups_page_shows_mapping_and_links_to_roles(cast, admin) -> None:
-    from apps.access.services import roles_seed_builtin
+    from apps.access.services import builtin_roles_seed
 
-    roles_seed_builtin(tenant=cast.acme)
+    builtin_roles_seed(tenant=cast.acme)
     role = Role.objects.for_tenant(cast.acme).get(key="analyst")
     RoleBinding.objects.create(tenant=cast.acme, role=role, idp_group="data-team")
     from apps.tenants.models import Membership

@@ -17,6 +17,10 @@ staff accounts never sign in through a tenant's IdP.
 Refusals the caller may show raise ``SSOInputError`` (configuration, with the
 form field it is about) or ``SSOError`` (sign-in, with a stable code that is
 audited).
+
+Background services (called by ``apps.sso.tasks``): ``metadata_refresh``
+(``connection_metadata_refresh``) and ``notices`` (``notice_enqueue``,
+``notice_send``).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from apps.sso.services._common import (
     URL_MAX,
     SSOInputError,
 )
-from apps.sso.services.connections import (
+from apps.sso.services.connection_config import (
     DEFAULT_OIDC_SCOPES,
     MAPPING_FIELDS,
     SAML_SOURCES,
@@ -44,15 +48,17 @@ from apps.sso.services.connections import (
     SAMLSettings,
     attribute_presets,
     clean_attribute_mapping,
+    oidc_config_build,
+    preset_labels,
+    saml_config_build,
+)
+from apps.sso.services.connections import (
     client_secret,
     connection_create,
     connection_delete,
     connection_request_metadata_refresh,
     connection_set_status,
     connection_update,
-    oidc_config_build,
-    preset_labels,
-    saml_config_build,
 )
 from apps.sso.services.domains import (
     PUBLIC_MAIL_DOMAINS,

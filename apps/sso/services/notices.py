@@ -1,13 +1,14 @@
-"""Notice e-mails about a connection's identity provider: signing certificate changed or expiring, metadata failing.
+"""Notice e-mails about a connection's IdP: trust changed, certificate changed or expiring, metadata failing.
 
-``refresh_connection_metadata`` (apps.sso.metadata) audits these events and
-calls ``enqueue`` inside its transaction; the Celery task
-``apps.sso.tasks.notify_certificate_event`` then calls ``send`` once the
+A service that detects one of these events audits it and calls ``notice_enqueue``
+inside its transaction; the Celery task
+``apps.sso.tasks.notify_certificate_event`` then calls ``notice_send`` once the
 change has committed. Recipients: the tenant's active owners and admins, or
-active platform staff for the platform's connection; a change of trust
-material by an administrator (``TRUST_CHANGED``, from
-``apps.sso.services.connections``) goes to every Owner only. Each gets their own
-message (no one sees the others' addresses).
+active platform staff for the platform's connection
+(``selectors.notice_recipients``); a change of trust material by an
+administrator (``TRUST_CHANGED``, from ``apps.sso.services.connections``)
+goes to every Owner only (``selectors.owner_recipients``). Each gets their
+own message (no one sees the others' addresses).
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from apps.accounts.models import User
 from apps.sso import selectors
 from apps.sso.models import SSOConnection
-from apps.tenants.models import Membership, Tenant
 
 CERTIFICATE_CHANGED = "idp_certificate_changed"
 CERTIFICATE_EXPIRING = "idp_certificate_expiring"
@@ -39,16 +38,18 @@ SUBJECTS = {
 
 
 def _enqueue_now(connection_id: int, event: str, detail: dict[str, Any]) -> None:
+    # Lazy: the task module is a face that imports this service; a service may enqueue its
+    # own app's task, but only from inside a function and once the transaction has committed.
     from apps.sso.tasks import notify_certificate_event
 
     notify_certificate_event.delay(connection_id, event, detail)
 
 
-def enqueue(*, connection_id: int, event: str, detail: dict[str, Any]) -> None:
+def notice_enqueue(*, connection_id: int, event: str, detail: dict[str, Any]) -> None:
     """Send the notice for ``event`` after the current transaction commits (nothing if it rolls back).
 
     ``detail`` must be JSON-safe (it travels through the broker). A broker
-    outage does not fail the refresh that detected the event.
+    outage does not fail the change that detected the event.
     """
     if event not in SUBJECTS:
         raise ValueError(f"unknown SSO notice: {event}")
@@ -65,25 +66,7 @@ def _settings_link(connection: SSOConnection) -> str:
     return settings.SITE_URL.rstrip("/") + path
 
 
-def owner_recipients(*, tenant: Tenant | None) -> list[str]:
-    """Every active Owner of ``tenant`` (active platform staff for the platform): who hears of trust changes.
-
-    Owners, not admins: an admin with ``sso.manage`` is the one who could make
-    the change, so the notice goes to the people above them. Sorted addresses.
-    """
-    if tenant is None:
-        qs = User.objects.filter(is_active=True, is_staff=True)
-    else:
-        qs = User.objects.filter(
-            is_active=True,
-            memberships__tenant=tenant,
-            memberships__status=Membership.Status.ACTIVE,
-            memberships__role=Membership.Role.OWNER,
-        )
-    return sorted({email for email in qs.values_list("email", flat=True) if email})
-
-
-def send(*, connection_id: int, event: str, detail: dict[str, Any]) -> int:
+def notice_send(*, connection_id: int, event: str, detail: dict[str, Any]) -> int:
     """E-mail the notice for ``event`` to the connection's administrators; returns how many were sent.
 
     Sends nothing (0) if the connection is gone or nobody is left to tell.
@@ -95,7 +78,7 @@ def send(*, connection_id: int, event: str, detail: dict[str, Any]) -> int:
     if connection is None:
         return 0
     if event == TRUST_CHANGED:
-        recipients = owner_recipients(tenant=connection.tenant)
+        recipients = selectors.owner_recipients(tenant=connection.tenant)
     else:
         recipients = selectors.notice_recipients(tenant=connection.tenant)
     context = {
