@@ -7,10 +7,11 @@ The session carries two small records (JSON-safe, in the session store):
   the password sign-in does it from the login signal, the SSO flow calls it after
   its own sign-in. MFA enrolment is forced only on ``"password"`` sessions.
 - ``bastion_session``: the clock of the session lifetimes, ``{"start", "seen", ...}``,
-  started at every sign-in and kept by ``apps.accounts.middleware.SessionPolicyMiddleware``.
+  started at every sign-in and kept by the session policy middleware.
 
-This module knows nothing of tenants' sign-in policies (apps.sso.policy sits
-above it); the adapter, the signal hooks and the middleware bring the two together.
+This module knows nothing of tenants' sign-in policies (the SSO app's policy sits
+above it, on a higher floor); the sign-in glue up there (allauth adapter, signal
+hooks, middleware) brings the two together.
 
 Where sign-in activity is recorded (issue #7, item 19). Every ``auth.*`` event
 of a known person is recorded on the platform chain, as before, and a copy on

@@ -87,7 +87,7 @@ def step_up_for(*, membership: Membership, sign_in: dict[str, Any] | None, sso: 
         return StepUp(
             tenant=tenant,
             reason="other_idp",
-            connection=policy.working_connection(tenant),
+            connection=policy.membership_connection(membership),
             password_allowed=_password_allowed(membership),
         )
     connection = policy.tenant_session_refusal(membership=membership, sign_in=sign_in, sso=sso)

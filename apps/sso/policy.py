@@ -43,6 +43,8 @@ POLICY_FIELDS = (
 )
 ABSOLUTE_MINUTES_RANGE = (5, 7 * 24 * 60)  # mirrors the table's check constraints
 IDLE_MINUTES_RANGE = (1, 24 * 60)
+# Where ``membership_connection`` remembers its answer on the Membership object (for one request).
+CONNECTION_MEMO = "_bastion_working_sso"
 
 
 class PolicyError(ValueError):
@@ -100,6 +102,23 @@ def working_connection(tenant: Tenant | None) -> SSOConnection | None:
     qs = SSOConnection.objects.filter(status=SSOConnection.Status.ENABLED)
     qs = qs.filter(tenant__isnull=True) if tenant is None else qs.filter(tenant=tenant)
     return qs.order_by("name", "pk").first()
+
+
+def membership_connection(membership: Membership) -> SSOConnection | None:
+    """``working_connection`` of the membership's tenant, remembered on the membership object.
+
+    The membership ``tenant_view`` resolved lives for one request and already
+    carries that request's permission memo: the tenant entry's SSO boundary
+    looks the connection up and the console's "set up SSO" banner reuses it,
+    one query per request.
+    """
+    if CONNECTION_MEMO not in membership.__dict__:
+        membership.__dict__[CONNECTION_MEMO] = (
+            SSOConnection.objects.filter(tenant_id=membership.tenant_id, status=SSOConnection.Status.ENABLED)
+            .order_by("name", "pk")
+            .first()
+        )
+    return membership.__dict__[CONNECTION_MEMO]
 
 
 def tenant_has_working_sso(tenant: Tenant | None) -> bool:
@@ -312,7 +331,7 @@ def tenant_session_refusal(*, membership: Membership, sign_in: dict | None, sso:
     this tenant's IdP instead. ``sign_in`` is the session's sign-in marker,
     ``sso`` the connection record the SSO flow keeps in the session.
     """
-    connection = working_connection(membership.tenant)
+    connection = membership_connection(membership)
     if connection is None:
         return None
     if not is_admin(membership) and not policy_for(membership.tenant).sso_required:

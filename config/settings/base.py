@@ -79,12 +79,17 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     # Sign-in policy (after messages: they leave one for the sign-in page): session
     # lifetimes and revocation, then forced MFA enrolment after a password sign-in.
-    "apps.accounts.middleware.SessionPolicyMiddleware",
-    "apps.accounts.middleware.MFAEnrolmentMiddleware",
-    "apps.accounts.middleware.TenantSSOBoundaryMiddleware",
+    "apps.sso.middleware.SessionPolicyMiddleware",
+    "apps.sso.middleware.MFAEnrolmentMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
+
+# Steps of the one tenant entry (``apps.access.decorators.tenant_view``), in order, after the
+# membership is resolved and before the permission check. Named here because ``access`` sits
+# below the apps that plug in (it may not import them). The SSO boundary: a session opens a
+# tenant's console only if it came in by that tenant's way in.
+TENANT_ENTRY_CHECKS = ["apps.sso.views.entry.sso_boundary"]
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -144,7 +149,7 @@ ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = False
 ACCOUNT_SESSION_REMEMBER = False
-ACCOUNT_ADAPTER = "apps.accounts.adapters.AccountAdapter"
+ACCOUNT_ADAPTER = "apps.sso.adapters.AccountAdapter"
 ACCOUNT_FORMS = {"login": "apps.accounts.forms.LoginForm"}
 # Tenants are created by platform staff; nobody signs up to an empty console.
 ACCOUNT_ALLOW_SIGNUPS = env_bool("ACCOUNT_ALLOW_SIGNUPS", False)

@@ -52,3 +52,25 @@ def password_sign_in(client: Client, email: str, password: str, *, next_url: str
     """POST the sign-in form; returns the response (a 302 on success)."""
     url = f"{LOGIN}?next={next_url}" if next_url else LOGIN
     return client.post(url, {"login": email, "password": password})
+
+
+def console_session(user: Any, *, method: str, tenant_id: int | None = None) -> Client:
+    """A client whose session looks as if one of our sign-in paths opened it a moment ago (with MFA).
+
+    ``method`` is ``"password"``, ``"saml"`` or ``"oidc"``; an SSO session is bound to
+    ``tenant_id``'s IdP. The session policy was checked just now, so requests made
+    within the minute do not re-read it (the steady state of a console session).
+    """
+    from apps.accounts import services
+    from apps.sso.services import SESSION_SSO_KEY
+
+    client = Client()
+    client.force_login(user)
+    now = time.time()
+    session = client.session
+    session[services.SESSION_SIGN_IN_KEY] = {"method": method, "idp": "", "mfa": True, "at": now}
+    session[services.SESSION_CLOCK_KEY] = {"start": now, "seen": now, "checked": now, "absolute": 480, "idle": 30}
+    if method != "password":
+        session[SESSION_SSO_KEY] = {"connection": "x", "tenant": tenant_id, "at": now}
+    session.save()
+    return client

@@ -1,5 +1,9 @@
 """Hooks on Django's and allauth's authentication signals: audit and the session's sign-in record.
 
+Connected by ``SsoConfig.ready()``. The sign-in policy glue (it asks
+``apps.sso.policy`` whether MFA is required), so it lives with the policy;
+``accounts`` keeps the services it calls.
+
 Signals only hook third-party flows (Django auth, allauth); our own flows call
 services directly. A sign-in is recorded (session marker + ``auth.sign_in``)
 here only when allauth's own records show a password sign-in; every other

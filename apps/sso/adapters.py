@@ -1,4 +1,7 @@
-"""django-allauth adapter: the hook where Bastion's sign-in policy plugs in.
+"""django-allauth adapter: the hook where Bastion's sign-in policy plugs in (``ACCOUNT_ADAPTER``).
+
+A face of the sign-in policy, so it lives with ``apps.sso.policy``; ``accounts``
+keeps the user, the session records and the audit of sign-ins (its services).
 
 - Sign-up is closed by default (tenants and their first owners are created by
   platform staff).
@@ -72,7 +75,7 @@ class AccountAdapter(DefaultAccountAdapter):
         if pending_link_for(request, user) is not None:
             # This browser was just refused an SSO link to this account until its owner confirms it:
             # the password (and, next, the second factor) is that confirmation, and the session goes
-            # straight back to the IdP. The middleware ends the password session if it lingers.
+            # straight back to the IdP. apps.sso.middleware ends the password session if it lingers.
             services.record_sign_in(
                 user=user,  # type: ignore[arg-type]
                 method="password",

@@ -1,10 +1,15 @@
-"""Session and MFA policy, enforced on every signed-in request.
+"""Sign-in policy on every signed-in request: session lifetimes and forced MFA enrolment.
 
 ``SessionPolicyMiddleware`` ends a session that outlived its tenants' policy
 (absolute lifetime since sign-in, idle time since the last request), one that
 ``sign_out_everywhere`` revoked, and a password session of someone who must now
 use SSO. ``MFAEnrolmentMiddleware`` keeps a password-signed-in user who must use
 MFA and has none on the enrolment pages until they have enrolled.
+
+A face of the sign-in policy (``apps.sso.policy``), so it lives with the policy
+and not in ``accounts`` (which sits below ``sso``). The tenant boundary is not
+here: it is a step of the one tenant entry (``apps.sso.views.entry``), which
+resolves the membership once.
 
 Both sit after the message middleware (they leave a message for the next page).
 The policy is re-read at most once a minute per session, and the last-activity
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib import messages
@@ -27,9 +32,8 @@ from django.urls import Resolver404, resolve, reverse
 from django.utils.http import urlencode
 
 from apps.accounts import services
-from apps.sso import boundary, policy
-from apps.sso.services import SESSION_SSO_KEY, pending_link_for
-from apps.tenants.selectors import membership_for_console
+from apps.sso import policy
+from apps.sso.services import pending_link_for
 
 # How stale the cached policy and the last-activity time may be, in seconds.
 RECHECK_SECONDS = 60
@@ -52,6 +56,12 @@ ENROLMENT_URL_NAMES = frozenset(
     }
 )
 ENROLMENT_URL_NAME = "mfa_activate_totp"
+
+
+class PolicyRequest(HttpRequest):
+    """A request that passed ``MFAEnrolmentMiddleware`` (for type hints only)."""
+
+    bastion_mfa_enrolment_required: bool
 
 
 def _is_htmx(request: HttpRequest) -> bool:
@@ -149,46 +159,6 @@ class SessionPolicyMiddleware:
         return _redirect(request, login_url)
 
 
-class TenantSSOBoundaryMiddleware:
-    """A session opens a tenant's console only if it came in by that tenant's way in (``apps.sso.boundary``).
-
-    Runs before a tenant console view (``/t/<slug>/…``): a session from
-    another tenant's IdP (any member, not only admins), or a password session
-    where the tenant demands its IdP, is sent to the step-up page, which asks
-    the person to sign in again with this tenant's IdP or password (and its MFA
-    policy). Tenant A's IdP never opens tenant B's console, even for a person
-    who belongs to both. The step-up page lives outside ``/t/``, so this never loops.
-    """
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
-
-    def process_view(
-        self, request: HttpRequest, view_func: Any, view_args: Any, view_kwargs: dict[str, Any]
-    ) -> HttpResponse | None:
-        slug = view_kwargs.get("tenant_slug")
-        user = getattr(request, "user", None)
-        if not slug or user is None or not user.is_authenticated:
-            return None
-        membership = membership_for_console(user=user, slug=str(slug))
-        if membership is None:
-            return None  # the view answers 404
-        step_up = boundary.step_up_for(
-            membership=membership,
-            sign_in=services.session_sign_in(request),
-            sso=request.session.get(SESSION_SSO_KEY),
-        )
-        if step_up is None:
-            return None
-        query = {"tenant": membership.tenant.slug}
-        if request.method == "GET" and not _is_htmx(request):
-            query["next"] = request.get_full_path()
-        return _redirect(request, reverse("sso:step_up") + "?" + urlencode(query))
-
-
 class MFAEnrolmentMiddleware:
     """After a password sign-in, a user who must use MFA and has none may only enrol (or sign out).
 
@@ -205,7 +175,8 @@ class MFAEnrolmentMiddleware:
         if user is not None and user.is_authenticated and hasattr(request, "session") and self._must_enrol(request):
             if not self._allowed(request):
                 return _redirect(request, reverse(ENROLMENT_URL_NAME))
-            request.bastion_mfa_enrolment_required = True  # type: ignore[attr-defined]
+            # The enrolment page reads it to explain why nothing else opens.
+            cast(PolicyRequest, request).bastion_mfa_enrolment_required = True
         return self.get_response(request)
 
     @staticmethod
