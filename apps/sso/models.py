@@ -1,4 +1,10 @@
-"""SSO connections, verified e-mail domains, external identities and sign-in policy."""
+"""SSO connections, verified e-mail domains, external identities and sign-in policy.
+
+Connections, domains and policies exist per tenant and for the platform
+itself (``tenant`` null): they inherit ``OptionalTenantOwned``, so
+``objects.for_tenant(tenant)`` and ``objects.for_tenant(None)`` read one level.
+Identities and the replay store hang off a connection and are scoped through it.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,10 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
 
-from apps.tenants.models import Tenant
+from apps.tenants.models import OptionalTenantOwned, Tenant
 
 
-class SSOConnection(models.Model):
+class SSOConnection(OptionalTenantOwned):
     """One SAML or OIDC identity provider of a tenant (or of the platform when ``tenant`` is null)."""
 
     class Kind(models.TextChoices):
@@ -26,7 +32,6 @@ class SSOConnection(models.Model):
 
     # The public identifier in URLs (ACS, callback, metadata): never the database id.
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=8, choices=Kind.choices)
     name = models.CharField(max_length=100, help_text="Shown on the sign-in page, e.g. “Okta” or “Entra ID”.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
@@ -59,10 +64,9 @@ class SSOConnection(models.Model):
         return f"{self.name} ({self.get_kind_display()})"
 
 
-class VerifiedDomain(models.Model):
+class VerifiedDomain(OptionalTenantOwned):
     """An e-mail domain that belongs to one tenant (or the platform); drives home-realm discovery."""
 
-    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     domain = models.CharField(max_length=253, unique=True, help_text="Lowercase, IDNA-encoded, e.g. acme.com.")
     verified_at = models.DateTimeField(null=True, blank=True)
     verified_by = models.ForeignKey(
@@ -115,9 +119,10 @@ class SeenAssertion(models.Model):
         return self.assertion_id
 
 
-class SignInPolicy(models.Model):
+class SignInPolicy(OptionalTenantOwned):
     """A tenant's sign-in rules (one row per tenant; the platform's has ``tenant`` null)."""
 
+    # One policy per tenant: the inherited foreign key, made one-to-one (same column, unique).
     tenant = models.OneToOneField(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     sso_required = models.BooleanField(
         default=False, help_text="Every member must sign in through SSO (admins always must once SSO works)."

@@ -40,14 +40,14 @@ def _valid_id(ident: int) -> bool:
 
 def connection_list(*, tenant: Tenant | None) -> QuerySet[SSOConnection]:
     """The tenant's connections, ordered by name (one query)."""
-    return SSOConnection.objects.filter(tenant=tenant).order_by("name", "pk")
+    return SSOConnection.objects.for_tenant(tenant).order_by("name", "pk")
 
 
 def connection_get(*, tenant: Tenant | None, connection_id: int) -> SSOConnection | None:
     """One connection of ``tenant`` by database id; ``None`` for another tenant's or an unknown id."""
     if not _valid_id(connection_id):
         return None
-    return SSOConnection.objects.select_related("tenant").filter(tenant=tenant, pk=connection_id).first()
+    return SSOConnection.objects.for_tenant(tenant).select_related("tenant").filter(pk=connection_id).first()
 
 
 def connection_by_public_id(*, public_id: uuid.UUID | str) -> SSOConnection | None:
@@ -68,7 +68,7 @@ def connection_by_id(*, connection_id: int) -> SSOConnection | None:
 
 def connection_name_taken(*, tenant: Tenant | None, name: str, exclude_id: int | None = None) -> bool:
     """Whether another connection of ``tenant`` already has ``name`` (case-insensitive)."""
-    qs = SSOConnection.objects.filter(tenant=tenant, name__iexact=name.strip())
+    qs = SSOConnection.objects.for_tenant(tenant).filter(name__iexact=name.strip())
     if exclude_id is not None:
         qs = qs.exclude(pk=exclude_id)
     return qs.exists()
@@ -76,7 +76,7 @@ def connection_name_taken(*, tenant: Tenant | None, name: str, exclude_id: int |
 
 def enabled_connections(*, tenant: Tenant | None) -> QuerySet[SSOConnection]:
     """Connections of ``tenant`` that people can sign in with."""
-    return SSOConnection.objects.filter(tenant=tenant, status=SSOConnection.Status.ENABLED).order_by("name", "pk")
+    return SSOConnection.objects.for_tenant(tenant).filter(status=SSOConnection.Status.ENABLED).order_by("name", "pk")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,14 +173,14 @@ def certificate_info(pem: str) -> CertificateInfo:
 
 def domain_list(*, tenant: Tenant | None) -> QuerySet[VerifiedDomain]:
     """The tenant's claimed domains (verified or not), with who verified them."""
-    return VerifiedDomain.objects.filter(tenant=tenant).select_related("verified_by").order_by("domain")
+    return VerifiedDomain.objects.for_tenant(tenant).select_related("verified_by").order_by("domain")
 
 
 def domain_get(*, tenant: Tenant | None, domain_id: int) -> VerifiedDomain | None:
     """One domain claim of ``tenant``; ``None`` for another tenant's or an unknown id."""
     if not _valid_id(domain_id):
         return None
-    return VerifiedDomain.objects.filter(tenant=tenant, pk=domain_id).first()
+    return VerifiedDomain.objects.for_tenant(tenant).filter(pk=domain_id).first()
 
 
 def domain_get_any(*, domain_id: int) -> VerifiedDomain | None:
@@ -205,7 +205,7 @@ def verified_domain_for(*, domain: str) -> VerifiedDomain | None:
 
 def domain_is_verified_for(*, tenant: Tenant | None, domain: str) -> bool:
     """Whether ``domain`` is a verified domain of ``tenant`` (``None``: of the platform)."""
-    return VerifiedDomain.objects.filter(tenant=tenant, domain=domain, verified_at__isnull=False).exists()
+    return VerifiedDomain.objects.for_tenant(tenant).filter(domain=domain, verified_at__isnull=False).exists()
 
 
 # --- policy and groups ------------------------------------------------------------------------

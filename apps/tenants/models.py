@@ -1,4 +1,4 @@
-"""Tenants, memberships and the abstract base every tenant-owned model inherits."""
+"""Tenants, memberships and the abstract bases every tenant-scoped model inherits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Now
 
-from apps.tenants.querysets import MembershipQuerySet, TenantOwnedQuerySet, TenantQuerySet
+from apps.tenants.querysets import MembershipQuerySet, TenantQuerySet, TenantScopedQuerySet
 
 SLUG_PATTERN = r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?"
 slug_validator = RegexValidator(
@@ -49,15 +49,42 @@ class Tenant(models.Model):
         return self.status == self.Status.SUSPENDED
 
 
-class TenantOwned(models.Model):
-    """Abstract base: an indexed tenant foreign key and ``for_tenant()``.
+class TenantScoped(models.Model):
+    """Abstract base of every tenant-scoped model: a ``tenant`` foreign key and ``objects.for_tenant()``.
+
+    Subclass ``TenantOwned`` (the tenant is required) or ``OptionalTenantOwned``
+    (no tenant = the platform's own row). The architecture test takes every
+    concrete subclass of this class as tenant-scoped. A subclass that declares
+    its own manager must build it from ``TenantScopedQuerySet`` (or a subclass).
+    """
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+
+class TenantOwned(TenantScoped):
+    """Abstract base: a required, indexed tenant foreign key and ``for_tenant()``.
 
     Composite indexes of subclasses must lead with ``tenant``.
     """
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=True)
 
-    objects = TenantOwnedQuerySet.as_manager()
+    class Meta:
+        abstract = True
+
+
+class OptionalTenantOwned(TenantScoped):
+    """Abstract base: a nullable, indexed tenant foreign key; null means the platform's own row.
+
+    ``for_tenant(tenant)`` gives one tenant's rows and ``for_tenant(None)`` the
+    platform's (SSO connections, verified domains and sign-in policy exist at
+    both levels). Composite indexes of subclasses must lead with ``tenant``.
+    """
+
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=True)
 
     class Meta:
         abstract = True

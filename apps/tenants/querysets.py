@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import models
 
-if TYPE_CHECKING:
-    from apps.tenants.models import Tenant
 
+class TenantScopedQuerySet(models.QuerySet):
+    """Every read of a tenant-scoped model starts with ``for_tenant``.
 
-class TenantOwnedQuerySet(models.QuerySet):
-    """Every read of a tenant-owned model starts with ``for_tenant``."""
+    ``for_tenant(None)`` means the platform's own rows (a nullable ``tenant``,
+    see ``OptionalTenantOwned``); for a model whose tenant is required it
+    matches nothing. The tenant is a model instance or its id; typed loosely
+    (``models.Model``) because ``apps.tenants.models`` imports this module.
+    """
 
-    def for_tenant(self, tenant: Tenant | int) -> TenantOwnedQuerySet:
+    def for_tenant(self, tenant: models.Model | int | None) -> TenantScopedQuerySet:
+        if tenant is None:
+            return self.filter(tenant__isnull=True)
         tenant_id = tenant if isinstance(tenant, int) else tenant.pk
         return self.filter(tenant_id=tenant_id)
+
+
+# The name the tenant-owned querysets of other apps subclass (a required tenant).
+TenantOwnedQuerySet = TenantScopedQuerySet
 
 
 class TenantQuerySet(models.QuerySet):
