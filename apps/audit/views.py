@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
-from apps.access.decorators import platform_view, tenant_view
+from apps.access.decorators import TenantRequest, platform_view, tenant_view
 from apps.audit import export, selectors, services
 from apps.audit.forms import AuditFilterForm
 from apps.audit.selectors import AuditFilters
@@ -142,16 +142,16 @@ def _render(
 
 @tenant_view("audit.read")
 @require_safe
-def tenant_audit_list(request: HttpRequest) -> HttpResponse:
+def tenant_audit_list(request: TenantRequest) -> HttpResponse:
     """The tenant's events (audit.read)."""
-    return audit_list(request, scope=_tenant_scope(request.tenant))  # type: ignore[attr-defined]
+    return audit_list(request, scope=_tenant_scope(request.tenant))
 
 
 @tenant_view("audit.read")
 @require_safe
-def tenant_audit_export(request: HttpRequest, fmt: str) -> HttpResponse:
+def tenant_audit_export(request: TenantRequest, fmt: str) -> HttpResponse:
     """The tenant's filtered events as a download (audit.read); audited on the tenant's chain."""
-    return audit_export(request, scope=_tenant_scope(request.tenant), fmt=fmt)  # type: ignore[attr-defined]
+    return audit_export(request, scope=_tenant_scope(request.tenant), fmt=fmt)
 
 
 # --- platform scope (apps/audit/platform_urls.py, mounted under /platform/audit/) ---------------

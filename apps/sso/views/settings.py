@@ -13,7 +13,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.core import signing
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -57,9 +57,9 @@ def sso_settings_view(view: Any) -> Any:
     tenant_version = tenant_view(SSO_MANAGE)(view)
 
     @functools.wraps(view)
-    def platform_scoped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        request.tenant = None  # type: ignore[attr-defined]
-        request.membership = None  # type: ignore[attr-defined]
+    def platform_scoped(request: TenantRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        request.tenant = None
+        request.membership = None
         return view(request, *args, **kwargs)
 
     tenant_version.platform = platform_view(platform_scoped)
