@@ -32,8 +32,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.module_loading import import_string
 
-from apps.access.catalog import require_known
-from apps.access.services import authorize
+from apps.access.catalog import OBJECT_ACTIONS, require_known
+from apps.access.decisions import Scope, authorize, can
 from apps.core import context
 from apps.core.decorators import public_view
 from apps.core.htmx import HtmxHttpRequest
@@ -56,7 +56,7 @@ class TenantRequest(HtmxHttpRequest):
     ``tenant`` and ``membership`` are the ones resolved at entry (the membership
     is active, its tenant loaded). ``can(action, resource=None)`` answers "may
     this member do that?" to decide which controls to offer (the target view
-    enforces the permission itself): it asks ``authorize`` for this membership,
+    enforces the permission itself): it is ``decisions.can`` for this membership,
     so it shares the permission memo the entry check loaded, and does not log a
     denial.
     """
@@ -89,14 +89,22 @@ def _forget_entry_checks(*, setting: str, **kwargs: Any) -> None:
 
 
 def _can_for(membership: Membership, tenant: Tenant) -> Can:
-    def can(action: str, resource: Any = None) -> bool:
-        return authorize(membership, action, resource, tenant=tenant, log_denial=False).allowed
-
-    return can
+    # ``decisions.can`` for this member: the membership's permission memo, never logged.
+    return functools.partial(can, membership, tenant=tenant)
 
 
-def tenant_view(permission: str) -> Callable[[View], View]:
+def tenant_view(permission: str, *, scope: Scope = "tenant") -> Callable[[View], View]:
+    """Declare the permission a tenant page needs (the module docstring states the 404/403 contract).
+
+    ``scope="any_object"`` is for pages over objects that can also be granted one by one (the
+    dataset and tool lists and detail pages): the page opens for a member who holds ``permission``
+    tenant-wide or on at least one object of the tenant; the list then shows only what
+    ``restrict()`` lets through, and a detail page checks its object (404 for one the member may
+    not see, so its existence is not revealed).
+    """
     require_known(permission)
+    if scope == "any_object" and permission not in OBJECT_ACTIONS:
+        raise ValueError(f"{permission} cannot be granted on an object: scope='any_object' means nothing for it")
 
     def decorate(view: View) -> View:
         @functools.wraps(view)
@@ -118,12 +126,15 @@ def tenant_view(permission: str) -> Callable[[View], View]:
                     return answer
             if tenant.is_suspended and request.method not in SAFE_METHODS:
                 return render(request, "tenants/suspended.html", {"tenant": tenant}, status=403)
-            decision = authorize(membership, permission, tenant=tenant, for_reading=request.method in SAFE_METHODS)
+            decision = authorize(
+                membership, permission, tenant=tenant, for_reading=request.method in SAFE_METHODS, scope=scope
+            )
             if not decision.allowed:
                 return render(request, "403.html", {"decision": decision, "permission": permission}, status=403)
             return view(entered, *args, **kwargs)
 
         wrapper.required_permission = permission  # type: ignore[attr-defined]
+        wrapper.permission_scope = scope  # type: ignore[attr-defined]
         wrapper.tenant_entry = True  # type: ignore[attr-defined]  # the URL walk checks every /t/<slug>/ route has it
         return wrapper
 

@@ -21,8 +21,8 @@ from django.db.models import Model
 
 from apps.access import selectors
 from apps.access.catalog import DEFAULT_CLEARANCE, OBJECT_ACTIONS, PERMISSIONS, Risk
+from apps.access.decisions import can
 from apps.access.models import CLEARANCE_CHOICES, Role
-from apps.access.services import authorize
 from apps.catalog import selectors as catalog_selectors
 from apps.core.filtering import KeysetFilterForm
 from apps.tenants.models import SLUG_PATTERN, Membership, Tenant
@@ -365,7 +365,7 @@ class GrantForm(forms.Form):
         if obj._meta.model_name != model:
             self.add_error("action", f"{action} applies to {model}s only; pick a {model} or another action.")
             return data
-        if not self.revoke and not authorize(self.subject, action, obj, tenant=self.tenant, log_denial=False):
+        if not self.revoke and not can(self.subject, action, obj, tenant=self.tenant):
             raise ValidationError(
                 "You can only grant access you hold yourself: you may not %(action)s on “%(name)s”.",
                 code="escalation",

@@ -9,16 +9,16 @@ with it, are composed here, each in one transaction:
 
 - ``member_invite``, ``member_resend``, ``member_change_role`` and
   ``member_set_disabled`` (enabling gives the role back) first pass the
-  no-escalation rule (``services.ensure_may_hand_out_builtin_role``), then call
+  no-escalation rule (``escalation.ensure_may_hand_out_builtin_role``), then call
   the tenants service;
 - ``member_remove`` calls the tenants service, then revokes every object grant
   given directly to the person on this tenant's objects (audited), so nothing
   comes back if they are invited again.
 
 Faces call these, never the tenants services they wrap (a test walks the
-source for that). Every function takes the acting ``User`` like the tenants
-services do and raises ``TenantError`` (the tenants rules) or ``AccessError``
-(escalation).
+source for that). Every function takes the acting membership as ``actor``
+(None: the system) and raises ``TenantError`` (the tenants rules) or
+``AccessError`` (escalation).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from guardian.models import UserObjectPermission
 
 from apps.access import permsets
 from apps.access.catalog import CODENAME_ACTIONS
-from apps.access.services import AccessError, ensure_may_hand_out_builtin_role
+from apps.access.escalation import AccessError, ensure_may_hand_out_builtin_role
 from apps.accounts.models import User
 from apps.audit.services import Actor, record
 from apps.tenants import services as tenant_services
@@ -48,73 +48,62 @@ __all__ = [
 ]
 
 
-def _acting(tenant: Tenant, by: User | None) -> Membership | None:
-    """The acting user's membership in ``tenant`` (None for the system, i.e. no user).
-
-    A user who is not an active member gets an inactive stand-in, so the
-    no-escalation rule refuses them instead of treating them as the system.
-    """
-    if by is None:
-        return None
-    membership = (
-        Membership.objects.for_tenant(tenant)
-        .select_related("tenant", "user")
-        .filter(user=by, status=Membership.Status.ACTIVE)
-        .first()
-    )
-    return membership or Membership(tenant=tenant, user=by, status=Membership.Status.DISABLED)
+def _user(actor: Membership | None) -> User | None:
+    """The acting person as the tenants services record them (None: the system)."""
+    return actor.user if actor is not None else None
 
 
-def _ensure_may_give(*, tenant: Tenant, role: str, by: User | None) -> None:
-    ensure_may_hand_out_builtin_role(actor=_acting(tenant, by), tenant=tenant, key=role)
+def _ensure_may_give(*, tenant: Tenant, role: str, actor: Membership | None) -> None:
+    # A membership of another tenant, or one that is not active, is refused by the rule itself.
+    ensure_may_hand_out_builtin_role(actor=actor, tenant=tenant, key=role)
 
 
 @transaction.atomic
-def member_invite(*, tenant: Tenant, email: str, role: str, by: User | None) -> Membership:
-    """Invite ``email`` with built-in ``role``; ``by`` must hold everything the role carries.
+def member_invite(*, tenant: Tenant, email: str, role: str, actor: Membership | None) -> Membership:
+    """Invite ``email`` with built-in ``role``; ``actor`` must hold everything the role carries.
 
     Raises AccessError (escalation) or TenantError (tenants rules); nothing is written then.
     """
-    _ensure_may_give(tenant=tenant, role=role, by=by)
-    return tenant_services.membership_invite(tenant=tenant, email=email, role=role, by=by)
+    _ensure_may_give(tenant=tenant, role=role, actor=actor)
+    return tenant_services.membership_invite(tenant=tenant, email=email, role=role, by=_user(actor))
 
 
 @transaction.atomic
-def member_resend(*, membership: Membership, by: User | None) -> Membership:
+def member_resend(*, membership: Membership, actor: Membership | None) -> Membership:
     """Send a fresh invitation link: a new window for the invited role, so the same rule as inviting."""
-    _ensure_may_give(tenant=membership.tenant, role=membership.role, by=by)
-    return tenant_services.membership_resend(membership=membership, by=by)
+    _ensure_may_give(tenant=membership.tenant, role=membership.role, actor=actor)
+    return tenant_services.membership_resend(membership=membership, by=_user(actor))
 
 
 @transaction.atomic
-def member_change_role(*, membership: Membership, role: str, by: User) -> Membership:
-    """Give someone else's membership the built-in ``role``; ``by`` must hold everything it carries."""
+def member_change_role(*, membership: Membership, role: str, actor: Membership) -> Membership:
+    """Give someone else's membership the built-in ``role``; ``actor`` must hold everything it carries."""
     if role != membership.role:
-        _ensure_may_give(tenant=membership.tenant, role=role, by=by)
-    return tenant_services.membership_change_role(membership=membership, role=role, by=by)
+        _ensure_may_give(tenant=membership.tenant, role=role, actor=actor)
+    return tenant_services.membership_change_role(membership=membership, role=role, by=actor.user)
 
 
 @transaction.atomic
-def member_set_disabled(*, membership: Membership, disabled: bool, by: User) -> Membership:
+def member_set_disabled(*, membership: Membership, disabled: bool, actor: Membership) -> Membership:
     """Disable a membership, or enable it again; enabling hands the role back, so it is checked."""
     if not disabled:
-        _ensure_may_give(tenant=membership.tenant, role=membership.role, by=by)
-    return tenant_services.membership_set_disabled(membership=membership, disabled=disabled, by=by)
+        _ensure_may_give(tenant=membership.tenant, role=membership.role, actor=actor)
+    return tenant_services.membership_set_disabled(membership=membership, disabled=disabled, by=actor.user)
 
 
 @transaction.atomic
-def member_remove(*, membership: Membership, by: User) -> Membership:
+def member_remove(*, membership: Membership, actor: Membership) -> Membership:
     """Remove someone else's membership and every object grant given directly to them in this tenant.
 
     Raises TenantError for what the tenants rules refuse; nothing is removed then.
     """
     tenant = membership.tenant
-    removed = tenant_services.membership_remove(membership=membership, by=by)
-    user_grants_revoke(tenant=tenant, user=removed.user, by=by, reason="membership_removed")
+    removed = tenant_services.membership_remove(membership=membership, by=actor.user)
+    user_grants_revoke(tenant=tenant, user=removed.user, actor=actor, reason="membership_removed")
     return removed
 
 
-def user_grants_revoke(*, tenant: Tenant, user: User, by: User | None = None, reason: str = "") -> int:
+def user_grants_revoke(*, tenant: Tenant, user: User, actor: Membership | None = None, reason: str = "") -> int:
     """Delete the object grants given directly to ``user`` on objects of ``tenant``; returns how many.
 
     Grants on other tenants' objects are left alone. Audited (with each grant
@@ -154,7 +143,7 @@ def user_grants_revoke(*, tenant: Tenant, user: User, by: User | None = None, re
         record(
             "grant.revoke_all",
             tenant=tenant,
-            actor=Actor.for_user(by) if by is not None else Actor.system(),
+            actor=Actor.for_user(actor.user) if actor is not None else Actor.system(),
             target_type="user",
             target_id=user.pk,
             metadata={"email": user.email, "reason": reason, "grants": removed},

@@ -21,7 +21,6 @@ from django.db.models import Count, IntegerField, Max, Model, OuterRef, Q, Query
 from django.db.models.functions import Coalesce
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
-from apps.access import services as access_services
 from apps.access.catalog import BUILTIN_ROLES, CODENAME_ACTIONS, OBJECT_ACTIONS, BuiltinRole
 from apps.access.models import DeniedDecision, Role, RoleBinding
 from apps.core.pagination import Page, keyset_page, within
@@ -34,22 +33,6 @@ DENIED_SUMMARY_LIMIT = 50
 def _valid_id(ident: int) -> bool:
     # Ids come from URLs and forms; a number bigint cannot hold is "no such row", not a database error.
     return 0 < ident <= MAX_ID
-
-
-# --- what the acting subject holds ---------------------------------------------------------
-
-
-def held_permissions(*, tenant: Tenant, subject: Membership) -> frozenset[str]:
-    """The catalog permissions ``subject`` holds tenant-wide in ``tenant``.
-
-    Used to stop privilege escalation in the console: nobody hands out (in a
-    role, a binding or a grant) a permission they do not hold themselves.
-    Works from the subject's memoised permission set, so it costs no query
-    after the request's first decision; nothing is written to the decision log.
-    """
-    if subject.tenant_id != tenant.pk:
-        return frozenset()
-    return access_services.held_permissions(subject)
 
 
 # --- roles ----------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from apps.access import selectors, services
 from apps.access.catalog import OBJECT_ACTIONS, PERMISSIONS, Permission
+from apps.access.decisions import authorize, can, held_permissions
 from apps.access.decorators import tenant_view
 from apps.access.forms import (
     BindingForm,
@@ -38,7 +39,7 @@ from apps.access.forms import (
     RoleForm,
 )
 from apps.access.models import Role
-from apps.access.services import AccessError, authorize
+from apps.access.services import AccessError
 from apps.catalog import selectors as catalog_selectors
 from apps.core.htmx import HtmxHttpRequest, is_htmx, render_page
 from apps.core.shortcuts import found_or_404
@@ -61,13 +62,8 @@ class TenantRequest(HtmxHttpRequest):
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _can(request: TenantRequest, permission: str) -> bool:
-    """Whether to offer a control; the target view enforces the permission itself. Not logged."""
-    return authorize(request.membership, permission, tenant=request.tenant, log_denial=False).allowed
-
-
 def _held(request: TenantRequest) -> frozenset[str]:
-    return selectors.held_permissions(tenant=request.tenant, subject=request.membership)
+    return held_permissions(request.membership, tenant=request.tenant)
 
 
 def _role_or_404(request: TenantRequest, role_id: int) -> Role:
@@ -138,8 +134,7 @@ def role_create(request: TenantRequest) -> HttpResponse:
                 description=form.cleaned_data["description"],
                 permissions=form.cleaned_data["permissions"],
                 clearance=form.cleaned_data["clearance"],
-                by=request.user,
-                acting=request.membership,
+                actor=request.membership,
             )
         except AccessError as exc:
             form.add_error(None, str(exc))
@@ -199,8 +194,7 @@ def role_edit(request: TenantRequest, role_id: int) -> HttpResponse:
                 description=form.cleaned_data["description"],
                 permissions=form.cleaned_data["permissions"],
                 clearance=form.cleaned_data["clearance"],
-                by=request.user,
-                acting=request.membership,
+                actor=request.membership,
             )
         except AccessError as exc:
             form.add_error(None, str(exc))
@@ -229,7 +223,7 @@ def role_delete(request: TenantRequest, role_id: int) -> HttpResponse:
     error = ""
     if request.method == "POST" and form.is_valid():
         try:
-            services.role_delete(role=role, force=form.cleaned_data["confirm"], by=request.user)
+            services.role_delete(role=role, force=form.cleaned_data["confirm"], actor=request.membership)
         except AccessError as exc:
             error = str(exc)
         else:
@@ -262,9 +256,7 @@ def binding_add(request: TenantRequest, role_id: int) -> HttpResponse:
     if form.is_valid():
         member, group = form.cleaned_data["member"], form.cleaned_data["idp_group"]
         try:
-            services.binding_add(
-                role=role, membership=member, idp_group=group, by=request.user, acting=request.membership
-            )
+            services.binding_create(role=role, membership=member, idp_group=group, actor=request.membership)
         except (AccessError, IntegrityError) as exc:
             form.add_error(None, str(exc) if isinstance(exc, AccessError) else "That binding was just added.")
         else:
@@ -295,7 +287,7 @@ def binding_remove(request: TenantRequest, role_id: int, binding_id: int) -> Htt
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     holder = binding.membership.user.email if binding.membership_id else f"the group “{binding.idp_group}”"
-    services.binding_remove(binding=binding, by=request.user)
+    services.binding_delete(binding=binding, actor=request.membership)
     notice = f"{holder[0].upper()}{holder[1:]} no longer holds {role.name} through this binding."
     if is_htmx(request):
         return render_page(
@@ -377,13 +369,12 @@ def grant_add(request: TenantRequest) -> HttpResponse:
     if form.is_valid():
         data = form.cleaned_data
         try:
-            services.grant_object(
+            services.grant_assign(
                 action=data["action"],
                 obj=data["obj"],
                 role=data["role"],
                 membership=data["membership"],
-                by=request.user,
-                acting=request.membership,
+                actor=request.membership,
             )
         except AccessError as exc:
             form.add_error(None, str(exc))
@@ -416,8 +407,12 @@ def grant_revoke(request: TenantRequest) -> HttpResponse:
         context = _grants_context(request, kind=kind, page_number=page, error=error)
         return render(request, "access/grants.html", context, status=400)
     data = form.cleaned_data
-    services.revoke_object(
-        action=data["action"], obj=data["obj"], role=data["role"], membership=data["membership"], by=request.user
+    services.grant_revoke(
+        action=data["action"],
+        obj=data["obj"],
+        role=data["role"],
+        membership=data["membership"],
+        actor=request.membership,
     )
     holder = f"role {data['role'].name}" if data["role"] else data["membership"].user.email
     notice = f"Revoked {data['action']} on “{data['obj']}” from {holder}."
@@ -487,7 +482,7 @@ def denied(request: TenantRequest) -> HttpResponse:
         cursor=form.cleaned_data["cursor"],
         newest_url=f"{list_url}?{query}" if query else list_url,
         older_url=f"{list_url}?{form.query_string(cursor=page.next_cursor)}" if page.next_cursor else "",
-        can_explain=_can(request, ROLE_MANAGE),
+        can_explain=can(request.membership, ROLE_MANAGE, tenant=request.tenant),
         explain_url=_url(request, "explain"),
     )
     return render_page(request, "access/denied.html", context, partial="results")

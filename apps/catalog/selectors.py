@@ -3,11 +3,11 @@
 Every selector scopes by ``for_tenant(tenant)`` first, so another tenant's id
 is simply not found. Visibility is decided by ``apps.access`` and nothing else:
 
-- lists: ``restrict(qs, subject, actions)`` narrows the queryset in SQL with
+- lists: ``restrict(qs, subject, *actions)`` narrows the queryset in SQL with
   the same rules as ``authorize`` (a role-wide permission, a dataset's
   classification against the role's clearance, object grants), so the query
   count stays flat however many rows there are and the result paginates in SQL;
-- single objects: ``authorize(subject, action, obj)`` on the row itself.
+- single objects: ``can`` / ``authorize(subject, action, obj)`` on the row itself.
 
 Selectors are reads: they ask with ``for_reading=True``, so a suspended
 tenant's catalog stays readable (writes are refused by ``tenant_view`` and the
@@ -19,41 +19,24 @@ hints do not write to the decision log; a refused single-object read does.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 
-from apps.access.services import authorize, restrict
+from apps.access.decisions import authorize, can, restrict
 from apps.accounts.models import User
 from apps.catalog import permissions
 from apps.catalog.models import AIModel, Dataset, Tool
 from apps.tenants.models import Membership, Tenant
 
-M = TypeVar("M", bound=Model)
 
-
-def _may(
-    subject: Membership | None,
-    actions: Sequence[str],
-    *,
-    tenant: Tenant,
-    resource: Any = None,
-    log_denial: bool = False,
-) -> bool:
-    """Any of ``actions`` allowed (for reading)? With ``log_denial`` a refusal is logged once, for the first action."""
-    if any(
-        authorize(subject, action, resource, tenant=tenant, log_denial=False, for_reading=True).allowed
-        for action in actions
-    ):
+def _may(subject: Membership | None, actions: Sequence[str], *, tenant: Tenant, resource: Any) -> bool:
+    """Any of ``actions`` allowed on ``resource`` (for reading)? A refusal is logged once, for the first action."""
+    if any(can(subject, action, resource, tenant=tenant, for_reading=True) for action in actions):
         return True
-    if log_denial:
-        authorize(subject, actions[0], resource, tenant=tenant, for_reading=True)
+    # The refused attempt to open the object goes to the decision log (the page then answers 404).
+    authorize(subject, actions[0], resource, tenant=tenant, for_reading=True)
     return False
-
-
-def _visible(qs: QuerySet[M], *, subject: Membership | None, tenant: Tenant, actions: Sequence[str]) -> QuerySet[M]:
-    """``qs`` narrowed in SQL to rows on which ``subject`` may perform any of ``actions``."""
-    return restrict(qs, subject=subject, tenant=tenant, actions=actions)
 
 
 def dataset_list(
@@ -69,7 +52,7 @@ def dataset_list(
         qs = qs.filter(classification=classification)
     if personal_data is not None:
         qs = qs.filter(contains_personal_data=personal_data)
-    return _visible(qs, subject=subject, tenant=tenant, actions=[permissions.DATASET_READ])
+    return restrict(qs, subject, permissions.DATASET_READ, tenant=tenant)
 
 
 def dataset_get(
@@ -77,7 +60,7 @@ def dataset_get(
 ) -> Dataset | None:
     """One dataset of ``tenant`` on which ``subject`` may ``action``; None if missing or not allowed."""
     dataset = Dataset.objects.for_tenant(tenant).select_related("owner").filter(pk=pk).first()
-    if dataset is None or not _may(subject, [action], tenant=tenant, resource=dataset, log_denial=True):
+    if dataset is None or not _may(subject, [action], tenant=tenant, resource=dataset):
         return None
     return dataset
 
@@ -108,7 +91,7 @@ def tool_list(
         qs = qs.filter(risk_level=risk_level)
     if allowlisted is not None:
         qs = qs.filter(allowlisted=allowlisted)
-    return _visible(qs, subject=subject, tenant=tenant, actions=_TOOL_VISIBLE)
+    return restrict(qs, subject, *_TOOL_VISIBLE, tenant=tenant)
 
 
 def tool_get(*, tenant: Tenant, subject: Membership | None, pk: int, action: str | None = None) -> Tool | None:
@@ -118,7 +101,7 @@ def tool_get(*, tenant: Tenant, subject: Membership | None, pk: int, action: str
     """
     tool = Tool.objects.for_tenant(tenant).filter(pk=pk).first()
     actions = _TOOL_VISIBLE if action is None else (action,)
-    if tool is None or not _may(subject, actions, tenant=tenant, resource=tool, log_denial=True):
+    if tool is None or not _may(subject, actions, tenant=tenant, resource=tool):
         return None
     return tool
 
@@ -139,7 +122,7 @@ def model_list(
         qs = qs.filter(provider=provider)
     if enabled is not None:
         qs = qs.filter(enabled=enabled)
-    return _visible(qs, subject=subject, tenant=tenant, actions=_MODEL_VISIBLE)
+    return restrict(qs, subject, *_MODEL_VISIBLE, tenant=tenant)
 
 
 def model_get(
@@ -147,6 +130,6 @@ def model_get(
 ) -> AIModel | None:
     """One model of ``tenant`` on which ``subject`` may ``action``; None if missing or not allowed."""
     model = AIModel.objects.for_tenant(tenant).filter(pk=pk).first()
-    if model is None or not _may(subject, [action], tenant=tenant, resource=model, log_denial=True):
+    if model is None or not _may(subject, [action], tenant=tenant, resource=model):
         return None
     return model

@@ -2,7 +2,11 @@
 
 Every view declares its permission with ``tenant_view``; object URLs take ids
 that are looked up through the tenant-scoped selectors, so another tenant's
-id — or one the member may not see — is a 404.
+id — or one the member may not see — is a 404. Datasets and tools can be
+granted one by one, so their list and detail pages declare
+``scope="any_object"``: a member whose only right is a grant on some of them
+opens the pages and sees exactly those (``restrict`` in the selectors); a
+member with no right to any gets 403.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 
+from apps.access.decisions import can
 from apps.access.decorators import tenant_view
-from apps.access.services import authorize
 from apps.catalog import permissions, selectors, services
 from apps.catalog.forms import (
     AIModelFilterForm,
@@ -40,26 +44,28 @@ def _page(request: HttpRequest, qs: QuerySet[Any]) -> Page:
     return Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
 
 
-def _can(request: HttpRequest, permission: str) -> bool:
-    """Whether to offer a link or button; the target view enforces the permission itself."""
-    return authorize(request.membership, permission, tenant=request.tenant, log_denial=False).allowed
-
-
 # Datasets -------------------------------------------------------------------------------------------------------
 
 
-@tenant_view(permissions.DATASET_READ)
+@tenant_view(permissions.DATASET_READ, scope="any_object")
 def dataset_list(request: HttpRequest) -> HttpResponse:
     filters = DatasetFilterForm(request.GET)
     qs = selectors.dataset_list(tenant=request.tenant, subject=request.membership, **filters.filters())
-    context = {"filters": filters, "page": _page(request, qs), "can_manage": _can(request, permissions.DATASET_MANAGE)}
+    context = {
+        "filters": filters,
+        "page": _page(request, qs),
+        "can_manage": can(request.membership, permissions.DATASET_MANAGE, tenant=request.tenant),
+    }
     return render_page(request, "catalog/dataset_list.html", context)
 
 
-@tenant_view(permissions.DATASET_READ)
+@tenant_view(permissions.DATASET_READ, scope="any_object")
 def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     dataset = found_or_404(selectors.dataset_get(tenant=request.tenant, subject=request.membership, pk=pk))
-    context = {"dataset": dataset, "can_manage": _can(request, permissions.DATASET_MANAGE)}
+    context = {
+        "dataset": dataset,
+        "can_manage": can(request.membership, permissions.DATASET_MANAGE, tenant=request.tenant),
+    }
     return render(request, "catalog/dataset_detail.html", context)
 
 
@@ -113,19 +119,27 @@ def dataset_delete(request: HttpRequest, pk: int) -> HttpResponse:
 # Tools ----------------------------------------------------------------------------------------------------------
 
 
-@tenant_view(permissions.TOOL_EXECUTE)
+@tenant_view(permissions.TOOL_EXECUTE, scope="any_object")
 def tool_list(request: HttpRequest) -> HttpResponse:
     filters = ToolFilterForm(request.GET)
     qs = selectors.tool_list(tenant=request.tenant, subject=request.membership, **filters.filters())
-    context = {"filters": filters, "page": _page(request, qs), "can_manage": _can(request, permissions.TOOL_MANAGE)}
+    context = {
+        "filters": filters,
+        "page": _page(request, qs),
+        "can_manage": can(request.membership, permissions.TOOL_MANAGE, tenant=request.tenant),
+    }
     return render_page(request, "catalog/tool_list.html", context)
 
 
-@tenant_view(permissions.TOOL_EXECUTE)
+@tenant_view(permissions.TOOL_EXECUTE, scope="any_object")
 def tool_detail(request: HttpRequest, pk: int) -> HttpResponse:
     tool = found_or_404(selectors.tool_get(tenant=request.tenant, subject=request.membership, pk=pk))
     schema_text = json.dumps(tool.args_schema, indent=2, ensure_ascii=False)
-    context = {"tool": tool, "schema_text": schema_text, "can_manage": _can(request, permissions.TOOL_MANAGE)}
+    context = {
+        "tool": tool,
+        "schema_text": schema_text,
+        "can_manage": can(request.membership, permissions.TOOL_MANAGE, tenant=request.tenant),
+    }
     return render(request, "catalog/tool_detail.html", context)
 
 
@@ -179,7 +193,11 @@ def tool_delete(request: HttpRequest, pk: int) -> HttpResponse:
 def model_list(request: HttpRequest) -> HttpResponse:
     filters = AIModelFilterForm(request.GET)
     qs = selectors.model_list(tenant=request.tenant, subject=request.membership, **filters.filters())
-    context = {"filters": filters, "page": _page(request, qs), "can_manage": _can(request, permissions.MODEL_MANAGE)}
+    context = {
+        "filters": filters,
+        "page": _page(request, qs),
+        "can_manage": can(request.membership, permissions.MODEL_MANAGE, tenant=request.tenant),
+    }
     return render_page(request, "catalog/model_list.html", context)
 
 

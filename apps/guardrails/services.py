@@ -18,7 +18,7 @@ from typing import Any, NotRequired, TypedDict
 from jsonschema.exceptions import SchemaError, UnknownType
 from referencing.exceptions import Unresolvable
 
-from apps.access.services import authorize
+from apps.access.decisions import authorize
 from apps.audit.models import AuditEvent
 from apps.audit.services import Actor, record
 from apps.catalog import permissions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from apps.access.services import roles_seed_builtin
+from apps.access.services import builtin_roles_seed
 from apps.accounts.models import User
 from apps.tenants.models import Tenant
 from apps.tenants.services import tenant_create
@@ -17,5 +17,5 @@ def tenant_provision(*, slug: str, name: str, owner_email: str, by: User | None 
     Raises apps.tenants.services.TenantError on a taken, reserved or malformed slug.
     """
     tenant = tenant_create(slug=slug, name=name, owner_email=owner_email, by=by)
-    roles_seed_builtin(tenant=tenant)
+    builtin_roles_seed(tenant=tenant)
     return tenant

@@ -25,7 +25,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from apps.access.services import administrator_ids
+from apps.access.decisions import administrator_ids
 from apps.audit.services import Actor, record
 from apps.sso.models import SignInPolicy, SSOConnection
 from apps.tenants.models import Membership, Tenant

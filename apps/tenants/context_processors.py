@@ -12,36 +12,42 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from apps.access.services import authorize
+from apps.access.decisions import Scope, can
 from apps.tenants.selectors import tenants_for_user
 
-# (label, permission that opens the area, URL name), in the order the nav shows them.
-NAV_ITEMS = (
-    ("Dashboard", "tenant.view", "tenants:dashboard"),
-    ("Members", "tenant.view", "tenants:members"),
-    ("Datasets", "dataset.read", "catalog:dataset_list"),
-    ("Tools", "tool.execute", "catalog:tool_list"),
-    ("Models", "model.use", "catalog:model_list"),
-    ("Try a tool call", "tool.execute", "guardrails:try"),
-    ("SSO", "sso.manage", "sso_settings:list"),
-    ("Roles", "role.manage", "access:role_list"),
-    ("Grants", "role.manage", "access:grants"),
-    ("Explain access", "role.manage", "access:explain"),
-    ("Denied checks", "audit.read", "access:denied"),
-    ("Audit log", "audit.read", "audit:tenant_list"),
+# (label, permission that opens the area, its scope as the page's ``tenant_view`` declares it, URL name),
+# in the order the nav shows them.
+NAV_ITEMS: tuple[tuple[str, str, Scope, str], ...] = (
+    ("Dashboard", "tenant.view", "tenant", "tenants:dashboard"),
+    ("Members", "tenant.view", "tenant", "tenants:members"),
+    ("Datasets", "dataset.read", "any_object", "catalog:dataset_list"),
+    ("Tools", "tool.execute", "any_object", "catalog:tool_list"),
+    ("Models", "model.use", "tenant", "catalog:model_list"),
+    ("Try a tool call", "tool.execute", "tenant", "guardrails:try"),
+    ("SSO", "sso.manage", "tenant", "sso_settings:list"),
+    ("Roles", "role.manage", "tenant", "access:role_list"),
+    ("Grants", "role.manage", "tenant", "access:grants"),
+    ("Explain access", "role.manage", "tenant", "access:explain"),
+    ("Denied checks", "audit.read", "tenant", "access:denied"),
+    ("Audit log", "audit.read", "tenant", "audit:tenant_list"),
 )
 
 
 def _nav(request: HttpRequest) -> list[dict[str, str]]:
-    """Only areas that exist and that the member may open."""
+    """Only areas that exist and that the member may open.
+
+    ``can`` reads the membership's permission set, memoised for the request
+    (the entry check loaded it): no query and nothing logged, however many
+    entries there are.
+    """
     tenant = getattr(request, "tenant", None)
     membership = getattr(request, "membership", None)
     if tenant is None:
         return []
     return [
         {"label": label, "url_name": url_name}
-        for label, permission, url_name in NAV_ITEMS
-        if authorize(membership, permission, tenant=tenant, log_denial=False, for_reading=True)
+        for label, permission, scope, url_name in NAV_ITEMS
+        if can(membership, permission, tenant=tenant, for_reading=True, scope=scope)
     ]
 
 

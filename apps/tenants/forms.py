@@ -14,7 +14,7 @@ from django import forms
 from django.contrib.auth.forms import SetPasswordForm
 from django.core.validators import MaxLengthValidator
 
-from apps.access.services import builtin_roles_handable
+from apps.access.escalation import builtin_roles_handable
 from apps.tenants.models import Membership
 from apps.tenants.services import INVITATION_MAX_AGE
 

@@ -23,8 +23,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from apps.access import members as member_services
+from apps.access.decisions import can
 from apps.access.decorators import public_view, tenant_view
-from apps.access.services import AccessError, authorize
+from apps.access.services import AccessError
 from apps.core.htmx import is_htmx, render_page
 from apps.core.shortcuts import found_or_404
 from apps.tenants import selectors, services
@@ -34,16 +35,6 @@ from apps.tenants.services import TenantError
 
 MEMBERS_PAGE_SIZE = 50
 RECENT_EVENTS = 5
-
-
-def _can(request: HttpRequest, permission: str) -> bool:
-    """Display check (which controls to show): not a request for access, so no denial is logged."""
-    return authorize(
-        request.membership,  # type: ignore[attr-defined]
-        permission,
-        tenant=request.tenant,  # type: ignore[attr-defined]
-        log_denial=False,
-    ).allowed
 
 
 def _membership_or_404(request: HttpRequest, membership_id: int) -> Membership:
@@ -58,7 +49,7 @@ def _members_url(request: HttpRequest) -> str:
 def _row_context(request: HttpRequest) -> dict[str, Any]:
     """What the member row partial needs to decide which controls to show."""
     return {
-        "can_manage": _can(request, "member.manage"),
+        "can_manage": can(request.membership, "member.manage", tenant=request.tenant),  # type: ignore[attr-defined]
         "role_choices": role_choices_for(request.membership),  # type: ignore[attr-defined]
     }
 
@@ -92,10 +83,10 @@ def home(request: HttpRequest) -> HttpResponse:
 @tenant_view("tenant.view")
 def dashboard(request: HttpRequest) -> HttpResponse:
     """Overview for any member: member counts, their role, recent audit events if they hold audit.read."""
-    can_audit = _can(request, "audit.read")
+    can_audit = can(request.membership, "audit.read", tenant=request.tenant)  # type: ignore[attr-defined]
     context = {
         "counts": selectors.member_counts(tenant=request.tenant),  # type: ignore[attr-defined]
-        "can_manage": _can(request, "member.manage"),
+        "can_manage": can(request.membership, "member.manage", tenant=request.tenant),  # type: ignore[attr-defined]
         "can_audit": can_audit,
         "recent_events": (
             selectors.recent_audit_events(tenant=request.tenant, limit=RECENT_EVENTS)  # type: ignore[attr-defined]
@@ -136,7 +127,7 @@ def member_invite(request: HttpRequest) -> HttpResponse:
                 tenant=request.tenant,  # type: ignore[attr-defined]
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
-                by=request.user,  # type: ignore[arg-type]
+                actor=request.membership,  # type: ignore[attr-defined]
             )
         except (TenantError, AccessError) as exc:
             form.add_error(None, str(exc))
@@ -159,7 +150,7 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
                 member = member_services.member_change_role(
                     membership=member,
                     role=form.cleaned_data["role"],
-                    by=request.user,  # type: ignore[arg-type]
+                    actor=request.membership,  # type: ignore[attr-defined]
                 )
             except (TenantError, AccessError) as exc:
                 error = str(exc)
@@ -180,7 +171,7 @@ def _status_change(request: HttpRequest, membership_id: int, *, disabled: bool) 
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:
-        member = member_services.member_set_disabled(membership=member, disabled=disabled, by=request.user)  # type: ignore[arg-type]
+        member = member_services.member_set_disabled(membership=member, disabled=disabled, actor=request.membership)  # type: ignore[attr-defined]
     except (TenantError, AccessError) as exc:
         return _row_answer(request, member, error=str(exc))
     return _row_answer(request, member, notice=f"{member.user.email} is {'disabled' if disabled else 'enabled again'}.")
@@ -205,7 +196,7 @@ def member_resend(request: HttpRequest, membership_id: int) -> HttpResponse:
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:
-        member = member_services.member_resend(membership=member, by=request.user)  # type: ignore[arg-type]
+        member = member_services.member_resend(membership=member, actor=request.membership)  # type: ignore[attr-defined]
     except (TenantError, AccessError) as exc:
         return _row_answer(request, member, error=str(exc))
     return _row_answer(request, member, notice=f"A new invitation is on its way to {member.user.email}.")
@@ -219,7 +210,7 @@ def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
     error = ""
     if request.method == "POST":
         try:
-            member_services.member_remove(membership=member, by=request.user)  # type: ignore[arg-type]
+            member_services.member_remove(membership=member, actor=request.membership)  # type: ignore[attr-defined]
         except TenantError as exc:
             error = str(exc)
         else:

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def world(cast):
-    services.roles_seed_builtin(tenant=cast.acme)
+    services.builtin_roles_seed(tenant=cast.acme)
     cast.member_m = Membership.objects.select_related("tenant", "user").get(tenant=cast.acme, user=cast.member)
     cast.sso_admin = services.role_create(
         tenant=cast.acme, key="idp-admins", name="IdP admins", permissions=["tenant.view", "sso.manage"]
@@ -54,7 +54,7 @@ def test_a_plain_member_is_no_admin(world) -> None:
 
 def test_admin_rights_from_a_direct_binding_count(world) -> None:
     set_policy(world.acme, mfa_required_local=False, mfa_required_admin_sso=True)
-    services.binding_add(role=world.sso_admin, membership=world.member_m)
+    services.binding_create(role=world.sso_admin, membership=world.member_m)
     assert policy.is_admin(world.member_m)
     assert policy.mfa_required_for(world.member)
     assert policy.sso_mfa_required_for(world.member, tenant=world.acme)
@@ -66,7 +66,7 @@ def test_admin_rights_from_a_direct_binding_count(world) -> None:
 
 def test_admin_rights_from_an_idp_group_count(world) -> None:
     set_policy(world.acme, mfa_required_local=False, mfa_required_admin_sso=True)
-    services.binding_add(role=world.sso_admin, idp_group="it-admins")
+    services.binding_create(role=world.sso_admin, idp_group="it-admins")
     assert policy.password_sign_in_check(world.member) is None  # not in the group yet
     Membership.objects.filter(pk=world.member_m.pk).update(idp_groups=["staff", "it-admins"])
     sso_connection(world.acme)
@@ -81,7 +81,7 @@ def test_admin_rights_from_an_idp_group_count(world) -> None:
 
 
 def test_the_tenant_sso_boundary_applies_to_bound_admins(world) -> None:
-    services.binding_add(role=world.sso_admin, membership=world.member_m)
+    services.binding_create(role=world.sso_admin, membership=world.member_m)
     connection = sso_connection(world.acme)
     member_m = Membership.objects.select_related("tenant").get(pk=world.member_m.pk)
     password_session = {"method": "password"}
@@ -89,6 +89,6 @@ def test_the_tenant_sso_boundary_applies_to_bound_admins(world) -> None:
 
 
 def test_object_grants_and_disabled_memberships_do_not_make_an_admin(world) -> None:
-    services.binding_add(role=world.sso_admin, membership=world.member_m)
+    services.binding_create(role=world.sso_admin, membership=world.member_m)
     Membership.objects.filter(pk=world.member_m.pk).update(status="disabled")
     assert not policy.is_admin(Membership.objects.get(pk=world.member_m.pk))

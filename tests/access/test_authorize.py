@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apps.access.catalog import BASE_ROLE_PERMISSIONS, PERMISSIONS
-from apps.access.services import authorize
+from apps.access.decisions import authorize
 from apps.tenants.models import Membership
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.access import services
+from apps.access import decisions, services
 from apps.access.models import Role, RoleBinding
 from apps.access.services import AccessError
 from apps.catalog.models import Dataset
@@ -22,17 +22,17 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def world(cast):
-    services.roles_seed_builtin(tenant=cast.acme)
+    services.builtin_roles_seed(tenant=cast.acme)
     cast.payroll = Dataset.objects.create(tenant=cast.acme, name="payroll-2026", classification="restricted")
     cast.steward = services.role_create(
         tenant=cast.acme, key="data-steward", name="Data steward", permissions=["tenant.view"]
     )
-    services.grant_object(action="dataset.read", obj=cast.payroll, role=cast.steward)
+    services.grant_assign(action="dataset.read", obj=cast.payroll, role=cast.steward)
     cast.viewer_m = Membership.objects.select_related("tenant", "user").get(tenant=cast.acme, user=cast.viewer)
     Membership.objects.filter(pk=cast.viewer_m.pk).update(idp_groups=["hr-analytics"])
     cast.viewer_m.refresh_from_db()
     rolemgr = services.role_create(tenant=cast.acme, key="role-admin", name="Role admin", permissions=["role.manage"])
-    services.binding_add(role=rolemgr, membership=cast.viewer_m)
+    services.binding_create(role=rolemgr, membership=cast.viewer_m)
     return cast
 
 
@@ -42,14 +42,14 @@ def _viewer(world) -> Membership:
 
 def test_binding_a_role_with_an_unheld_object_grant_to_oneself_is_refused(world) -> None:
     with pytest.raises(AccessError, match=r"dataset\.read on dataset “payroll-2026”"):
-        services.binding_add(role=world.steward, membership=_viewer(world), acting=_viewer(world))
+        services.binding_create(role=world.steward, membership=_viewer(world), actor=_viewer(world))
     assert not RoleBinding.objects.filter(role=world.steward).exists()
-    assert not services.authorize(_viewer(world), "dataset.read", world.payroll, log_denial=False)
+    assert not decisions.authorize(_viewer(world), "dataset.read", world.payroll, log_denial=False)
 
 
 def test_binding_it_to_an_idp_group_one_is_in_is_refused(world) -> None:
     with pytest.raises(AccessError, match=r"dataset\.read"):
-        services.binding_add(role=world.steward, idp_group="hr-analytics", acting=_viewer(world))
+        services.binding_create(role=world.steward, idp_group="hr-analytics", actor=_viewer(world))
     assert not RoleBinding.objects.filter(role=world.steward).exists()
 
 
@@ -65,8 +65,8 @@ def test_the_console_refuses_too(world, client_for) -> None:
 
 def test_whoever_holds_the_grant_may_bind_the_role(world) -> None:
     owner = Membership.objects.select_related("tenant", "user").get(tenant=world.acme, user=world.owner)
-    services.binding_add(role=world.steward, idp_group="hr-analytics", acting=owner)
-    assert services.authorize(_viewer(world), "dataset.read", world.payroll, log_denial=False)
+    services.binding_create(role=world.steward, idp_group="hr-analytics", actor=owner)
+    assert decisions.authorize(_viewer(world), "dataset.read", world.payroll, log_denial=False)
 
 
 def test_raising_a_role_clearance_needs_the_clearance(world) -> None:
@@ -80,9 +80,9 @@ def test_raising_a_role_clearance_needs_the_clearance(world) -> None:
             name="All HR",
             permissions=["dataset.read"],
             clearance="restricted",
-            acting=admin,
+            actor=admin,
         )
-    role = services.role_create(tenant=world.acme, key="hr", name="HR", permissions=["dataset.read"], acting=admin)
+    role = services.role_create(tenant=world.acme, key="hr", name="HR", permissions=["dataset.read"], actor=admin)
     with pytest.raises(AccessError, match="restricted"):
-        services.role_update(role=role, name="HR", permissions=["dataset.read"], clearance="restricted", acting=admin)
+        services.role_update(role=role, name="HR", permissions=["dataset.read"], clearance="restricted", actor=admin)
     assert Role.objects.get(pk=role.pk).clearance == "confidential"

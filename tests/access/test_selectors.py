@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from guardian.shortcuts import assign_perm
 
-from apps.access import selectors, services
+from apps.access import decisions, selectors, services
 from apps.access.models import DeniedDecision, Role
 from apps.catalog.models import Dataset, Tool
 from apps.tenants.models import Membership
@@ -22,8 +22,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def world(cast):
-    services.roles_seed_builtin(tenant=cast.acme)
-    services.roles_seed_builtin(tenant=cast.globex)
+    services.builtin_roles_seed(tenant=cast.acme)
+    services.builtin_roles_seed(tenant=cast.globex)
     cast.viewer_m = Membership.objects.get(tenant=cast.acme, user=cast.viewer)
     cast.role = services.role_create(tenant=cast.acme, key="payroll", name="Payroll", permissions=["audit.read"])
     cast.payroll = Dataset.objects.create(tenant=cast.acme, name="payroll")
@@ -41,9 +41,9 @@ def test_role_get_is_tenant_scoped_and_tolerates_huge_ids(world):
 
 
 def test_role_list_counts_bindings_in_one_query(world):
-    services.binding_add(role=world.role, membership=world.viewer_m)
-    services.binding_add(role=world.role, idp_group="a")
-    services.binding_add(role=world.role, idp_group="b")
+    services.binding_create(role=world.role, membership=world.viewer_m)
+    services.binding_create(role=world.role, idp_group="a")
+    services.binding_create(role=world.role, idp_group="b")
     with CaptureQueriesContext(connection) as queries:
         roles = {role.key: role for role in selectors.role_list(tenant=world.acme)}
     assert len(queries.captured_queries) == 1
@@ -56,9 +56,9 @@ def test_role_list_counts_bindings_in_one_query(world):
 def test_object_grants_reads_a_page_in_three_queries(world):
     datasets = [Dataset.objects.create(tenant=world.acme, name=f"d{index}") for index in range(10)]
     for dataset in datasets:
-        services.grant_object(action="dataset.read", obj=dataset, role=world.role)
-        services.grant_object(action="dataset.write", obj=dataset, membership=world.viewer_m)
-    services.grant_object(action="tool.execute", obj=world.search, membership=world.viewer_m)
+        services.grant_assign(action="dataset.read", obj=dataset, role=world.role)
+        services.grant_assign(action="dataset.write", obj=dataset, membership=world.viewer_m)
+    services.grant_assign(action="tool.execute", obj=world.search, membership=world.viewer_m)
     objects = [*datasets, world.search]
     ContentType.objects.clear_cache()
     ContentType.objects.get_for_models(Dataset, Tool)  # content types are cached per process
@@ -88,7 +88,7 @@ def test_object_grants_ignore_other_tenants_objects_and_foreign_groups(world):
 
 
 def test_former_member_grants_are_reported(world):
-    services.grant_object(action="dataset.read", obj=world.payroll, membership=world.viewer_m)
+    services.grant_assign(action="dataset.read", obj=world.payroll, membership=world.viewer_m)
     world.viewer_m.delete()
     (row,) = selectors.object_grants(tenant=world.acme, objects=[world.payroll])
     (grant,) = row.by_action[0][1]
@@ -105,11 +105,11 @@ def test_tenant_wide_roles(world):
 
 
 def test_member_roles_lists_every_source(world):
-    services.binding_add(role=world.role, membership=world.viewer_m)
+    services.binding_create(role=world.role, membership=world.viewer_m)
     developer = Role.objects.for_tenant(world.acme).get(key="developer")
-    services.binding_add(role=developer, idp_group="eng")
+    services.binding_create(role=developer, idp_group="eng")
     globex_role = Role.objects.for_tenant(world.globex).get(key="owner")
-    services.binding_add(role=globex_role, idp_group="eng")  # same group name, other tenant
+    services.binding_create(role=globex_role, idp_group="eng")  # same group name, other tenant
     world.viewer_m.idp_groups = ["eng", "all-staff"]
     with CaptureQueriesContext(connection) as queries:
         roles = selectors.member_roles(tenant=world.acme, membership=world.viewer_m)
@@ -123,11 +123,11 @@ def test_member_roles_lists_every_source(world):
 
 def test_held_permissions(world):
     admin = Membership.objects.get(tenant=world.acme, user=world.admin)
-    assert "billing.manage" not in selectors.held_permissions(tenant=world.acme, subject=admin)
-    assert "role.manage" in selectors.held_permissions(tenant=world.acme, subject=admin)
-    services.binding_add(role=world.role, membership=world.viewer_m)
+    assert "billing.manage" not in decisions.held_permissions(admin, tenant=world.acme)
+    assert "role.manage" in decisions.held_permissions(admin, tenant=world.acme)
+    services.binding_create(role=world.role, membership=world.viewer_m)
     viewer = Membership.objects.get(pk=world.viewer_m.pk)
-    assert selectors.held_permissions(tenant=world.acme, subject=viewer) == {"tenant.view", "prompt.read", "audit.read"}
+    assert decisions.held_permissions(viewer, tenant=world.acme) == {"tenant.view", "prompt.read", "audit.read"}
     assert not DeniedDecision.objects.exists()
 
 

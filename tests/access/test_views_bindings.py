@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.access import services
+from apps.access import decisions, services
 from apps.access.models import Role, RoleBinding
 from apps.audit.models import AuditEvent
 from apps.tenants.models import Membership
@@ -16,8 +16,8 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 @pytest.fixture
 def world(cast):
-    services.roles_seed_builtin(tenant=cast.acme)
-    services.roles_seed_builtin(tenant=cast.globex)
+    services.builtin_roles_seed(tenant=cast.acme)
+    services.builtin_roles_seed(tenant=cast.globex)
     cast.role = services.role_create(tenant=cast.acme, key="reviewer", name="Reviewer", permissions=["audit.read"])
     return cast
 
@@ -31,8 +31,8 @@ def _url(role: Role, action: str = "") -> str:
 
 
 def test_detail_lists_permissions_and_bindings(world, client_for):
-    services.binding_add(role=world.role, membership=_m(world, world.viewer))
-    services.binding_add(role=world.role, idp_group="auditors")
+    services.binding_create(role=world.role, membership=_m(world, world.viewer))
+    services.binding_create(role=world.role, idp_group="auditors")
     page = client_for(world.admin).get(_url(world.role)).content.decode()
     assert "Read and export the audit log" in page
     assert "viewer@acme.example" in page
@@ -56,7 +56,7 @@ def test_bind_member_without_javascript_redirects_and_audits(world, client_for):
     assert RoleBinding.objects.filter(role=world.role, membership=viewer).exists()
     event = AuditEvent.objects.for_tenant(world.acme).get(action="role.bind")
     assert (event.actor_id, event.metadata["member"]) == (str(world.admin.pk), viewer.pk)
-    assert services.authorize(_m(world, world.viewer), "audit.read", log_denial=False)
+    assert decisions.authorize(_m(world, world.viewer), "audit.read", log_denial=False)
 
 
 def test_bind_group_with_htmx_returns_the_binding_list(world, client_for):
@@ -108,7 +108,7 @@ def test_a_group_name_of_200_characters_is_accepted(world, client_for):
 
 
 def test_binding_twice_is_reported(world, client_for):
-    services.binding_add(role=world.role, idp_group="auditors")
+    services.binding_create(role=world.role, idp_group="auditors")
     response = client_for(world.admin).post(_url(world.role, "bindings/add/"), {"idp_group": "auditors"})
     assert response.status_code == 400
     assert "already has this role" in response.content.decode()
@@ -130,21 +130,21 @@ def test_builtin_roles_can_be_mapped_to_idp_groups(world, client_for):
     client_for(world.owner).post(_url(developer, "bindings/add/"), {"idp_group": "engineering"})
     viewer = _m(world, world.viewer)
     viewer.idp_groups = ["engineering"]
-    decision = services.authorize(viewer, "apiclient.manage", log_denial=False)
+    decision = decisions.authorize(viewer, "apiclient.manage", log_denial=False)
     assert decision.allowed
     assert decision.reasons == ("role Developer (group engineering) grants apiclient.manage tenant-wide",)
 
 
 def test_remove_binding_plain_and_htmx(world, client_for):
-    member_binding = services.binding_add(role=world.role, membership=_m(world, world.viewer))
-    group_binding = services.binding_add(role=world.role, idp_group="auditors")
+    member_binding = services.binding_create(role=world.role, membership=_m(world, world.viewer))
+    group_binding = services.binding_create(role=world.role, idp_group="auditors")
     client = client_for(world.admin)
     assert client.get(_url(world.role, f"bindings/{member_binding.pk}/remove/")).status_code == 405
 
     response = client.post(_url(world.role, f"bindings/{member_binding.pk}/remove/"))
     assert response.status_code == 302
     assert not RoleBinding.objects.filter(pk=member_binding.pk).exists()
-    assert not services.authorize(_m(world, world.viewer), "audit.read", log_denial=False)
+    assert not decisions.authorize(_m(world, world.viewer), "audit.read", log_denial=False)
 
     response = client.post(_url(world.role, f"bindings/{group_binding.pk}/remove/"), **HTMX)
     assert response.status_code == 200
@@ -157,7 +157,7 @@ def test_remove_binding_plain_and_htmx(world, client_for):
 
 def test_a_binding_of_another_role_is_404(world, client_for):
     other = services.role_create(tenant=world.acme, key="other", name="Other", permissions=[])
-    binding = services.binding_add(role=other, idp_group="auditors")
+    binding = services.binding_create(role=other, idp_group="auditors")
     response = client_for(world.admin).post(_url(world.role, f"bindings/{binding.pk}/remove/"))
     assert response.status_code == 404
     assert RoleBinding.objects.filter(pk=binding.pk).exists()

@@ -32,16 +32,16 @@ POSTS = ["roles/new/", "grants/add/", "grants/revoke/"]
 
 @pytest.fixture
 def world(cast):
-    services.roles_seed_builtin(tenant=cast.acme)
-    services.roles_seed_builtin(tenant=cast.globex)
+    services.builtin_roles_seed(tenant=cast.acme)
+    services.builtin_roles_seed(tenant=cast.globex)
     cast.custom = services.role_create(tenant=cast.acme, key="reviewer", name="Reviewer", permissions=["audit.read"])
     viewer = Membership.objects.get(tenant=cast.acme, user=cast.viewer)
-    cast.binding = services.binding_add(role=cast.custom, membership=viewer)
+    cast.binding = services.binding_create(role=cast.custom, membership=viewer)
     cast.globex_role = services.role_create(
         tenant=cast.globex, key="reviewer", name="Reviewer", permissions=["audit.read"]
     )
     globex_member = Membership.objects.get(tenant=cast.globex, user=cast.globex_owner)
-    cast.globex_binding = services.binding_add(role=cast.globex_role, membership=globex_member)
+    cast.globex_binding = services.binding_create(role=cast.globex_role, membership=globex_member)
     return cast
 
 

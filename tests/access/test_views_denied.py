@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from apps.access import services
+from apps.access import decisions, services
 from apps.access.models import DeniedDecision
 from apps.tenants.models import Membership
 
@@ -34,7 +34,7 @@ def _deny(tenant, member: Membership, action: str, when: datetime, **extra) -> D
 
 @pytest.fixture
 def world(cast):
-    services.roles_seed_builtin(tenant=cast.acme)
+    services.builtin_roles_seed(tenant=cast.acme)
     cast.viewer_m = Membership.objects.select_related("user").get(tenant=cast.acme, user=cast.viewer)
     cast.member_m = Membership.objects.select_related("user").get(tenant=cast.acme, user=cast.member)
     globex_m = Membership.objects.select_related("user").get(tenant=cast.globex, user=cast.globex_owner)
@@ -55,7 +55,7 @@ def _list(page: str) -> str:
 
 
 def test_real_denials_appear(world, client_for):
-    services.authorize(Membership.objects.select_related("user").get(pk=world.viewer_m.pk), "sso.manage")
+    decisions.authorize(Membership.objects.select_related("user").get(pk=world.viewer_m.pk), "sso.manage")
     page = client_for(world.admin).get(DENIED).content.decode()
     assert "<code>sso.manage</code>" in page
     assert "no role grants sso.manage" in page

@@ -16,8 +16,8 @@ EXPLAIN = "/t/acme/access/explain/"
 
 @pytest.fixture
 def world(cast):
-    services.roles_seed_builtin(tenant=cast.acme)
-    services.roles_seed_builtin(tenant=cast.globex)
+    services.builtin_roles_seed(tenant=cast.acme)
+    services.builtin_roles_seed(tenant=cast.globex)
     # Confidential: these tests are about grant mechanics; restricted data has its own tests (test_restricted_data.py).
     cast.payroll = Dataset.objects.create(tenant=cast.acme, name="payroll", classification="confidential")
     cast.search = Tool.objects.create(tenant=cast.acme, name="web-search", allowlisted=True)
@@ -42,8 +42,8 @@ def test_blank_form_is_shown_without_a_decision(world, client_for):
 
 def test_allowed_through_a_role_grant_on_the_object(world, client_for):
     role = services.role_create(tenant=world.acme, key="payroll", name="Payroll", permissions=["tenant.view"])
-    services.grant_object(action="dataset.read", obj=world.payroll, role=role)
-    services.binding_add(role=role, membership=world.viewer_m)
+    services.grant_assign(action="dataset.read", obj=world.payroll, role=role)
+    services.binding_create(role=role, membership=world.viewer_m)
     page = _ask(client_for(world.admin), world.viewer_m, "dataset.read", f"dataset:{world.payroll.pk}")
     assert 'badge-ok">Allowed' in page
     assert f"grant to role Payroll (assigned): dataset.read on dataset {world.payroll.pk}" in page
@@ -53,7 +53,7 @@ def test_allowed_through_a_role_grant_on_the_object(world, client_for):
 
 
 def test_allowed_through_a_direct_member_grant(world, client_for):
-    services.grant_object(action="tool.execute", obj=world.search, membership=world.viewer_m)
+    services.grant_assign(action="tool.execute", obj=world.search, membership=world.viewer_m)
     page = _ask(client_for(world.admin), world.viewer_m, "tool.execute", f"tool:{world.search.pk}")
     assert "Allowed" in page
     assert f"direct grant to member: tool.execute on tool {world.search.pk}" in page
@@ -61,7 +61,7 @@ def test_allowed_through_a_direct_member_grant(world, client_for):
 
 def test_allowed_tenant_wide_through_the_membership_role_and_a_group(world, client_for):
     role = services.role_create(tenant=world.acme, key="finance", name="Finance", permissions=["billing.view"])
-    services.binding_add(role=role, idp_group="finance-team")
+    services.binding_create(role=role, idp_group="finance-team")
     Membership.objects.filter(pk=world.viewer_m.pk).update(idp_groups=["finance-team", "everyone"])
     page = _ask(client_for(world.admin), world.viewer_m, "billing.view")
     assert "role Finance (group finance-team) grants billing.view tenant-wide" in page

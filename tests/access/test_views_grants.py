@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from apps.access import services
+from apps.access import decisions, services
 from apps.access.models import Role
 from apps.audit.models import AuditEvent
 from apps.catalog.models import Dataset, Tool
@@ -21,8 +21,8 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 @pytest.fixture
 def world(cast):
-    services.roles_seed_builtin(tenant=cast.acme)
-    services.roles_seed_builtin(tenant=cast.globex)
+    services.builtin_roles_seed(tenant=cast.acme)
+    services.builtin_roles_seed(tenant=cast.globex)
     # Confidential: these tests are about grant mechanics; restricted data has its own tests (test_restricted_data.py).
     cast.payroll = Dataset.objects.create(tenant=cast.acme, name="payroll", classification="confidential")
     cast.docs = Dataset.objects.create(tenant=cast.acme, name="docs")
@@ -41,8 +41,8 @@ def _events(cast, action: str):
 
 
 def test_page_shows_tenant_wide_roles_and_object_grants(world, client_for):
-    services.grant_object(action="dataset.read", obj=world.payroll, role=world.role)
-    services.grant_object(action="dataset.write", obj=world.payroll, membership=_m(world, world.viewer))
+    services.grant_assign(action="dataset.read", obj=world.payroll, role=world.role)
+    services.grant_assign(action="dataset.write", obj=world.payroll, membership=_m(world, world.viewer))
     page = client_for(world.admin).get(GRANTS).content.decode()
     # Tenant-wide: the built-in roles that grant dataset.read.
     tenant_wide = page[page.index("Tenant-wide") : page.index("Object grants")]
@@ -58,7 +58,7 @@ def test_page_shows_tenant_wide_roles_and_object_grants(world, client_for):
 
 
 def test_tools_tab(world, client_for):
-    services.grant_object(action="tool.execute", obj=world.search, membership=_m(world, world.viewer))
+    services.grant_assign(action="tool.execute", obj=world.search, membership=_m(world, world.viewer))
     client = client_for(world.admin)
     page = client.get(GRANTS, {"kind": "tool"}).content.decode()
     assert "web-search" in page
@@ -89,9 +89,9 @@ def test_grant_to_role_and_member_through_the_form(world, client_for):
         {"action": "tool.execute", "target": f"tool:{world.search.pk}", "grantee": f"member:{viewer.pk}"},
     )
     assert response["Location"] == GRANTS + "?kind=tool"
-    assert services.authorize(_m(world, world.viewer), "tool.execute", world.search, log_denial=False)
-    services.binding_add(role=world.role, membership=viewer)
-    assert services.authorize(_m(world, world.viewer), "dataset.read", world.payroll, log_denial=False)
+    assert decisions.authorize(_m(world, world.viewer), "tool.execute", world.search, log_denial=False)
+    services.binding_create(role=world.role, membership=viewer)
+    assert decisions.authorize(_m(world, world.viewer), "dataset.read", world.payroll, log_denial=False)
     events = _events(world, "grant.add").order_by("id")
     assert [(e.metadata["action"], e.metadata["role"], e.metadata["member"]) for e in events] == [
         ("dataset.read", "payroll", None),
@@ -168,7 +168,7 @@ def test_cannot_grant_what_one_may_not_do(world, client_for):
     )
     user = UserFactory(email="granter@acme.example")
     membership = MembershipFactory(tenant=world.acme, user=user, role="viewer")
-    services.binding_add(role=granter, membership=membership)
+    services.binding_create(role=granter, membership=membership)
     response = client_for(user).post(
         GRANTS + "add/",
         {"action": "dataset.write", "target": f"dataset:{world.payroll.pk}", "grantee": f"member:{membership.pk}"},
@@ -180,7 +180,7 @@ def test_cannot_grant_what_one_may_not_do(world, client_for):
 
 def test_revoke_without_javascript(world, client_for):
     viewer = _m(world, world.viewer)
-    services.grant_object(action="dataset.read", obj=world.payroll, membership=viewer)
+    services.grant_assign(action="dataset.read", obj=world.payroll, membership=viewer)
     response = client_for(world.admin).post(
         GRANTS + "revoke/",
         {
@@ -193,13 +193,13 @@ def test_revoke_without_javascript(world, client_for):
     )
     assert response.status_code == 302
     assert response["Location"] == GRANTS + "?kind=dataset"
-    assert not services.authorize(_m(world, world.viewer), "dataset.read", world.payroll, log_denial=False)
+    assert not decisions.authorize(_m(world, world.viewer), "dataset.read", world.payroll, log_denial=False)
     event = _events(world, "grant.remove").get()
     assert (event.actor_id, event.metadata["member"]) == (str(world.admin.pk), viewer.pk)
 
 
 def test_revoke_with_htmx_returns_the_table(world, client_for):
-    services.grant_object(action="tool.execute", obj=world.search, role=world.role)
+    services.grant_assign(action="tool.execute", obj=world.search, role=world.role)
     response = client_for(world.admin).post(
         GRANTS + "revoke/",
         {
@@ -221,7 +221,7 @@ def test_revoke_with_htmx_returns_the_table(world, client_for):
 
 def test_grant_of_a_disabled_member_can_be_revoked(world, client_for):
     viewer = _m(world, world.viewer)
-    services.grant_object(action="dataset.read", obj=world.payroll, membership=viewer)
+    services.grant_assign(action="dataset.read", obj=world.payroll, membership=viewer)
     Membership.objects.filter(pk=viewer.pk).update(status="disabled")
     response = client_for(world.admin).post(
         GRANTS + "revoke/",
@@ -233,7 +233,7 @@ def test_grant_of_a_disabled_member_can_be_revoked(world, client_for):
 
 def test_grant_to_someone_who_left_is_shown_as_such(world, client_for):
     viewer = _m(world, world.viewer)
-    services.grant_object(action="dataset.read", obj=world.payroll, membership=viewer)
+    services.grant_assign(action="dataset.read", obj=world.payroll, membership=viewer)
     viewer.delete()
     page = client_for(world.admin).get(GRANTS).content.decode()
     assert "viewer@acme.example (no longer a member)" in page
@@ -261,15 +261,15 @@ def test_query_count_does_not_grow_with_objects_or_grants(world, client_for):
         return len(queries.captured_queries)
 
     # One grant of each kind first: an empty page of member grants skips the membership lookup.
-    services.grant_object(action="dataset.read", obj=world.docs, membership=_m(world, world.viewer))
-    services.grant_object(action="tool.execute", obj=world.search, membership=_m(world, world.viewer))
+    services.grant_assign(action="dataset.read", obj=world.docs, membership=_m(world, world.viewer))
+    services.grant_assign(action="tool.execute", obj=world.search, membership=_m(world, world.viewer))
     few_datasets, few_tools = measure("dataset"), measure("tool")
     members = [MembershipFactory(tenant=world.acme, role="viewer") for _ in range(5)]
     for index in range(20):
         dataset = Dataset.objects.create(tenant=world.acme, name=f"more-{index}")
         tool = Tool.objects.create(tenant=world.acme, name=f"tool-{index}")
-        services.grant_object(action="dataset.read", obj=dataset, role=world.role)
-        services.grant_object(action="dataset.write", obj=dataset, membership=members[index % 5])
-        services.grant_object(action="tool.execute", obj=tool, membership=members[index % 5])
+        services.grant_assign(action="dataset.read", obj=dataset, role=world.role)
+        services.grant_assign(action="dataset.write", obj=dataset, membership=members[index % 5])
+        services.grant_assign(action="tool.execute", obj=tool, membership=members[index % 5])
     assert measure("dataset") == few_datasets
     assert measure("tool") == few_tools

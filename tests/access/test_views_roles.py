@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from apps.access import services
+from apps.access import decisions, services
 from apps.access.models import Role, RoleBinding
 from apps.audit.models import AuditEvent
 from apps.catalog.models import Dataset
@@ -19,8 +19,8 @@ ROLES = "/t/acme/access/roles/"
 
 @pytest.fixture
 def world(cast):
-    services.roles_seed_builtin(tenant=cast.acme)
-    services.roles_seed_builtin(tenant=cast.globex)
+    services.builtin_roles_seed(tenant=cast.acme)
+    services.builtin_roles_seed(tenant=cast.globex)
     return cast
 
 
@@ -43,9 +43,9 @@ def test_list_shows_builtin_and_custom_roles_with_permissions_risk_and_binding_c
     role = services.role_create(
         tenant=world.acme, key="reviewer", name="Reviewer", permissions=["audit.read", "billing.manage"]
     )
-    services.binding_add(role=role, membership=_m(world, world.viewer))
-    services.binding_add(role=role, idp_group="auditors")
-    services.binding_add(role=role, idp_group="finance")
+    services.binding_create(role=role, membership=_m(world, world.viewer))
+    services.binding_create(role=role, idp_group="auditors")
+    services.binding_create(role=role, idp_group="finance")
     page = client_for(world.admin).get(ROLES).content.decode()
     for name in ("Owner", "Admin", "Developer", "Viewer", "Reviewer"):
         assert name in page
@@ -75,8 +75,8 @@ def test_list_query_count_does_not_grow_with_roles_or_bindings(world, client_for
     few = measure()
     for index in range(1, 20):
         role = services.role_create(tenant=world.acme, key=f"r{index}", name=f"R{index}", permissions=["audit.read"])
-        services.binding_add(role=role, membership=_m(world, world.viewer))
-        services.binding_add(role=role, idp_group=f"group-{index}")
+        services.binding_create(role=role, membership=_m(world, world.viewer))
+        services.binding_create(role=role, idp_group=f"group-{index}")
     assert measure() == few
 
 
@@ -247,8 +247,8 @@ def test_delete_unused_role(world, client_for):
 
 def test_deleting_a_role_in_use_previews_and_needs_confirmation(world, client_for):
     role = services.role_create(tenant=world.acme, key="reviewer", name="Reviewer", permissions=["audit.read"])
-    services.binding_add(role=role, membership=_m(world, world.viewer))
-    services.binding_add(role=role, idp_group="auditors")
+    services.binding_create(role=role, membership=_m(world, world.viewer))
+    services.binding_create(role=role, idp_group="auditors")
     client = client_for(world.admin)
 
     preview = client.get(f"{ROLES}{role.pk}/delete/").content.decode()
@@ -269,7 +269,7 @@ def test_deleting_a_role_in_use_previews_and_needs_confirmation(world, client_fo
     assert not Role.objects.filter(pk=role.pk).exists()
     assert not RoleBinding.objects.filter(role_id=role.pk).exists()
     assert _events(world, "role.delete").get().metadata["bindings_removed"] == 2
-    assert not services.authorize(_m(world, world.viewer), "audit.read", log_denial=False)
+    assert not decisions.authorize(_m(world, world.viewer), "audit.read", log_denial=False)
 
 
 def test_copying_a_role_does_not_pretend_to_copy_permissions_the_actor_lacks(world, client_for):
@@ -282,7 +282,7 @@ def test_copying_a_role_does_not_pretend_to_copy_permissions_the_actor_lacks(wor
 def test_delete_preview_lists_the_roles_object_grants(world, client_for):
     role = services.role_create(tenant=world.acme, key="payroll", name="Payroll", permissions=[])
     for name in ("a", "b"):
-        services.grant_object(
+        services.grant_assign(
             action="dataset.read", obj=Dataset.objects.create(tenant=world.acme, name=name), role=role
         )
     preview = client_for(world.admin).get(f"{ROLES}{role.pk}/delete/").content.decode()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.access import services
+from apps.access import decisions, services
 from apps.access.catalog import CLASSIFICATIONS
 from apps.access.models import DeniedDecision
 from apps.catalog import selectors
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def world(cast):
-    services.roles_seed_builtin(tenant=cast.acme)
+    services.builtin_roles_seed(tenant=cast.acme)
     cast.payroll = DatasetFactory(tenant=cast.acme, name="payroll-2026", classification="restricted")
     cast.docs = DatasetFactory(tenant=cast.acme, name="product-docs", classification="confidential")
     return cast
@@ -47,7 +47,7 @@ def test_classifications_match_the_dataset_model() -> None:
 def test_a_member_cannot_list_or_read_the_restricted_dataset(world, client_for) -> None:
     assert _names(world, world.member) == ["product-docs"]
     assert selectors.dataset_get(tenant=world.acme, subject=_m(world, world.member), pk=world.payroll.pk) is None
-    decision = services.authorize(_m(world, world.member), "dataset.read", world.payroll, log_denial=False)
+    decision = decisions.authorize(_m(world, world.member), "dataset.read", world.payroll, log_denial=False)
     assert not decision.allowed
     client = client_for(world.member)
     listing = client.get("/t/acme/catalog/datasets/").content.decode()
@@ -59,9 +59,9 @@ def test_a_member_cannot_list_or_read_the_restricted_dataset(world, client_for) 
 
 
 def test_a_member_with_an_explicit_grant_can(world, client_for) -> None:
-    services.grant_object(action="dataset.read", obj=world.payroll, membership=_m(world, world.member))
+    services.grant_assign(action="dataset.read", obj=world.payroll, membership=_m(world, world.member))
     assert _names(world, world.member) == ["payroll-2026", "product-docs"]
-    decision = services.authorize(_m(world, world.member), "dataset.read", world.payroll)
+    decision = decisions.authorize(_m(world, world.member), "dataset.read", world.payroll)
     assert decision.allowed
     assert client_for(world.member).get(f"/t/acme/catalog/datasets/{world.payroll.pk}/").status_code == 200
 
@@ -70,8 +70,8 @@ def test_a_grant_to_a_role_opens_it_for_that_role_only(world) -> None:
     steward = services.role_create(
         tenant=world.acme, key="data-steward", name="Data steward", permissions=["tenant.view"]
     )
-    services.grant_object(action="dataset.read", obj=world.payroll, role=steward)
-    services.binding_add(role=steward, idp_group="hr-analytics")
+    services.grant_assign(action="dataset.read", obj=world.payroll, role=steward)
+    services.binding_create(role=steward, idp_group="hr-analytics")
     Membership.objects.filter(tenant=world.acme, user=world.viewer).update(idp_groups=["hr-analytics"])
     assert _names(world, world.viewer) == ["payroll-2026"]
     assert _names(world, world.member) == ["product-docs"]
@@ -81,7 +81,7 @@ def test_a_role_cleared_for_restricted_covers_it_tenant_wide(world) -> None:
     hr = services.role_create(
         tenant=world.acme, key="hr", name="HR", permissions=["dataset.read"], clearance="restricted"
     )
-    services.binding_add(role=hr, membership=_m(world, world.viewer))
+    services.binding_create(role=hr, membership=_m(world, world.viewer))
     assert _names(world, world.viewer) == ["payroll-2026", "product-docs"]
     # The owner's built-in role is the one built-in cleared for restricted data.
     assert _names(world, world.owner) == ["payroll-2026", "product-docs"]
@@ -91,24 +91,24 @@ def test_lower_clearance_narrows_further(world) -> None:
     public_only = services.role_create(
         tenant=world.acme, key="pub", name="Public readers", permissions=["dataset.read"], clearance="public"
     )
-    services.binding_add(role=public_only, membership=_m(world, world.viewer))
+    services.binding_create(role=public_only, membership=_m(world, world.viewer))
     open_data = DatasetFactory(tenant=world.acme, name="open-data", classification="public")
     assert _names(world, world.viewer) == ["open-data"]
-    assert services.authorize(_m(world, world.viewer), "dataset.read", open_data)
-    assert not services.authorize(_m(world, world.viewer), "dataset.read", world.docs, log_denial=False)
+    assert decisions.authorize(_m(world, world.viewer), "dataset.read", open_data)
+    assert not decisions.authorize(_m(world, world.viewer), "dataset.read", world.docs, log_denial=False)
 
 
 def test_restrict_agrees_with_authorize_row_by_row(world) -> None:
     for classification in CLASSIFICATIONS:
         DatasetFactory(tenant=world.acme, name=f"x-{classification}", classification=classification)
-    services.grant_object(action="dataset.read", obj=world.payroll, membership=_m(world, world.admin))
+    services.grant_assign(action="dataset.read", obj=world.payroll, membership=_m(world, world.admin))
     for user in (world.owner, world.admin, world.member, world.viewer):
         member = _m(world, user)
         listed = {d.pk for d in selectors.dataset_list(tenant=world.acme, subject=member)}
         decided = {
             d.pk
             for d in Dataset.objects.for_tenant(world.acme)
-            if services.authorize(member, "dataset.read", d, log_denial=False)
+            if decisions.authorize(member, "dataset.read", d, log_denial=False)
         }
         assert listed == decided, user.email
 
@@ -123,7 +123,7 @@ def test_explain_access_names_the_rule(world, client_for) -> None:
     assert f"dataset {world.payroll.pk} is restricted" in page
     assert "covers only datasets up to confidential" in page
     assert "restricted datasets need an explicit grant" in page
-    services.grant_object(action="dataset.read", obj=world.payroll, membership=member)
+    services.grant_assign(action="dataset.read", obj=world.payroll, membership=member)
     page = client.get(explain, query).content.decode()
     assert 'badge-ok">Allowed' in page
     assert "direct grant to member: dataset.read on dataset" in page

@@ -82,12 +82,12 @@ def test_list_queries_do_not_grow_with_rows(cast, memberships) -> None:
 
 
 def test_object_grants_are_visible_row_by_row_in_flat_queries(cast, memberships) -> None:
-    from apps.access.services import grant_object
+    from apps.access.services import grant_assign
 
     viewer = memberships["viewer"]
     granted = DatasetFactory(tenant=cast.acme, name="granted")
     DatasetFactory.create_batch(5, tenant=cast.acme)
-    grant_object(action="dataset.read", obj=granted, membership=viewer, by=cast.owner)
+    grant_assign(action="dataset.read", obj=granted, membership=viewer)
     viewer = Membership.objects.for_tenant(cast.acme).get(pk=viewer.pk)  # a fresh request's membership
     assert list(selectors.dataset_list(tenant=cast.acme, subject=viewer)) == [granted]
     DatasetFactory.create_batch(20, tenant=cast.acme)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.access.services import roles_seed_builtin
+from apps.access.services import builtin_roles_seed
 from apps.audit.services import Actor, record
 from apps.catalog.models import Dataset, Tool
 from apps.tenants.models import Membership
@@ -23,7 +23,7 @@ PASSWORD = "correct horse battery staple"
 @pytest.fixture
 def world():
     acme = TenantFactory(slug="acme", name="Acme Corp")
-    roles_seed_builtin(tenant=acme)
+    builtin_roles_seed(tenant=acme)
     owner = UserFactory(email="owner@acme.example", full_name="Olivia Owner", is_staff=True)
     MembershipFactory(tenant=acme, user=owner, role=Membership.Role.OWNER)
     for index, role in enumerate(["admin", "developer", "analyst", "viewer"]):

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 from allauth.mfa.models import Authenticator
 
-from apps.access.services import roles_seed_builtin
+from apps.access.services import builtin_roles_seed
 from apps.audit.services import Actor, record
 from apps.catalog.models import Dataset
 from apps.sso.models import VerifiedDomain
@@ -36,7 +36,7 @@ document.addEventListener("securitypolicyviolation", (event) => {
 @pytest.fixture
 def acme():
     acme = TenantFactory(slug="acme", name="Acme Corp")
-    roles_seed_builtin(tenant=acme)
+    builtin_roles_seed(tenant=acme)
     owner = UserFactory(email="owner@acme.example", full_name="Olivia Owner", is_staff=True)
     MembershipFactory(tenant=acme, user=owner, role=Membership.Role.OWNER)
     Dataset.objects.create(tenant=acme, name="support-tickets", classification="confidential")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from apps.access.services import grant_object
+from apps.access.services import grant_assign
 from apps.audit.models import AuditEvent
 from apps.guardrails.services import DEFAULT_MAX_ARGUMENT_BYTES, check_tool_call
 from apps.tenants.models import Membership
@@ -49,8 +49,8 @@ def test_lineage_a_viewer_lacks_tool_execute_and_dataset_read(cast, rows, member
 def test_lineage_needs_read_on_every_dataset(cast, rows, memberships) -> None:
     viewer = memberships["viewer"]
     other = DatasetFactory(tenant=cast.acme, name="payroll")
-    grant_object(action="tool.execute", obj=rows.tool, membership=viewer, by=cast.owner)
-    grant_object(action="dataset.read", obj=rows.dataset, membership=viewer, by=cast.owner)
+    grant_assign(action="tool.execute", obj=rows.tool, membership=viewer)
+    grant_assign(action="dataset.read", obj=rows.dataset, membership=viewer)
     viewer = Membership.objects.for_tenant(cast.acme).get(pk=viewer.pk)
     assert check_tool_call(subject=viewer, tool=rows.tool, arguments=GOOD, datasets=[rows.dataset]).allowed
     verdict = check_tool_call(subject=viewer, tool=rows.tool, arguments=GOOD, datasets=[rows.dataset, other])

@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from apps.access.services import authorize
+from apps.access.decisions import can
 from apps.sso import oidc, saml, selectors, services
 from apps.sso.models import SSOConnection
 from apps.sso.types import Assertion, SSOConfigError, SSOError
@@ -135,7 +135,7 @@ def _may_test(request: HttpRequest, connection: SSOConnection, flow: dict) -> bo
     if connection.tenant is None:  # the platform's connection: tested by platform staff
         return bool(user.is_active and user.is_staff)
     membership = membership_for_console(user=user, slug=connection.tenant.slug)
-    return authorize(membership, SSO_MANAGE, tenant=connection.tenant, log_denial=False).allowed
+    return can(membership, SSO_MANAGE, tenant=connection.tenant)
 
 
 def _finish_test(

@@ -154,15 +154,12 @@ class Command(BaseCommand):
             name="Data steward",
             description="Reads restricted HR data.",
             permissions=["tenant.view", "prompt.create", "model.use"],
-            by=owner,
-            acting=owner_membership,
+            actor=owner_membership,
         )
-        access_services.binding_add(role=steward, idp_group="hr-analytics", by=owner, acting=owner_membership)
+        access_services.binding_create(role=steward, idp_group="hr-analytics", actor=owner_membership)
         # payroll-2026 is restricted: no role is cleared for it tenant-wide except Owner, so this explicit
         # grant is how the Data steward role (and only it, among the others) reads it.
-        access_services.grant_object(
-            action="dataset.read", obj=payroll, role=steward, by=owner, acting=owner_membership
-        )
+        access_services.grant_assign(action="dataset.read", obj=payroll, role=steward, actor=owner_membership)
         self.created.append(f"{tenant.slug}: 3 datasets, 2 models, 2 tools, Data steward reads payroll-2026")
 
     # --- tenants ---------------------------------------------------------------------------
@@ -188,8 +185,11 @@ class Command(BaseCommand):
         for person in spec.people:
             membership = memberships.get(person.email)
             if membership is None:
-                by = None if person is owner_spec else owner
-                membership = member_services.member_invite(tenant=tenant, email=person.email, role=person.role, by=by)
+                # The owner invites everyone else (the no-escalation rule checks it); the owner came with the tenant.
+                actor = None if person is owner_spec else selectors.member_list(tenant=tenant).get(user=owner)
+                membership = member_services.member_invite(
+                    tenant=tenant, email=person.email, role=person.role, actor=actor
+                )
                 self.created.append(f"{spec.slug}: invited {person.email} as {person.role}")
             if not person.pending and membership.status == Membership.Status.INVITED:
                 user = owner if person is owner_spec else people[person.email]
