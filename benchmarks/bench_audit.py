@@ -348,7 +348,7 @@ def bench_pages(tenant: Any, owner: Any, users: list[Any], requests: int) -> dic
     rare_prefix.pop("next_cursor")
     anonymous = time_page(client, url, {"actor": "guess7@example.net"}, requests)
     anonymous.pop("next_cursor")
-    from apps.audit.forms import parse_moment
+    from apps.core.filtering import parse_moment
 
     start = parse_moment(week["date_from"])[0]
     end = parse_moment(week["date_to"])[0] + timedelta(days=1)
