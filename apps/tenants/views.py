@@ -23,8 +23,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from apps.access import members as member_services
-from apps.access.decisions import can
-from apps.access.decorators import public_view, tenant_view
+from apps.access.decorators import TenantRequest, public_view, tenant_view
 from apps.access.services import AccessError
 from apps.core.htmx import is_htmx, render_page
 from apps.core.shortcuts import found_or_404
@@ -37,29 +36,29 @@ MEMBERS_PAGE_SIZE = 50
 RECENT_EVENTS = 5
 
 
-def _membership_or_404(request: HttpRequest, membership_id: int) -> Membership:
-    membership = selectors.membership_get(tenant=request.tenant, membership_id=membership_id)  # type: ignore[attr-defined]
+def _membership_or_404(request: TenantRequest, membership_id: int) -> Membership:
+    membership = selectors.membership_get(tenant=request.tenant, membership_id=membership_id)
     return found_or_404(membership, "No such member")
 
 
-def _members_url(request: HttpRequest) -> str:
-    return reverse("tenants:members", kwargs={"tenant_slug": request.tenant.slug})  # type: ignore[attr-defined]
+def _members_url(request: TenantRequest) -> str:
+    return reverse("tenants:members", kwargs={"tenant_slug": request.tenant.slug})
 
 
-def _row_context(request: HttpRequest) -> dict[str, Any]:
+def _row_context(request: TenantRequest) -> dict[str, Any]:
     """What the member row partial needs to decide which controls to show."""
     return {
-        "can_manage": can(request.membership, "member.manage", tenant=request.tenant),  # type: ignore[attr-defined]
-        "role_choices": role_choices_for(request.membership),  # type: ignore[attr-defined]
+        "can_manage": request.can("member.manage"),
+        "role_choices": role_choices_for(request.membership),
     }
 
 
-def _row_response(request: HttpRequest, member: Membership, *, error: str = "", notice: str = "") -> HttpResponse:
+def _row_response(request: TenantRequest, member: Membership, *, error: str = "", notice: str = "") -> HttpResponse:
     context = {**_row_context(request), "member": member, "row_error": error, "row_notice": notice}
     return render(request, "tenants/partials/_member_row.html", context)
 
 
-def _row_answer(request: HttpRequest, member: Membership, *, error: str = "", notice: str = "") -> HttpResponse:
+def _row_answer(request: TenantRequest, member: Membership, *, error: str = "", notice: str = "") -> HttpResponse:
     """The outcome of a member action: htmx gets the changed row, anything else a message and the member list."""
     if is_htmx(request):
         return _row_response(request, member, error=error, notice=notice)
@@ -81,53 +80,51 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @tenant_view("tenant.view")
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: TenantRequest) -> HttpResponse:
     """Overview for any member: member counts, their role, recent audit events if they hold audit.read."""
-    can_audit = can(request.membership, "audit.read", tenant=request.tenant)  # type: ignore[attr-defined]
+    can_audit = request.can("audit.read")
     context = {
-        "counts": selectors.member_counts(tenant=request.tenant),  # type: ignore[attr-defined]
-        "can_manage": can(request.membership, "member.manage", tenant=request.tenant),  # type: ignore[attr-defined]
+        "counts": selectors.member_counts(tenant=request.tenant),
+        "can_manage": request.can("member.manage"),
         "can_audit": can_audit,
         "recent_events": (
-            selectors.recent_audit_events(tenant=request.tenant, limit=RECENT_EVENTS)  # type: ignore[attr-defined]
-            if can_audit
-            else []
+            selectors.recent_audit_events(tenant=request.tenant, limit=RECENT_EVENTS) if can_audit else []
         ),
     }
     return render(request, "tenants/dashboard.html", context)
 
 
 @tenant_view("tenant.view")
-def member_list(request: HttpRequest) -> HttpResponse:
+def member_list(request: TenantRequest) -> HttpResponse:
     """Members, 50 a page by e-mail, filterable; managers also get the invite form and row controls.
 
     An out-of-range or malformed ``page`` shows the nearest page; an invalid
     filter value is reported and ignored.
     """
     filter_form = MemberFilterForm(request.GET)
-    members = selectors.member_list(tenant=request.tenant, **filter_form.filters())  # type: ignore[attr-defined]
+    members = selectors.member_list(tenant=request.tenant, **filter_form.filters())
     page = Paginator(members, MEMBERS_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         **_row_context(request),
         "filter_form": filter_form,
         "page": page,
-        "counts": selectors.member_counts(tenant=request.tenant),  # type: ignore[attr-defined]
-        "invite_form": InviteForm(actor=request.membership),  # type: ignore[attr-defined]
+        "counts": selectors.member_counts(tenant=request.tenant),
+        "invite_form": InviteForm(actor=request.membership),
     }
     return render_page(request, "tenants/member_list.html", context, partial="tenants/partials/_member_table.html")
 
 
 @tenant_view("member.manage")
-def member_invite(request: HttpRequest) -> HttpResponse:
+def member_invite(request: TenantRequest) -> HttpResponse:
     """Invite someone by e-mail (member.manage). GET shows the form; POST invites and redirects."""
-    form = InviteForm(request.POST or None, actor=request.membership)  # type: ignore[attr-defined]
+    form = InviteForm(request.POST or None, actor=request.membership)
     if request.method == "POST" and form.is_valid():
         try:
             membership = member_services.member_invite(
-                tenant=request.tenant,  # type: ignore[attr-defined]
+                tenant=request.tenant,
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
-                actor=request.membership,  # type: ignore[attr-defined]
+                actor=request.membership,
             )
         except (TenantError, AccessError) as exc:
             form.add_error(None, str(exc))
@@ -139,10 +136,10 @@ def member_invite(request: HttpRequest) -> HttpResponse:
 
 @tenant_view("member.manage")
 @require_http_methods(["GET", "HEAD", "POST"])
-def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
+def member_role(request: TenantRequest, membership_id: int) -> HttpResponse:
     """Change a member's role (member.manage). htmx gets the updated row; others a page or redirect."""
     member = _membership_or_404(request, membership_id)
-    form = RoleForm(request.POST or None, actor=request.membership, initial={"role": member.role})  # type: ignore[attr-defined]
+    form = RoleForm(request.POST or None, actor=request.membership, initial={"role": member.role})
     error = ""
     if request.method == "POST":
         if form.is_valid():
@@ -150,7 +147,7 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
                 member = member_services.member_change_role(
                     membership=member,
                     role=form.cleaned_data["role"],
-                    actor=request.membership,  # type: ignore[attr-defined]
+                    actor=request.membership,
                 )
             except (TenantError, AccessError) as exc:
                 error = str(exc)
@@ -166,37 +163,37 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
     return render(request, "tenants/member_role.html", context, status=400 if error else 200)
 
 
-def _status_change(request: HttpRequest, membership_id: int, *, disabled: bool) -> HttpResponse:
+def _status_change(request: TenantRequest, membership_id: int, *, disabled: bool) -> HttpResponse:
     member = _membership_or_404(request, membership_id)
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:
-        member = member_services.member_set_disabled(membership=member, disabled=disabled, actor=request.membership)  # type: ignore[attr-defined]
+        member = member_services.member_set_disabled(membership=member, disabled=disabled, actor=request.membership)
     except (TenantError, AccessError) as exc:
         return _row_answer(request, member, error=str(exc))
     return _row_answer(request, member, notice=f"{member.user.email} is {'disabled' if disabled else 'enabled again'}.")
 
 
 @tenant_view("member.manage")
-def member_disable(request: HttpRequest, membership_id: int) -> HttpResponse:
+def member_disable(request: TenantRequest, membership_id: int) -> HttpResponse:
     """Disable a membership (member.manage): the person loses access at once. POST only."""
     return _status_change(request, membership_id, disabled=True)
 
 
 @tenant_view("member.manage")
-def member_enable(request: HttpRequest, membership_id: int) -> HttpResponse:
+def member_enable(request: TenantRequest, membership_id: int) -> HttpResponse:
     """Enable a disabled membership again (member.manage). POST only."""
     return _status_change(request, membership_id, disabled=False)
 
 
 @tenant_view("member.manage")
-def member_resend(request: HttpRequest, membership_id: int) -> HttpResponse:
+def member_resend(request: TenantRequest, membership_id: int) -> HttpResponse:
     """Send a new invitation link to someone who has not accepted yet (member.manage). POST only."""
     member = _membership_or_404(request, membership_id)
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:
-        member = member_services.member_resend(membership=member, actor=request.membership)  # type: ignore[attr-defined]
+        member = member_services.member_resend(membership=member, actor=request.membership)
     except (TenantError, AccessError) as exc:
         return _row_answer(request, member, error=str(exc))
     return _row_answer(request, member, notice=f"A new invitation is on its way to {member.user.email}.")
@@ -204,17 +201,17 @@ def member_resend(request: HttpRequest, membership_id: int) -> HttpResponse:
 
 @tenant_view("member.manage")
 @require_http_methods(["GET", "HEAD", "POST"])
-def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
+def member_remove(request: TenantRequest, membership_id: int) -> HttpResponse:
     """Remove a member or withdraw an invitation (member.manage). GET asks to confirm; POST removes."""
     member = _membership_or_404(request, membership_id)
     error = ""
     if request.method == "POST":
         try:
-            member_services.member_remove(membership=member, actor=request.membership)  # type: ignore[attr-defined]
+            member_services.member_remove(membership=member, actor=request.membership)
         except TenantError as exc:
             error = str(exc)
         else:
-            messages.success(request, f"{member.user.email} no longer has access to {request.tenant.name}.")  # type: ignore[attr-defined]
+            messages.success(request, f"{member.user.email} no longer has access to {request.tenant.name}.")
             return redirect(_members_url(request))
     context = {"member": member, "error": error}
     return render(request, "tenants/member_remove.html", context, status=400 if error else 200)
