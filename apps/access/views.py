@@ -28,7 +28,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from apps.access import selectors, services
 from apps.access.catalog import OBJECT_ACTIONS, PERMISSIONS, Permission
 from apps.access.decisions import authorize, can, held_permissions
-from apps.access.decorators import tenant_view
+from apps.access.decorators import TenantRequest, tenant_view
 from apps.access.forms import (
     BindingForm,
     DeniedFilterForm,
@@ -41,22 +41,15 @@ from apps.access.forms import (
 from apps.access.models import Role
 from apps.access.services import AccessError
 from apps.catalog import selectors as catalog_selectors
-from apps.core.htmx import HtmxHttpRequest, is_htmx, render_page
+from apps.core.htmx import is_htmx, render_page
 from apps.core.shortcuts import found_or_404
-from apps.tenants.models import Membership, Tenant
+from apps.tenants.models import Membership
 
 ROLES_PAGE_SIZE = 50
 GRANTS_PAGE_SIZE = 25
 DENIED_PAGE_SIZE = 50
 ROLE_MANAGE = "role.manage"
 AUDIT_READ = "audit.read"
-
-
-class TenantRequest(HtmxHttpRequest):
-    """What ``tenant_view`` adds to the request (for type hints only); ``htmx`` comes from django-htmx."""
-
-    tenant: Tenant
-    membership: Membership
 
 
 # --- helpers ------------------------------------------------------------------------------------
