@@ -10,7 +10,9 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from apps.audit import services
 from apps.audit.models import AuditEvent, AuditRetentionCut
+from apps.audit.redaction import mask_text
 from apps.audit.services import Actor, retention_purge, seal_chains
 from apps.audit.verification import verify_chain
 
@@ -136,3 +138,38 @@ def test_purge_command_arguments(cast):
         call_command("audit_purge", "--platform", "--older-than-days", "0", stdout=StringIO())
     with pytest.raises(CommandError, match="No tenant"):
         call_command("audit_purge", "--tenant", "nope", "--older-than-days", "30", stdout=StringIO())
+
+
+def _old_chain_ending_in_a_card_like_hash(record_at, tenant) -> bytes:
+    """Old events until the newest one's hash, in hex, holds a Luhn-valid run of 13–19 digits.
+
+    About 1 hash in 230 does: the purge record's anchor_hash then looked like a
+    card number to metadata masking, which made the suite flaky.
+    """
+    for index in range(5000):
+        event = AuditEvent.objects.get(pk=record_at("a.old", at=OLD, tenant=tenant, metadata={"n": index}))
+        anchor = bytes(event.hash)
+        if mask_text(anchor.hex()) != anchor.hex():
+            return anchor
+    pytest.fail("no card-like hash in 5000 events")
+
+
+def test_an_anchor_hash_that_looks_like_a_card_number_still_attests_the_cut(cast, record_at):
+    anchor = _old_chain_ending_in_a_card_like_hash(record_at, cast.acme)
+    result = retention_purge(chain=cast.acme.pk, older_than=CUT, by=Actor.system())
+    assert result.anchor_hash == anchor
+    purge = AuditEvent.objects.get(pk=result.event_id)
+    assert purge.metadata["anchor_hash"] == anchor.hex()  # stored as computed, not masked
+    report = verify_chain(cast.acme.pk)
+    assert report.ok, report.problem
+
+
+def test_a_purge_record_masked_by_the_old_code_still_attests_the_cut(cast, record_at, monkeypatch):
+    # Chains purged before the fix hold purge records whose anchor was masked.
+    anchor = _old_chain_ending_in_a_card_like_hash(record_at, cast.acme)
+    real_metadata_json = services._metadata_json
+    monkeypatch.setattr(services, "_metadata_json", lambda metadata, *, mask: real_metadata_json(metadata, mask=True))
+    result = retention_purge(chain=cast.acme.pk, older_than=CUT, by=Actor.system())
+    assert AuditEvent.objects.get(pk=result.event_id).metadata["anchor_hash"] == mask_text(anchor.hex())
+    report = verify_chain(cast.acme.pk)
+    assert report.ok, report.problem
