@@ -8,6 +8,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from apps.tenants import selectors
+from apps.tenants.invitations import INVITATION_MAX_AGE, invitation_token
 
 
 def send_invitation(*, membership_id: int) -> bool:
@@ -16,8 +17,6 @@ def send_invitation(*, membership_id: int) -> bool:
     Returns False (and sends nothing) if the membership is gone or no longer an
     open invitation. SMTP errors propagate so the task can retry.
     """
-    from apps.tenants.services import INVITATION_MAX_AGE, invitation_token
-
     membership = selectors.membership_for_invitation_email(membership_id=membership_id)
     if membership is None:
         return False

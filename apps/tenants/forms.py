@@ -15,8 +15,8 @@ from django.contrib.auth.forms import SetPasswordForm
 from django.core.validators import MaxLengthValidator
 
 from apps.access.escalation import builtin_roles_handable
+from apps.tenants.invitations import INVITATION_MAX_AGE
 from apps.tenants.models import Membership
-from apps.tenants.services import INVITATION_MAX_AGE
 
 MAX_SEARCH_LENGTH = 254
 MAX_PASSWORD_LENGTH = 128

@@ -25,12 +25,12 @@ from apps.accounts import services as account_services
 from apps.accounts.models import User
 from apps.accounts.services import sign_out_everywhere
 from apps.audit.services import Actor, record
+from apps.tenants.invitations import (
+    INVITATION_MAX_AGE,
+    INVITATION_SALT,
+    INVITATION_TOKEN_MAX_LENGTH,
+)
 from apps.tenants.models import RESERVED_SLUGS, Membership, MembershipRemoval, Tenant
-
-INVITATION_SALT = "bastion.invitation"
-INVITATION_MAX_AGE = 7 * 24 * 3600
-# Longer than any token we issue; anything longer is refused before unsigning.
-INVITATION_TOKEN_MAX_LENGTH = 512
 
 OWNER_ONLY = "Only an owner can grant or revoke the owner role, or change an owner's membership."
 
@@ -47,11 +47,6 @@ def _actor(by: User | None) -> Actor:
 
 
 # --- invitations ---------------------------------------------------------------------------
-
-
-def invitation_token(membership: Membership) -> str:
-    """A signed, expiring token naming one membership (and the invitee's e-mail)."""
-    return signing.dumps({"m": membership.pk, "e": membership.user.email}, salt=INVITATION_SALT, compress=True)
 
 
 def invitation_membership(token: str) -> Membership:
