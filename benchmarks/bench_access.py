@@ -176,8 +176,8 @@ def casbin_policy() -> tuple[list[list[str]], list[list[str]]]:
     """The same policy as casbin lines: p (role/user, tenant, object|*, action) and g (user, role, tenant)."""
     from guardian.models import GroupObjectPermission, UserObjectPermission
 
-    from apps.access.catalog import BUILTIN_ROLES, CODENAME_ACTIONS
     from apps.access.models import Role, RoleBinding
+    from apps.access.permissions import BUILTIN_ROLES, CODENAME_ACTIONS
     from apps.tenants.models import Membership
 
     p_lines: list[list[str]] = []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from apps.access.catalog import PERMISSIONS
+from apps.access.permissions import PERMISSIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 # Third-party URL trees that bring their own authentication decorators.

@@ -28,7 +28,8 @@ from django.core.exceptions import ValidationError
 from django.db.models import Model, Q, QuerySet
 
 from apps.access import permsets
-from apps.access.catalog import (
+from apps.access.models import DeniedDecision, RoleBinding
+from apps.access.permissions import (
     ADMINISTRATIVE_PERMISSIONS,
     BUILTIN_ROLES,
     CLASSIFICATIONS,
@@ -38,7 +39,6 @@ from apps.access.catalog import (
     classification_rank,
     require_known,
 )
-from apps.access.models import DeniedDecision, RoleBinding
 from apps.core import context
 from apps.tenants.models import Membership, Tenant
 

@@ -32,8 +32,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.module_loading import import_string
 
-from apps.access.catalog import OBJECT_ACTIONS, require_known
 from apps.access.decisions import Scope, authorize, can
+from apps.access.permissions import OBJECT_ACTIONS, require_known
 from apps.core import context
 from apps.core.decorators import public_view
 from apps.core.htmx import HtmxHttpRequest

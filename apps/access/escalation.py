@@ -16,15 +16,15 @@ from django.contrib.contenttypes.models import ContentType
 from guardian.models import GroupObjectPermission
 
 from apps.access import permsets
-from apps.access.catalog import (
+from apps.access.decisions import can, rank_label, resource_label
+from apps.access.models import Role
+from apps.access.permissions import (
     BUILTIN_ROLES,
     CLASSIFIED_ACTIONS,
     CODENAME_ACTIONS,
     DEFAULT_CLEARANCE,
     classification_rank,
 )
-from apps.access.decisions import can, rank_label, resource_label
-from apps.access.models import Role
 from apps.tenants.models import Membership, Tenant
 
 

@@ -20,9 +20,9 @@ from django.core.validators import RegexValidator
 from django.db.models import Model
 
 from apps.access import selectors
-from apps.access.catalog import DEFAULT_CLEARANCE, OBJECT_ACTIONS, PERMISSIONS, Risk
 from apps.access.decisions import can
 from apps.access.models import CLEARANCE_CHOICES, Role
+from apps.access.permissions import DEFAULT_CLEARANCE, OBJECT_ACTIONS, PERMISSIONS, Risk
 from apps.catalog import selectors as catalog_selectors
 from apps.core.filtering import KeysetFilterForm
 from apps.tenants.models import SLUG_PATTERN, Membership, Tenant

@@ -30,8 +30,8 @@ from django.db import transaction
 from guardian.models import UserObjectPermission
 
 from apps.access import permsets
-from apps.access.catalog import CODENAME_ACTIONS
 from apps.access.escalation import AccessError, ensure_may_hand_out_builtin_role
+from apps.access.permissions import CODENAME_ACTIONS
 from apps.accounts.models import User
 from apps.audit.services import Actor, record
 from apps.tenants import services as tenant_services

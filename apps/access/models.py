@@ -12,7 +12,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Now
 
-from apps.access.catalog import CLASSIFICATIONS, DEFAULT_CLEARANCE
+from apps.access.permissions import CLASSIFICATIONS, DEFAULT_CLEARANCE
 from apps.tenants.models import Membership, TenantOwned
 
 CLEARANCE_CHOICES = [(value, value.capitalize()) for value in CLASSIFICATIONS]

@@ -31,8 +31,14 @@ from django.db import connection, transaction
 from django.db.models import Q
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
-from apps.access.catalog import BUILTIN_ROLES, CODENAME_ACTIONS, DEFAULT_CLEARANCE, OBJECT_ACTIONS, classification_rank
 from apps.access.models import Role, RoleBinding
+from apps.access.permissions import (
+    BUILTIN_ROLES,
+    CODENAME_ACTIONS,
+    DEFAULT_CLEARANCE,
+    OBJECT_ACTIONS,
+    classification_rank,
+)
 from apps.tenants.models import Membership
 
 VERSION_KEY = "bastion:access-version:{tenant_id}"

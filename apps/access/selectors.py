@@ -21,8 +21,8 @@ from django.db.models import Count, IntegerField, Max, Model, OuterRef, Q, Query
 from django.db.models.functions import Coalesce
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
-from apps.access.catalog import BUILTIN_ROLES, CODENAME_ACTIONS, OBJECT_ACTIONS, BuiltinRole
 from apps.access.models import DeniedDecision, Role, RoleBinding
+from apps.access.permissions import BUILTIN_ROLES, CODENAME_ACTIONS, OBJECT_ACTIONS, BuiltinRole
 from apps.core.pagination import Page, keyset_page, within
 from apps.tenants.models import Membership, Tenant
 from apps.tenants.selectors import MAX_ID

@@ -17,7 +17,9 @@ from django.db import transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
 from apps.access import permsets
-from apps.access.catalog import (
+from apps.access.escalation import AccessError, ensure_may_hand_out_role, ensure_no_escalation
+from apps.access.models import Role, RoleBinding
+from apps.access.permissions import (
     BUILTIN_ROLES,
     CLASSIFICATIONS,
     CLASSIFIED_ACTIONS,
@@ -26,8 +28,6 @@ from apps.access.catalog import (
     PERMISSIONS,
     classification_rank,
 )
-from apps.access.escalation import AccessError, ensure_may_hand_out_role, ensure_no_escalation
-from apps.access.models import Role, RoleBinding
 from apps.audit.services import Actor, record
 from apps.core import context
 from apps.tenants.models import Membership, Tenant

@@ -26,7 +26,6 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
 
 from apps.access import selectors, services
-from apps.access.catalog import OBJECT_ACTIONS, PERMISSIONS, Permission
 from apps.access.decisions import authorize, can, held_permissions
 from apps.access.decorators import TenantRequest, tenant_view
 from apps.access.forms import (
@@ -39,6 +38,7 @@ from apps.access.forms import (
     RoleForm,
 )
 from apps.access.models import Role
+from apps.access.permissions import OBJECT_ACTIONS, PERMISSIONS, Permission
 from apps.access.services import AccessError
 from apps.catalog import selectors as catalog_selectors
 from apps.core.htmx import is_htmx, render_page

@@ -52,7 +52,7 @@ class Dataset(TenantOwned):
 
     class Meta:
         ordering = ["name"]
-        # Object-level grants (apps.access.catalog.OBJECT_ACTIONS) are stored as these guardian permissions.
+        # Object-level grants (apps.access.permissions.OBJECT_ACTIONS) are stored as these guardian permissions.
         permissions = [("dataset_read", "Read this dataset"), ("dataset_write", "Write to this dataset")]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "name"], name="dataset_unique_name_per_tenant"),
@@ -150,7 +150,7 @@ class Tool(TenantOwned):
 
     class Meta:
         ordering = ["name"]
-        # Object-level grants of tool.execute (apps.access.catalog.OBJECT_ACTIONS) use this guardian permission.
+        # Object-level grants of tool.execute (apps.access.permissions.OBJECT_ACTIONS) use this guardian permission.
         permissions = [("tool_execute", "Run this tool")]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "name"], name="tool_unique_name_per_tenant"),

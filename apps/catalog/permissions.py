@@ -1,6 +1,6 @@
 """The catalog permissions each page and selector needs, named once.
 
-All come from ``apps.access.catalog``; nothing new is added there. Managing
+All come from ``apps.access.permissions``; nothing new is added there. Managing
 models reuses ``tool.manage``: registering a model, its prices and whether it
 is enabled is the same kind of curation as registering a tool (owner and admin
 hold it, members do not). ``billing.manage`` is owner-only and about payment

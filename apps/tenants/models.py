@@ -99,7 +99,7 @@ class Membership(TenantOwned):
         DISABLED = "disabled", "Disabled"
 
     class Role(models.TextChoices):
-        """The member's built-in role (apps.access.catalog.BUILTIN_ROLES); more roles come from bindings."""
+        """The member's built-in role (apps.access.permissions.BUILTIN_ROLES); more roles come from bindings."""
 
         OWNER = "owner", "Owner"
         ADMIN = "admin", "Admin"

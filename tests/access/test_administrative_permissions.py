@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from apps.access import services
-from apps.access.catalog import ADMINISTRATIVE_PERMISSIONS, PERMISSIONS
+from apps.access.permissions import ADMINISTRATIVE_PERMISSIONS, PERMISSIONS
 from apps.sso import policy
 from apps.tenants.models import Membership
 from tests.accounts.helpers import set_policy, sso_connection

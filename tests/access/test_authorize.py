@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from apps.access.catalog import BASE_ROLE_PERMISSIONS, PERMISSIONS
 from apps.access.decisions import authorize
+from apps.access.permissions import BASE_ROLE_PERMISSIONS, PERMISSIONS
 from apps.tenants.models import Membership
 
 pytestmark = pytest.mark.django_db
@@ -73,7 +73,7 @@ def test_anonymous_is_sent_to_sign_in(client, cast) -> None:
 
 
 def test_membership_roles_are_exactly_the_builtin_roles() -> None:
-    from apps.access.catalog import BUILTIN_ROLES
+    from apps.access.permissions import BUILTIN_ROLES
 
     assert set(Membership.Role.values) == set(BUILTIN_ROLES)
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 
 from apps.access import decisions, services
-from apps.access.catalog import CLASSIFICATIONS
 from apps.access.models import DeniedDecision
+from apps.access.permissions import CLASSIFICATIONS
 from apps.catalog import selectors
 from apps.catalog.models import Dataset
 from apps.tenants.models import Membership

@@ -4,7 +4,7 @@ from django.db import migrations
 
 
 def seed(apps, schema_editor):
-    from apps.access.catalog import BUILTIN_ROLES
+    from apps.access.permissions import BUILTIN_ROLES
 
     Tenant = apps.get_model("tenants", "Tenant")
     Role = apps.get_model("access", "Role")

@@ -4,7 +4,7 @@ from django.db import migrations, models
 
 
 def clear_owner_roles(apps, schema_editor):
-    # The built-in Owner role is cleared for restricted data (apps.access.catalog); the rest keep the default.
+    # The built-in Owner role is cleared for restricted data (apps.access.permissions); the rest keep the default.
     Role = apps.get_model("access", "Role")
     Role.objects.filter(builtin=True, key="owner").update(clearance="restricted")
 
