@@ -18,12 +18,17 @@ seeds it once (later runs reuse the seed unless --reseed or --events changes).
    (actor e-mail + 7-day range), over --requests requests each; query counts.
 3. record(): N single events in autocommit, then in transactions of 100; then
    two processes (own connections) writing to two tenants at once, as a ratio
-   of the single-process rate. record() locks the chain head, computes the
-   link in Python and inserts (the key never reaches the database).
-4. For comparison (unless --no-legacy), the old single-statement append that
+   of the single-process rate. record() computes the link in Python from the
+   head this process last saw and appends with one statement that locks the
+   head only if it still is that head (the key never reaches the database).
+4. For comparison (unless --no-legacy), interleaved trial by trial: the
+   previous record() (always lock the head, then insert: two statements, four
+   round trips in autocommit), and the old single-statement append that
    computed the link in SQL from HMAC pads sent as parameters (issue #7: that
-   exposed the key), timed the same way on a chain of its own, with the audit
-   triggers off for that session as they were then; reported as a ratio.
+   exposed the key), timed on a chain of its own with the audit triggers off
+   for that session as they were then; reported as ratios.
+5. Two processes appending to the same tenant's chain (so each one's cached
+   head is usually stale), then audit_verify of that chain.
 
 Prints a table and writes bench-results/audit.json.
 """
@@ -40,6 +45,8 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -366,12 +373,29 @@ def bench_pages(tenant: Any, owner: Any, users: list[Any], requests: int) -> dic
 # --- record() throughput --------------------------------------------------------------
 
 
-def _write(slug: str, n: int, batch: int, *, durable: bool = True) -> float:
+@contextmanager
+def _locked_path_only() -> Iterator[None]:
+    """record() as committed before the optimistic append: lock the head, hash, insert (no cached head)."""
+    from apps.audit import services
+
+    saved = services._OPTIMISTIC_ATTEMPTS
+    services._OPTIMISTIC_ATTEMPTS = 0
+    try:
+        yield
+    finally:
+        services._OPTIMISTIC_ATTEMPTS = saved
+
+
+def _write(
+    slug: str, n: int, batch: int, *, durable: bool = True, locked: bool = False, statements: list[int] | None = None
+) -> float:
     """Record ``n`` events into a tenant's chain; ``batch`` > 1 groups them in transactions. Returns seconds.
 
     ``durable=False`` is a diagnostic only: the session stops waiting for the
     WAL flush at commit (synchronous_commit off), which shows what record()
-    costs when the disk's fsync latency is taken out.
+    costs when the disk's fsync latency is taken out. ``locked=True`` times the
+    previous record() (always lock the head first). ``statements``, if given,
+    receives the number of statements sent (BEGIN and COMMIT not included).
     """
     from django.db import connection, transaction
 
@@ -384,7 +408,15 @@ def _write(slug: str, n: int, batch: int, *, durable: bool = True) -> float:
     metadata = {"role": "member", "email": "someone@example.com", "note": "benchmark"}
     with connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit TO on" if durable else "SET synchronous_commit TO off")
-    with context.bind(ip="192.0.2.1", user_agent="bench/1.0"):
+    sent = [0]
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context_: Any) -> Any:
+        sent[0] += 1
+        return execute(sql, params, many, context_)
+
+    counting = connection.execute_wrapper(count) if statements is not None else nullcontext()
+    path = _locked_path_only() if locked else nullcontext()
+    with context.bind(ip="192.0.2.1", user_agent="bench/1.0"), counting, path:
         t0 = time.perf_counter()
         if batch <= 1:
             for index in range(n):
@@ -411,6 +443,8 @@ def _write(slug: str, n: int, batch: int, *, durable: bool = True) -> float:
         elapsed = time.perf_counter() - t0
     with connection.cursor() as cursor:
         cursor.execute("RESET synchronous_commit")
+    if statements is not None:
+        statements.append(sent[0])
     return elapsed
 
 
@@ -485,7 +519,7 @@ def _legacy_record(tenant: Any, index: int, metadata: dict[str, Any], pads: tupl
         return cursor.fetchone()[0]
 
 
-def _write_legacy(n: int, batch: int) -> float:
+def _write_legacy(n: int, batch: int, *, durable: bool = True) -> float:
     """Like _write, with the pre-#7 append on its own chain (audit triggers off for the session)."""
     import hashlib
 
@@ -502,6 +536,7 @@ def _write_legacy(n: int, batch: int) -> float:
     metadata = {"role": "member", "email": "someone@example.com", "note": "benchmark"}
     with connection.cursor() as cursor:
         cursor.execute("SET session_replication_role = replica")
+        cursor.execute("SET synchronous_commit TO on" if durable else "SET synchronous_commit TO off")
     try:
         with context.bind(ip="192.0.2.1", user_agent="bench/1.0"):
             t0 = time.perf_counter()
@@ -517,29 +552,63 @@ def _write_legacy(n: int, batch: int) -> float:
     finally:
         with connection.cursor() as cursor:
             cursor.execute("RESET session_replication_role")
+            cursor.execute("RESET synchronous_commit")
 
 
 def _worker(url: str, slug: str, n: int, batch: int, durable: bool, barrier: Any, out: Any) -> None:
     setup_django(url)
     _write(slug, 20, 1)  # connect and warm up
     barrier.wait()
+    sent: list[int] = []
     t0 = time.perf_counter()
-    _write(slug, n, batch, durable=durable)
-    out.put((slug, t0, time.perf_counter()))
+    _write(slug, n, batch, durable=durable, statements=sent)
+    out.put((slug, t0, time.perf_counter(), sent[0]))
 
 
-def two_processes(url: str, n: int, batch: int, *, durable: bool = True) -> dict[str, Any]:
+def two_processes(
+    url: str, n: int, batch: int, *, durable: bool = True, slugs: tuple[str, ...] = WRITER_SLUGS
+) -> dict[str, Any]:
+    """Two processes (own connections) writing ``n`` events each, one per slug in ``slugs``."""
     ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(len(WRITER_SLUGS))
+    barrier = ctx.Barrier(len(slugs))
     out = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(url, slug, n, batch, durable, barrier, out)) for slug in WRITER_SLUGS]
+    procs = [ctx.Process(target=_worker, args=(url, slug, n, batch, durable, barrier, out)) for slug in slugs]
     for proc in procs:
         proc.start()
     results = [out.get(timeout=600) for _ in procs]
     for proc in procs:
         proc.join()
-    wall = max(end for _, _, end in results) - min(start for _, start, _ in results)
-    return {"events": n * len(procs), "seconds": round(wall, 2), "rate": round(n * len(procs) / wall)}
+    wall = max(end for _, _, end, _ in results) - min(start for _, start, _, _ in results)
+    sent = sum(count for *_, count in results)
+    return {
+        "events": n * len(procs),
+        "seconds": round(wall, 2),
+        "rate": round(n * len(procs) / wall),
+        "statements_per_event": round(sent / (n * len(procs)), 2),
+    }
+
+
+def bench_one_chain(url: str, n: int, trials: int) -> dict[str, Any]:
+    """Two processes appending to the *same* tenant's chain (each process's cached head goes stale
+    all the time), then audit_verify of that chain: rates, statements per event, and whether it verified."""
+    from apps.audit.verification import verify_chain
+    from apps.tenants.models import Tenant
+
+    slug = WRITER_SLUGS[0]
+    out: dict[str, Any] = {}
+    for key, batch in (("autocommit", 1), ("transactions", TXN_BATCH)):
+        runs = [two_processes(url, n, batch, slugs=(slug, slug)) for _ in range(trials)]
+        rates = [run["rate"] for run in runs]
+        out[key] = {
+            "rate": round(statistics.median(rates)),
+            "trials": rates,
+            "statements_per_event": statistics.median(run["statements_per_event"] for run in runs),
+        }
+    report = verify_chain(Tenant.objects.get(slug=slug).pk)
+    out["verify_ok"] = report.ok
+    out["verify_checked"] = report.checked
+    out["verify_problem"] = report.problem.detail if report.problem else None
+    return out
 
 
 def _scenario(url: str, n: int, batch: int, durable: bool, trials: int) -> dict[str, Any]:
@@ -559,21 +628,58 @@ def _scenario(url: str, n: int, batch: int, durable: bool, trials: int) -> dict[
     }
 
 
+# Rounds per trial in the comparison: short interleaved rounds, so that load from
+# other work on a shared machine (and on a shared WAL disk) hits all three alike.
+ROUNDS_PER_TRIAL = 5
+
+
 def bench_legacy(n: int, trials: int) -> dict[str, Any]:
-    """Single-process rates of the new record() and the pre-#7 append, interleaved trial by trial."""
+    """Single-process rates of record() (optimistic one-statement append), the previous record()
+    (always lock the head first) and the pre-#7 SQL-side HMAC append.
+
+    Each trial is split into ROUNDS_PER_TRIAL short rounds; in each round the
+    three run one after the other (the order rotates), and the ratios are taken
+    per round. Reported: median rates, the median of the per-round ratios, and
+    every round's rates.
+    """
     out: dict[str, Any] = {}
     _write_legacy(50, 1)  # warm up
-    for key, batch in (("autocommit", 1), ("transactions", TXN_BATCH)):
-        new, old = [], []
-        for _ in range(trials):
-            new.append(n / _write(WRITER_SLUGS[0], n, batch))
-            old.append(n / _write_legacy(n, batch))
+    rounds = trials * ROUNDS_PER_TRIAL
+    chunk = max(TXN_BATCH, n // ROUNDS_PER_TRIAL)
+    writers = {
+        "record": lambda batch, durable, sent: _write(WRITER_SLUGS[0], chunk, batch, durable=durable, statements=sent),
+        "locked": lambda batch, durable, sent: _write(WRITER_SLUGS[0], chunk, batch, durable=durable, locked=True),
+        "legacy": lambda batch, durable, sent: _write_legacy(chunk, batch, durable=durable),
+    }
+    names = list(writers)
+    for key, batch, durable in (
+        ("autocommit", 1, True),
+        ("transactions", TXN_BATCH, True),
+        ("diagnostic_autocommit_no_commit_flush", 1, False),
+    ):
+        rates: dict[str, list[float]] = {name: [] for name in names}
+        sent: list[int] = []
+        for round_ in range(rounds):
+            for offset in range(len(names)):
+                name = names[(round_ + offset) % len(names)]
+                rates[name].append(chunk / writers[name](batch, durable, sent))
+        per_round = {
+            other: [new / old for new, old in zip(rates[other], rates["legacy"], strict=True)]
+            for other in ("record", "locked")
+        }
         out[key] = {
-            "record_rate": round(statistics.median(new)),
-            "legacy_rate": round(statistics.median(old)),
-            "ratio_record_to_legacy": round(statistics.median(new) / statistics.median(old), 2),
-            "record_trials": [round(rate) for rate in new],
-            "legacy_trials": [round(rate) for rate in old],
+            "events_per_round": chunk,
+            "rounds": rounds,
+            "record_rate": round(statistics.median(rates["record"])),
+            "locked_rate": round(statistics.median(rates["locked"])),
+            "legacy_rate": round(statistics.median(rates["legacy"])),
+            "ratio_record_to_legacy": round(statistics.median(per_round["record"]), 2),
+            "ratio_locked_to_legacy": round(statistics.median(per_round["locked"]), 2),
+            "ratio_record_to_locked": round(
+                statistics.median(new / old for new, old in zip(rates["record"], rates["locked"], strict=True)), 2
+            ),
+            "record_statements_per_event": round(statistics.median(sent) / chunk, 2),
+            **{f"{name}_rounds": [round(rate) for rate in rates[name]] for name in names},
         }
     return out
 
@@ -590,6 +696,7 @@ def bench_record(url: str, n: int, trials: int, *, legacy: bool = True) -> dict[
     }
     if legacy:
         figures["versus_legacy"] = bench_legacy(n, trials)
+    figures["one_chain_two_processes"] = bench_one_chain(url, n, trials)
     return figures
 
 
@@ -675,13 +782,33 @@ def print_table(results: dict[str, Any]) -> None:
         )
         lines.append(f"{label:<46}{row['single_rate']:>10}{row['two_process_rate']:>10}{row['ratio']:>7}x  {verdicts}")
     if "versus_legacy" in rec:
-        lines += ["", "record() (lock head, HMAC in Python) versus the pre-#7 SQL-side HMAC append, 1 process"]
-        lines.append(f"{'':<46}{'record/s':>10}{'legacy/s':>10}{'ratio':>8}")
-        for key, label in (("autocommit", "autocommit"), ("transactions", f"transactions of {TXN_BATCH} events")):
+        lines += [
+            "",
+            "record() (optimistic one-statement append, HMAC in Python) versus the previous record() (lock the",
+            "head first) and the pre-#7 SQL-side HMAC append, 1 process, interleaved rounds (ratios: median",
+            "of the per-round ratios)",
+        ]
+        lines.append(
+            f"{'':<38}{'record/s':>9}{'stmts/ev':>9}{'locked/s':>9}{'legacy/s':>9}{'record/legacy':>14}"
+            f"{'locked/legacy':>14}"
+        )
+        for key, label in (
+            ("autocommit", "autocommit"),
+            ("transactions", f"transactions of {TXN_BATCH} events"),
+            ("diagnostic_autocommit_no_commit_flush", "diagnostic: autocommit, sync_commit=off"),
+        ):
             row = rec["versus_legacy"][key]
             lines.append(
-                f"{label:<46}{row['record_rate']:>10}{row['legacy_rate']:>10}{row['ratio_record_to_legacy']:>7}x"
+                f"{label:<38}{row['record_rate']:>9}{row['record_statements_per_event']:>9}{row['locked_rate']:>9}"
+                f"{row['legacy_rate']:>9}{row['ratio_record_to_legacy']:>13}x{row['ratio_locked_to_legacy']:>13}x"
             )
+    one = rec["one_chain_two_processes"]
+    lines += ["", "Two processes appending to one tenant's chain (stale cached heads), then audit_verify of it"]
+    for key, label in (("autocommit", "autocommit"), ("transactions", f"transactions of {TXN_BATCH} events")):
+        row = one[key]
+        lines.append(f"{label:<38}{row['rate']:>9}/s  {row['statements_per_event']} statements per event")
+    verified = "ok" if one["verify_ok"] else f"FAILED: {one['verify_problem']}"
+    lines.append(f"audit_verify of that chain: {verified}, {one['verify_checked']:,} events")
     check = results["verify"]
     lines += [
         "",
