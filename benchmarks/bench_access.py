@@ -20,12 +20,13 @@ Measured, on the same random mix of (member, action, resource) requests:
   off so that both sides only decide (Bastion writes one row per denial in
   production use; casbin has no decision log);
 - new request: the path a real request takes. The membership comes fresh
-  from the database (as ``tenant_view`` loads it: no per-request memo), the
-  process cache and the shared cache (the tenant's access version) are warm.
-  Measured twice: the request's first decision alone (it pays the shared-cache
-  read of the version token), and a console page's worth of decisions (the
-  entry check, the nav's twelve ``can`` and two controls: 15 decisions sharing
-  one memo). The membership load itself is the entry's one SQL query, the same
+  from the database with its tenant row (as ``tenant_view`` loads it: no
+  per-request memo; the tenant's ``access_version`` comes with the row), and
+  the process cache is warm. Measured twice: the request's first decision
+  alone (it builds the process-cache key and looks it up: no shared-cache
+  round trip, no query), and a console page's worth of decisions (the entry
+  check, the nav's twelve ``can`` and two controls: 15 decisions sharing one
+  memo). The membership load itself is the entry's one SQL query, the same
   with or without an access check, and is not timed;
 - casbin FastEnforcer.enforce() (no per-request state, so one figure);
 - cold authorize(): fresh membership, empty caches; SQL queries counted.
@@ -307,7 +308,7 @@ def main() -> int:
             allowed += 1
     bastion_rate = len(batch) / (time.perf_counter() - started)
 
-    # New request: a fresh membership each time (no memo), process LRU and shared cache warm.
+    # New request: a fresh membership each time (no memo), the process LRU warm.
     prototypes = {m.pk: m for m in memberships}
 
     def fresh(membership):

@@ -47,7 +47,11 @@ __all__ = ["EntryCheck", "TenantRequest", "platform_view", "public_view", "tenan
 
 
 class Can(Protocol):
-    def __call__(self, action: str, resource: Any = None) -> bool: ...
+    """``request.can``: ``decisions.can`` for the request's membership and tenant (same keywords)."""
+
+    def __call__(
+        self, action: str, resource: Any = None, *, for_reading: bool = False, scope: Scope = "tenant"
+    ) -> bool: ...
 
 
 class TenantRequest(HtmxHttpRequest):

@@ -140,6 +140,7 @@ def user_grants_revoke(*, tenant: Tenant, user: User, actor: Membership | None =
         if not doomed:
             return 0
         UserObjectPermission.objects.filter(pk__in=doomed).delete()
+        permsets.bump_version(tenant.pk)
         record(
             "grant.revoke_all",
             tenant=tenant,
@@ -148,5 +149,4 @@ def user_grants_revoke(*, tenant: Tenant, user: User, actor: Membership | None =
             target_id=user.pk,
             metadata={"email": user.email, "reason": reason, "grants": removed},
         )
-        permsets.bump_version(tenant.pk)
         return len(doomed)

@@ -8,17 +8,36 @@ then cached:
 
 - on the membership object for the rest of the request (warm decisions touch
   nothing but dictionaries), and
-- in a per-process LRU keyed by the tenant's *access version*, a token kept in
-  the shared Django cache. Every role, binding or grant change replaces the
-  token (``bump_version``), so every process misses on its next request.
-  A lost token (cache eviction or restart) is simply replaced: stale entries
-  are never reachable again, they only age out of the LRU.
+- in a per-process LRU keyed by the tenant's *access version*
+  (``Tenant.access_version``). Every role, binding, grant or group-sync change
+  bumps it with one ``UPDATE … SET access_version = access_version + 1`` in the
+  change's own transaction (``bump_version``). The tenant entry's membership
+  query (``select_related("tenant")``) reads the version with the tenant row,
+  so a new request costs no cache round trip and no extra query, and every
+  process misses on its very next request after the change commits. Stale
+  entries are never reachable again; they only age out of the LRU.
+
+Why this is safe without a shared cache:
+
+- Each request loads the tenant row afresh (the entry query; the runtime API
+  does the same), and the version is read *before* the permission rows: a
+  request that sees the new version also sees the change's rows, so nothing
+  stale is ever stored under a new version. (One that reads the old version
+  and then newer rows stores newer data under an old key: harmless.)
+- A bump that rolls back leaves the version where it was, so the next
+  committed bump reuses its number. A set loaded inside the bumping
+  transaction (it saw uncommitted rows) is therefore never put in the LRU
+  (``_bumped_in_open_transaction``).
+- The request memo lives on the membership object, which the entry query
+  creates per request. A tenant object kept from before a change this
+  process committed is noticed (``_latest``) and its set loaded afresh; one
+  kept across requests in another process is not, which is why every entry
+  loads the tenant row. ``Tenant.save()`` never writes the version back.
 """
 
 from __future__ import annotations
 
 import functools
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from threading import Lock
@@ -26,8 +45,7 @@ from threading import Lock
 from django.apps import apps
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
-from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Q
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
@@ -39,12 +57,12 @@ from apps.access.permissions import (
     OBJECT_ACTIONS,
     classification_rank,
 )
-from apps.tenants.models import Membership
+from apps.tenants.models import Membership, Tenant
 
-VERSION_KEY = "bastion:access-version:{tenant_id}"
 LOCAL_CACHE_SIZE = 20_000
 MEMO_ATTR = "_bastion_permission_set"
 USER_GRANT = 0  # the holder column of a grant to the member itself (role groups have ids from 1)
+BUMPED_ATTR = "_bastion_access_bumped"  # on the connection: tenants bumped in its open transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +94,15 @@ class _LRU:
         self._lock = Lock()
 
     def get(self, key: tuple) -> PermissionSet | None:
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
+        # No lock on the hot path: each OrderedDict call is atomic (C code under the GIL); a
+        # key evicted by another thread between the two calls is only not moved to the end.
+        value = self._data.get(key)
+        if value is not None:
+            try:  # noqa: SIM105 - contextlib.suppress costs a context manager per decision here
                 self._data.move_to_end(key)
-            return value
+            except KeyError:
+                pass
+        return value
 
     def put(self, key: tuple, value: PermissionSet) -> None:
         with self._lock:
@@ -95,33 +117,68 @@ class _LRU:
 
 
 _local = _LRU(LOCAL_CACHE_SIZE)
+# The newest committed access version this process bumped each tenant to. A tenant object that
+# carries an older one was loaded before that change (kept across requests, or from before the
+# change in this request): its set is loaded afresh instead of taken from the LRU.
+_latest: dict[int, int] = {}
 
 
-def tenant_version(tenant_id: int) -> str:
-    """The tenant's current access version token (created if the cache lost it)."""
-    key = VERSION_KEY.format(tenant_id=tenant_id)
-    token = cache.get(key)
-    if token is None:
-        cache.add(key, uuid.uuid4().hex, timeout=None)
-        token = cache.get(key)
-    return str(token)
+def bump_version(tenant_id: int) -> int:
+    """Invalidate every cached permission set of the tenant, in every process; returns the new version.
 
-
-def bump_version(tenant_id: int) -> None:
-    """Invalidate every cached permission set of the tenant, in every process.
-
-    Replaced now (this process must not reuse what it cached) and again when
-    the transaction commits: between the two, another process may load the
-    old rows under the first new token and cache them; the second token makes
-    that entry unreachable.
+    Call it in the transaction of the change (every access service does): the
+    row lock it takes orders concurrent changes, so two changes are always two
+    bumps, and the new version becomes visible exactly when the change does.
+    One statement; no read-modify-write.
     """
-    key = VERSION_KEY.format(tenant_id=tenant_id)
-    cache.set(key, uuid.uuid4().hex, timeout=None)
-    transaction.on_commit(lambda: cache.set(key, uuid.uuid4().hex, timeout=None))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Tenant._meta.db_table} SET access_version = access_version + 1 WHERE id = %s"
+            " RETURNING access_version",
+            [tenant_id],
+        )
+        row = cursor.fetchone()
+    version = int(row[0]) if row else 0
+    if connection.in_atomic_block:
+        bumped = _bumped_here()
+        bumped.add(tenant_id)
+        transaction.on_commit(functools.partial(_committed, tenant_id, version, bumped))
+    else:
+        _committed(tenant_id, version)
+    return version
+
+
+def _committed(tenant_id: int, version: int, bumped: set[int] | None = None) -> None:
+    if bumped is not None:
+        bumped.discard(tenant_id)
+    # Several threads may race here; losing one only means a stale object goes unnoticed in this
+    # process, the same as in every other process (the entry query is what keeps requests fresh).
+    if _latest.get(tenant_id, 0) < version:
+        _latest[tenant_id] = version
+
+
+def _bumped_here() -> set[int]:
+    """The tenants this connection bumped in its open transaction (empty outside one).
+
+    A tenant leaves the set when the transaction commits; after a rollback
+    (Django has no hook for it) the set is dropped the next time it is looked
+    at outside a transaction. A savepoint rolled back inside the transaction
+    leaves its tenant in the set, which only means one more set is not cached.
+    """
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    bumped: set[int] | None = wrapper.__dict__.get(BUMPED_ATTR)
+    if bumped is None or (bumped and not wrapper.in_atomic_block):
+        bumped = wrapper.__dict__[BUMPED_ATTR] = set()
+    return bumped
+
+
+def _bumped_in_open_transaction(tenant_id: int) -> bool:
+    return tenant_id in _bumped_here()
 
 
 def clear_local_cache() -> None:
     _local.clear()
+    _latest.clear()
 
 
 def _add(target: dict[str, tuple[str, ...]], key: str, source: str) -> None:
@@ -218,21 +275,33 @@ def load(membership: Membership) -> PermissionSet:
 
 
 def for_membership(membership: Membership) -> PermissionSet:
-    """The membership's permission set: request memo, then process LRU, then the database."""
+    """The membership's permission set: request memo, then process LRU, then the database.
+
+    The LRU key carries the tenant's ``access_version`` as loaded with the
+    membership (the entry query joins the tenant row; a membership loaded
+    without it loads the tenant here, one query), plus everything of the
+    membership row the set depends on (role, IdP groups).
+    """
     memo = membership.__dict__.get(MEMO_ATTR)
     if memo is not None:
         return memo
-    key = (
-        membership.tenant_id,
-        tenant_version(membership.tenant_id),
-        membership.pk,
-        membership.role,
-        tuple(sorted(membership.idp_groups or ())),
-    )
+    # The first decision of every request comes through here: plain attribute reads only
+    # (``tenant_id`` and ``id`` rather than ``pk``, which goes through the model's meta).
+    tenant_id, version = membership.tenant_id, membership.tenant.access_version
+    if version < _latest.get(tenant_id, version):
+        # A tenant object from before a change this process committed: its key would find
+        # the set from before the change. The rows are the truth; nothing is cached under it.
+        permset = membership.__dict__[MEMO_ATTR] = load(membership)
+        return permset
+    groups = membership.idp_groups
+    key = (tenant_id, version, membership.id, membership.role, tuple(sorted(groups)) if groups else ())
     permset = _local.get(key)
     if permset is None:
         permset = load(membership)
-        _local.put(key, permset)
+        # Loaded inside the transaction that bumped this version: the rows may never commit,
+        # and a rolled-back version number is reused by the next bump.
+        if not _bumped_in_open_transaction(tenant_id):
+            _local.put(key, permset)
     membership.__dict__[MEMO_ATTR] = permset
     return permset
 

@@ -2,10 +2,13 @@
 
 Every write here is atomic, passes the no-escalation rule
 (``escalation.ensure_no_escalation``) for what it hands out, is audited with
-before/after, and bumps the tenant's access version so that cached permission
-sets are never used again. ``actor`` is always the acting membership; None is
-the system itself (seeding, provisioning), which hands out without a check.
-The decisions themselves live in ``apps.access.decisions``.
+before/after, and bumps the tenant's access version (``permsets.bump_version``)
+in the same transaction, so cached permission sets are never used again.
+The bump comes before the audit record: every write then takes the tenant
+row's lock before the audit chain's, in the order the tenant services take
+them, so the two cannot deadlock. ``actor`` is always the acting membership;
+None is the system itself (seeding, provisioning), which hands out without a
+check. The decisions themselves live in ``apps.access.decisions``.
 """
 
 from __future__ import annotations
@@ -118,8 +121,8 @@ def role_create(
         clearance=clearance,
         group=_new_group(tenant, key),
     )
-    record("role.create", tenant=tenant, actor=_audit_actor(actor), target=role, metadata={"after": _role_state(role)})
     permsets.bump_version(tenant.pk)
+    record("role.create", tenant=tenant, actor=_audit_actor(actor), target=role, metadata={"after": _role_state(role)})
     return role
 
 
@@ -152,6 +155,7 @@ def role_update(
     locked.name, locked.description, locked.permissions = name, description, perms
     locked.clearance = new_clearance
     locked.save(update_fields=["name", "description", "permissions", "clearance"])
+    permsets.bump_version(locked.tenant_id)
     record(
         "role.update",
         tenant=locked.tenant_id,
@@ -159,7 +163,6 @@ def role_update(
         target=locked,
         metadata={"before": before, "after": _role_state(locked)},
     )
-    permsets.bump_version(locked.tenant_id)
     return locked
 
 
@@ -190,6 +193,7 @@ def role_delete(*, role: Role, force: bool = False, actor: Membership | None = N
     # guardian leaves object permissions behind when their holder goes; remove them with it.
     group.groupobjectpermission_set.all().delete()
     group.delete()
+    permsets.bump_version(tenant_id)
     record(
         "role.delete",
         tenant=tenant_id,
@@ -198,7 +202,6 @@ def role_delete(*, role: Role, force: bool = False, actor: Membership | None = N
         target_id=role.pk,
         metadata={"before": state, "bindings_removed": bound},
     )
-    permsets.bump_version(tenant_id)
 
 
 # --- bindings --------------------------------------------------------------
@@ -226,6 +229,7 @@ def binding_create(
         tenant_id=role.tenant_id, role=role, membership=membership, idp_group=idp_group.strip()
     )
     if created:
+        permsets.bump_version(role.tenant_id)
         record(
             "role.bind",
             tenant=role.tenant_id,
@@ -233,13 +237,13 @@ def binding_create(
             target=role,
             metadata={"member": membership.pk if membership else None, "group": idp_group or None},
         )
-        permsets.bump_version(role.tenant_id)
     return binding
 
 
 @transaction.atomic
 def binding_delete(*, binding: RoleBinding, actor: Membership | None = None) -> None:
     """Remove one binding; the role's holders through it lose it on their next decision."""
+    permsets.bump_version(binding.tenant_id)
     record(
         "role.unbind",
         tenant=binding.tenant_id,
@@ -248,7 +252,6 @@ def binding_delete(*, binding: RoleBinding, actor: Membership | None = None) -> 
         metadata={"member": binding.membership_id, "group": binding.idp_group or None},
     )
     binding.delete()
-    permsets.bump_version(binding.tenant_id)
 
 
 # --- object grants ---------------------------------------------------------
@@ -310,6 +313,7 @@ def _change_object_grant(
 ) -> None:
     perm = _check_object_action(action, obj)
     change(perm, _grant_holder(obj, role, membership), obj)
+    permsets.bump_version(obj.tenant_id)
     record(
         audit_action,
         tenant=obj.tenant_id,
@@ -321,7 +325,6 @@ def _change_object_grant(
             "member": membership.pk if membership else None,
         },
     )
-    permsets.bump_version(obj.tenant_id)
 
 
 def _grant_holder(obj: Any, role: Role | None, membership: Membership | None) -> Any:

@@ -26,7 +26,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
 
 from apps.access import selectors, services
-from apps.access.decisions import authorize, can, held_permissions
+from apps.access.decisions import authorize, held_permissions
 from apps.access.decorators import TenantRequest, tenant_view
 from apps.access.forms import (
     BindingForm,
@@ -475,7 +475,7 @@ def denied(request: TenantRequest) -> HttpResponse:
         cursor=form.cleaned_data["cursor"],
         newest_url=f"{list_url}?{query}" if query else list_url,
         older_url=f"{list_url}?{form.query_string(cursor=page.next_cursor)}" if page.next_cursor else "",
-        can_explain=can(request.membership, ROLE_MANAGE, tenant=request.tenant),
+        can_explain=request.can(ROLE_MANAGE),
         explain_url=_url(request, "explain"),
     )
     return render_page(request, "access/denied.html", context, partial="results")

@@ -21,7 +21,6 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 
-from apps.access.decisions import can
 from apps.access.decorators import tenant_view
 from apps.catalog import permissions, selectors, services
 from apps.catalog.forms import (
@@ -54,7 +53,7 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
     context = {
         "filters": filters,
         "page": _page(request, qs),
-        "can_manage": can(request.membership, permissions.DATASET_MANAGE, tenant=request.tenant),
+        "can_manage": request.can(permissions.DATASET_MANAGE),
     }
     return render_page(request, "catalog/dataset_list.html", context)
 
@@ -64,7 +63,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     dataset = found_or_404(selectors.dataset_get(tenant=request.tenant, subject=request.membership, pk=pk))
     context = {
         "dataset": dataset,
-        "can_manage": can(request.membership, permissions.DATASET_MANAGE, tenant=request.tenant),
+        "can_manage": request.can(permissions.DATASET_MANAGE),
     }
     return render(request, "catalog/dataset_detail.html", context)
 
@@ -126,7 +125,7 @@ def tool_list(request: HttpRequest) -> HttpResponse:
     context = {
         "filters": filters,
         "page": _page(request, qs),
-        "can_manage": can(request.membership, permissions.TOOL_MANAGE, tenant=request.tenant),
+        "can_manage": request.can(permissions.TOOL_MANAGE),
     }
     return render_page(request, "catalog/tool_list.html", context)
 
@@ -138,7 +137,7 @@ def tool_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "tool": tool,
         "schema_text": schema_text,
-        "can_manage": can(request.membership, permissions.TOOL_MANAGE, tenant=request.tenant),
+        "can_manage": request.can(permissions.TOOL_MANAGE),
     }
     return render(request, "catalog/tool_detail.html", context)
 
@@ -196,7 +195,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
     context = {
         "filters": filters,
         "page": _page(request, qs),
-        "can_manage": can(request.membership, permissions.MODEL_MANAGE, tenant=request.tenant),
+        "can_manage": request.can(permissions.MODEL_MANAGE),
     }
     return render_page(request, "catalog/model_list.html", context)
 

@@ -12,7 +12,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from apps.access.decisions import Scope, can
+from apps.access.decisions import Scope
 from apps.tenants.selectors import tenants_for_user
 
 # (label, permission that opens the area, its scope as the page's ``tenant_view`` declares it, URL name),
@@ -36,18 +36,18 @@ NAV_ITEMS: tuple[tuple[str, str, Scope, str], ...] = (
 def _nav(request: HttpRequest) -> list[dict[str, str]]:
     """Only areas that exist and that the member may open.
 
-    ``can`` reads the membership's permission set, memoised for the request
-    (the entry check loaded it): no query and nothing logged, however many
-    entries there are.
+    ``request.can`` (set by ``tenant_view``) reads the membership's permission
+    set, memoised for the request (the entry check loaded it): no query and
+    nothing logged, however many entries there are. Outside a tenant page
+    there is no ``request.can`` and no nav.
     """
-    tenant = getattr(request, "tenant", None)
-    membership = getattr(request, "membership", None)
-    if tenant is None:
+    ask = getattr(request, "can", None)
+    if ask is None:
         return []
     return [
         {"label": label, "url_name": url_name}
         for label, permission, scope, url_name in NAV_ITEMS
-        if can(membership, permission, tenant=tenant, for_reading=True, scope=scope)
+        if ask(permission, for_reading=True, scope=scope)
     ]
 
 

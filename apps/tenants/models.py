@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.validators import RegexValidator
@@ -31,6 +33,11 @@ class Tenant(models.Model):
     created_at = models.DateTimeField(db_default=Now(), editable=False)
     suspended_at = models.DateTimeField(null=True, blank=True)
     suspended_reason = models.CharField(max_length=500, blank=True)
+    # Who-may-do-what version: every role, binding, grant or group-sync change bumps it in the
+    # change's own transaction (apps.access.permsets.bump_version). The entry query reads it with
+    # the membership, and the process cache of permission sets keys on it, so a change is seen by
+    # the very next request in every process without a shared-cache round trip.
+    access_version = models.BigIntegerField(default=0, db_default=0, editable=False)
 
     objects = TenantQuerySet.as_manager()
 
@@ -43,6 +50,18 @@ class Tenant(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save; an update never writes ``access_version`` (only its bump moves it).
+
+        A full save of an object loaded before a bump would otherwise put the old
+        version back, and the permission sets cached under it would be served again.
+        """
+        if not self._state.adding and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
+            kwargs["update_fields"] = [
+                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name != "access_version"
+            ]
+        super().save(*args, **kwargs)
 
     @property
     def is_suspended(self) -> bool:

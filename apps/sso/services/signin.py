@@ -9,7 +9,6 @@ not provisioned again (``REMOVED_MESSAGE``). ``SESSION_SSO_KEY`` marks the sessi
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -257,6 +256,9 @@ def _provision(connection: SSOConnection, assertion: Assertion, *, confirmed_use
         if result.groups_before != result.groups_after:
             membership.idp_groups = result.groups_after
             membership.save(update_fields=["idp_groups"])
+            # In the sign-in's transaction, before any audit record (the tenant row's lock comes
+            # before the audit chain's, as in every access write).
+            permsets.bump_version(tenant.pk)
             permsets.forget(membership)
         result.membership = membership
     identity.last_sign_in_at = now
@@ -301,10 +303,6 @@ def record_sign_in_failure(*, connection: SSOConnection, error: SSOError, assert
             result=result,
             metadata=meta,
         )
-
-
-def _bump_access_version(tenant_id: int) -> None:
-    permsets.bump_version(tenant_id)
 
 
 def _mark_session(request: HttpRequest, connection: SSOConnection, assertion: Assertion) -> None:
@@ -390,7 +388,6 @@ def complete_sign_in(*, connection: SSOConnection, assertion: Assertion, request
                         target=membership,
                         metadata={"before": done.groups_before, "after": done.groups_after, "idp": connection.name},
                     )
-                    transaction.on_commit(functools.partial(_bump_access_version, tenant.pk))
             record(
                 "auth.sign_in",
                 tenant=tenant,

@@ -18,7 +18,6 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from apps.access.decisions import can
 from apps.access.decorators import platform_view, tenant_view
 from apps.sso import selectors, services
 from apps.sso.forms import (
@@ -367,6 +366,6 @@ def groups(request: TenantRequest) -> HttpResponse:
         "unbound": [(group, count) for group, count in seen if group not in bound],
         "seen_counts": dict(seen),
         "roles": list(selectors.roles_for_mapping(tenant=request.tenant)),
-        "can_manage_roles": can(request.membership, "role.manage", tenant=request.tenant),
+        "can_manage_roles": request.can("role.manage"),
     }
     return render(request, "sso/groups.html", context)
