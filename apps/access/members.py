@@ -65,14 +65,14 @@ def member_invite(*, tenant: Tenant, email: str, role: str, actor: Membership | 
     Raises AccessError (escalation) or TenantError (tenants rules); nothing is written then.
     """
     _ensure_may_give(tenant=tenant, role=role, actor=actor)
-    return tenant_services.membership_invite(tenant=tenant, email=email, role=role, by=_user(actor))
+    return tenant_services.membership_invite(tenant=tenant, email=email, role=role, actor=_user(actor))
 
 
 @transaction.atomic
 def member_resend(*, membership: Membership, actor: Membership | None) -> Membership:
     """Send a fresh invitation link: a new window for the invited role, so the same rule as inviting."""
     _ensure_may_give(tenant=membership.tenant, role=membership.role, actor=actor)
-    return tenant_services.membership_resend(membership=membership, by=_user(actor))
+    return tenant_services.membership_resend(membership=membership, actor=_user(actor))
 
 
 @transaction.atomic
@@ -80,7 +80,7 @@ def member_change_role(*, membership: Membership, role: str, actor: Membership) 
     """Give someone else's membership the built-in ``role``; ``actor`` must hold everything it carries."""
     if role != membership.role:
         _ensure_may_give(tenant=membership.tenant, role=role, actor=actor)
-    return tenant_services.membership_change_role(membership=membership, role=role, by=actor.user)
+    return tenant_services.membership_change_role(membership=membership, role=role, actor=actor.user)
 
 
 @transaction.atomic
@@ -88,7 +88,7 @@ def member_set_disabled(*, membership: Membership, disabled: bool, actor: Member
     """Disable a membership, or enable it again; enabling hands the role back, so it is checked."""
     if not disabled:
         _ensure_may_give(tenant=membership.tenant, role=membership.role, actor=actor)
-    return tenant_services.membership_set_disabled(membership=membership, disabled=disabled, by=actor.user)
+    return tenant_services.membership_set_disabled(membership=membership, disabled=disabled, actor=actor.user)
 
 
 @transaction.atomic
@@ -98,7 +98,7 @@ def member_remove(*, membership: Membership, actor: Membership) -> Membership:
     Raises TenantError for what the tenants rules refuse; nothing is removed then.
     """
     tenant = membership.tenant
-    removed = tenant_services.membership_remove(membership=membership, by=actor.user)
+    removed = tenant_services.membership_remove(membership=membership, actor=actor.user)
     user_grants_revoke(tenant=tenant, user=removed.user, actor=actor, reason="membership_removed")
     return removed
 

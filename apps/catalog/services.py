@@ -46,8 +46,8 @@ PRICE_QUANTUM = Decimal("0.000001")
 MODEL_FIELDS = ("provider", "model_name", "price_per_1k_input", "price_per_1k_output", "enabled")
 
 
-def _actor(by: User | None) -> Actor:
-    return Actor.for_user(by) if by is not None else Actor.from_context()
+def _audit_actor(actor: User | None) -> Actor:
+    return Actor.for_user(actor) if actor is not None else Actor.from_context()
 
 
 def _audit_value(obj: models.Model, field: str) -> Any:
@@ -129,7 +129,7 @@ def _update(
     unique_field: str,
     unique_message: Callable[[M], str],
     action: str,
-    by: User | None,
+    actor: User | None,
 ) -> M:
     """Lock, change, validate, save and audit (before/after of changed fields); no change, no write."""
     locked = _locked(type(obj), obj)
@@ -141,11 +141,11 @@ def _update(
         return locked
     locked.updated_at = timezone.now()  # type: ignore[attr-defined]
     _save_unique(locked, field=unique_field, message=unique_message(locked))
-    record(action, tenant=locked.tenant_id, actor=_actor(by), target=locked, metadata={"changes": changes})  # type: ignore[attr-defined]
+    record(action, tenant=locked.tenant_id, actor=_audit_actor(actor), target=locked, metadata={"changes": changes})  # type: ignore[attr-defined]
     return locked
 
 
-def _delete(obj: models.Model, *, fields: tuple[str, ...], action: str, by: User | None) -> None:
+def _delete(obj: models.Model, *, fields: tuple[str, ...], action: str, actor: User | None) -> None:
     """Lock and delete ``obj``; the audit event keeps what it was."""
     locked = _locked(type(obj), obj)
     pk, snapshot = locked.pk, _snapshot(locked, fields)
@@ -153,7 +153,7 @@ def _delete(obj: models.Model, *, fields: tuple[str, ...], action: str, by: User
     record(
         action,
         tenant=locked.tenant_id,  # type: ignore[attr-defined]
-        actor=_actor(by),
+        actor=_audit_actor(actor),
         target_type=obj._meta.model_name or "",
         target_id=pk,
         metadata=snapshot,
@@ -192,7 +192,7 @@ def dataset_create(
     contains_personal_data: bool = False,
     owner: User | None = None,
     tags: Iterable[str] = (),
-    by: User | None = None,
+    actor: User | None = None,
 ) -> Dataset:
     """Register a dataset in ``tenant``. Raises ValidationError (by field) if anything is off.
 
@@ -210,13 +210,17 @@ def dataset_create(
     _validate_dataset(dataset)
     _save_unique(dataset, field="name", message=f"A dataset named “{dataset.name}” already exists.")
     record(
-        "dataset.create", tenant=tenant, actor=_actor(by), target=dataset, metadata=_snapshot(dataset, DATASET_FIELDS)
+        "dataset.create",
+        tenant=tenant,
+        actor=_audit_actor(actor),
+        target=dataset,
+        metadata=_snapshot(dataset, DATASET_FIELDS),
     )
     return dataset
 
 
 @transaction.atomic
-def dataset_update(*, dataset: Dataset, data: Mapping[str, Any], by: User | None = None) -> Dataset:
+def dataset_update(*, dataset: Dataset, data: Mapping[str, Any], actor: User | None = None) -> Dataset:
     """Change fields of ``dataset`` (keys of ``data`` from DATASET_FIELDS). Raises ValidationError by field.
 
     The row is locked and re-read in its own tenant; the audit event lists each
@@ -230,14 +234,14 @@ def dataset_update(*, dataset: Dataset, data: Mapping[str, Any], by: User | None
         unique_field="name",
         unique_message=lambda d: f"A dataset named “{d.name}” already exists.",
         action="dataset.update",
-        by=by,
+        actor=actor,
     )
 
 
 @transaction.atomic
-def dataset_delete(*, dataset: Dataset, by: User | None = None) -> None:
+def dataset_delete(*, dataset: Dataset, actor: User | None = None) -> None:
     """Delete ``dataset``; the audit event keeps what it was."""
-    _delete(dataset, fields=DATASET_FIELDS, action="dataset.delete", by=by)
+    _delete(dataset, fields=DATASET_FIELDS, action="dataset.delete", actor=actor)
 
 
 # Tools ----------------------------------------------------------------------------------------------------------
@@ -273,7 +277,7 @@ def tool_create(
     args_cap_bytes: int | None = None,
     risk_level: str = Tool.RiskLevel.MEDIUM,
     allowlisted: bool = False,
-    by: User | None = None,
+    actor: User | None = None,
 ) -> Tool:
     """Register a tool in ``tenant``. Raises ValidationError (by field) if anything is off.
 
@@ -295,12 +299,12 @@ def tool_create(
     )
     _validate_tool(tool)
     _save_unique(tool, field="name", message=f"A tool named “{tool.name}” already exists.")
-    record("tool.create", tenant=tenant, actor=_actor(by), target=tool, metadata=_snapshot(tool, TOOL_FIELDS))
+    record("tool.create", tenant=tenant, actor=_audit_actor(actor), target=tool, metadata=_snapshot(tool, TOOL_FIELDS))
     return tool
 
 
 @transaction.atomic
-def tool_update(*, tool: Tool, data: Mapping[str, Any], by: User | None = None) -> Tool:
+def tool_update(*, tool: Tool, data: Mapping[str, Any], actor: User | None = None) -> Tool:
     """Change fields of ``tool`` (keys of ``data`` from TOOL_FIELDS). Raises ValidationError by field.
 
     Locked and re-read in its own tenant; the audit event lists each changed
@@ -314,14 +318,14 @@ def tool_update(*, tool: Tool, data: Mapping[str, Any], by: User | None = None) 
         unique_field="name",
         unique_message=lambda t: f"A tool named “{t.name}” already exists.",
         action="tool.update",
-        by=by,
+        actor=actor,
     )
 
 
 @transaction.atomic
-def tool_delete(*, tool: Tool, by: User | None = None) -> None:
+def tool_delete(*, tool: Tool, actor: User | None = None) -> None:
     """Delete ``tool``; the audit event keeps what it was."""
-    _delete(tool, fields=TOOL_FIELDS, action="tool.delete", by=by)
+    _delete(tool, fields=TOOL_FIELDS, action="tool.delete", actor=actor)
 
 
 # Models ---------------------------------------------------------------------------------------------------------
@@ -353,7 +357,7 @@ def model_create(
     price_per_1k_input: Decimal | int = 0,
     price_per_1k_output: Decimal | int = 0,
     enabled: bool = False,
-    by: User | None = None,
+    actor: User | None = None,
 ) -> AIModel:
     """Register a provider model in ``tenant`` (disabled unless ``enabled``). Raises ValidationError by field.
 
@@ -369,12 +373,14 @@ def model_create(
     )
     _validate_model(model)
     _save_unique(model, field="model_name", message="This model is already registered.")
-    record("model.create", tenant=tenant, actor=_actor(by), target=model, metadata=_snapshot(model, MODEL_FIELDS))
+    record(
+        "model.create", tenant=tenant, actor=_audit_actor(actor), target=model, metadata=_snapshot(model, MODEL_FIELDS)
+    )
     return model
 
 
 @transaction.atomic
-def model_update(*, model: AIModel, data: Mapping[str, Any], by: User | None = None) -> AIModel:
+def model_update(*, model: AIModel, data: Mapping[str, Any], actor: User | None = None) -> AIModel:
     """Change fields of ``model`` (keys from MODEL_FIELDS), including enabling or disabling it.
 
     Raises ValidationError by field. Locked, re-read in its own tenant, audited with before/after.
@@ -387,5 +393,5 @@ def model_update(*, model: AIModel, data: Mapping[str, Any], by: User | None = N
         unique_field="model_name",
         unique_message=lambda m: "This model is already registered.",
         action="model.update",
-        by=by,
+        actor=actor,
     )

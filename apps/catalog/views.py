@@ -73,7 +73,7 @@ def dataset_create(request: HttpRequest) -> HttpResponse:
     form = DatasetForm(request.POST or None, tenant=request.tenant)
     if request.method == "POST" and form.is_valid():
         try:
-            dataset = services.dataset_create(tenant=request.tenant, by=request.user, **form.cleaned_data)
+            dataset = services.dataset_create(tenant=request.tenant, actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
             apply_service_errors(form, exc)
         else:
@@ -92,7 +92,7 @@ def dataset_update(request: HttpRequest, pk: int) -> HttpResponse:
     form = DatasetForm(request.POST or None, tenant=request.tenant, initial=DatasetForm.initial_for(dataset))
     if request.method == "POST" and form.is_valid():
         try:
-            dataset = services.dataset_update(dataset=dataset, data=form.cleaned_data, by=request.user)
+            dataset = services.dataset_update(dataset=dataset, data=form.cleaned_data, actor=request.user)
         except ValidationError as exc:
             apply_service_errors(form, exc)
         else:
@@ -109,7 +109,7 @@ def dataset_delete(request: HttpRequest, pk: int) -> HttpResponse:
         )
     )
     if request.method == "POST":
-        services.dataset_delete(dataset=dataset, by=request.user)
+        services.dataset_delete(dataset=dataset, actor=request.user)
         messages.success(request, f"Dataset “{dataset.name}” deleted.")
         return redirect("catalog:dataset_list", tenant_slug=request.tenant.slug)
     return render(request, "catalog/confirm_delete.html", {"object": dataset, "kind": "dataset"})
@@ -147,7 +147,7 @@ def tool_create(request: HttpRequest) -> HttpResponse:
     form = ToolForm(request.POST or None, initial=ToolForm.initial_for(None))
     if request.method == "POST" and form.is_valid():
         try:
-            tool = services.tool_create(tenant=request.tenant, by=request.user, **form.cleaned_data)
+            tool = services.tool_create(tenant=request.tenant, actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
             apply_service_errors(form, exc)
         else:
@@ -164,7 +164,7 @@ def tool_update(request: HttpRequest, pk: int) -> HttpResponse:
     form = ToolForm(request.POST or None, initial=ToolForm.initial_for(tool))
     if request.method == "POST" and form.is_valid():
         try:
-            tool = services.tool_update(tool=tool, data=form.cleaned_data, by=request.user)
+            tool = services.tool_update(tool=tool, data=form.cleaned_data, actor=request.user)
         except ValidationError as exc:
             apply_service_errors(form, exc)
         else:
@@ -179,7 +179,7 @@ def tool_delete(request: HttpRequest, pk: int) -> HttpResponse:
         selectors.tool_get(tenant=request.tenant, subject=request.membership, pk=pk, action=permissions.TOOL_MANAGE)
     )
     if request.method == "POST":
-        services.tool_delete(tool=tool, by=request.user)
+        services.tool_delete(tool=tool, actor=request.user)
         messages.success(request, f"Tool “{tool.name}” deleted.")
         return redirect("catalog:tool_list", tenant_slug=request.tenant.slug)
     return render(request, "catalog/confirm_delete.html", {"object": tool, "kind": "tool"})
@@ -205,7 +205,7 @@ def model_create(request: HttpRequest) -> HttpResponse:
     form = AIModelForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            model = services.model_create(tenant=request.tenant, by=request.user, **form.cleaned_data)
+            model = services.model_create(tenant=request.tenant, actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
             apply_service_errors(form, exc)
         else:
@@ -226,7 +226,7 @@ def model_update(request: HttpRequest, pk: int) -> HttpResponse:
     form = AIModelForm(request.POST or None, initial=AIModelForm.initial_for(model))
     if request.method == "POST" and form.is_valid():
         try:
-            model = services.model_update(model=model, data=form.cleaned_data, by=request.user)
+            model = services.model_update(model=model, data=form.cleaned_data, actor=request.user)
         except ValidationError as exc:
             apply_service_errors(form, exc)
         else:
@@ -240,7 +240,7 @@ def _set_enabled(request: HttpRequest, pk: int, *, enabled: bool) -> HttpRespons
     model = _managed_model(request, pk)
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    model = services.model_update(model=model, data={"enabled": enabled}, by=request.user)
+    model = services.model_update(model=model, data={"enabled": enabled}, actor=request.user)
     messages.success(request, f"Model “{model}” {'enabled' if enabled else 'disabled'}.")
     return redirect("catalog:model_list", tenant_slug=request.tenant.slug)
 

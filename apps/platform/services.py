@@ -11,11 +11,11 @@ from apps.tenants.services import tenant_create
 
 
 @transaction.atomic
-def tenant_provision(*, slug: str, name: str, owner_email: str, by: User | None = None) -> Tenant:
+def tenant_provision(*, slug: str, name: str, owner_email: str, actor: User | None = None) -> Tenant:
     """Create a tenant, seed its built-in roles and invite its first owner, all or nothing.
 
     Raises apps.tenants.services.TenantError on a taken, reserved or malformed slug.
     """
-    tenant = tenant_create(slug=slug, name=name, owner_email=owner_email, by=by)
+    tenant = tenant_create(slug=slug, name=name, owner_email=owner_email, actor=actor)
     builtin_roles_seed(tenant=tenant)
     return tenant

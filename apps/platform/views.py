@@ -50,7 +50,7 @@ def tenant_create(request: HttpRequest) -> HttpResponse:
                 slug=form.cleaned_data["slug"],
                 name=form.cleaned_data["name"],
                 owner_email=form.cleaned_data["owner_email"],
-                by=request.user,  # type: ignore[arg-type]
+                actor=request.user,  # type: ignore[arg-type]
             )
         except TenantError as exc:
             form.add_error("slug", str(exc))
@@ -88,7 +88,7 @@ def tenant_suspend(request: HttpRequest, slug: str) -> HttpResponse:
                 tenant=tenant,
                 suspended=True,
                 reason=form.cleaned_data["reason"],
-                by=request.user,  # type: ignore[arg-type]
+                actor=request.user,  # type: ignore[arg-type]
             )
         except TenantError as exc:
             form.add_error(None, str(exc))
@@ -107,7 +107,7 @@ def tenant_reactivate(request: HttpRequest, slug: str) -> HttpResponse:
     error = ""
     if request.method == "POST":
         try:
-            services.tenant_set_status(tenant=tenant, suspended=False, by=request.user)  # type: ignore[arg-type]
+            services.tenant_set_status(tenant=tenant, suspended=False, actor=request.user)  # type: ignore[arg-type]
         except TenantError as exc:
             error = str(exc)
         else:

@@ -285,7 +285,7 @@ def _validate(values: dict[str, Any]) -> None:
 
 
 @transaction.atomic
-def policy_update(*, tenant: Tenant | None, by: Any = None, **changes: Any) -> SignInPolicy:
+def policy_update(*, tenant: Tenant | None, actor: Any = None, **changes: Any) -> SignInPolicy:
     """Change the sign-in policy of ``tenant`` (the platform's for ``None``); audited before/after.
 
     ``changes`` are fields of ``SignInPolicy`` (see ``POLICY_FIELDS``). The caller
@@ -310,7 +310,7 @@ def policy_update(*, tenant: Tenant | None, by: Any = None, **changes: Any) -> S
     record(
         "sso.policy_update",
         tenant=tenant,
-        actor=Actor.for_user(by) if by is not None else Actor.system(),
+        actor=Actor.for_user(actor) if actor is not None else Actor.system(),
         target=policy,
         metadata={
             "before": before,

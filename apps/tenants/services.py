@@ -42,8 +42,8 @@ class TenantError(ValueError):
     """A tenant or membership change that the rules refuse; the message is for the user."""
 
 
-def _actor(by: User | None) -> Actor:
-    return Actor.for_user(by) if by is not None else Actor.system()
+def _audit_actor(actor: User | None) -> Actor:
+    return Actor.for_user(actor) if actor is not None else Actor.system()
 
 
 # --- invitations ---------------------------------------------------------------------------
@@ -111,13 +111,13 @@ def _lock_membership(tenant: Tenant, membership: Membership) -> Membership:
     return locked
 
 
-def _actor_role(tenant: Tenant, by: User | None) -> str | None:
+def _actor_role(tenant: Tenant, actor: User | None) -> str | None:
     """The acting user's role if they are an active member of ``tenant``."""
-    if by is None:
+    if actor is None:
         return None
     return (
         Membership.objects.for_tenant(tenant)
-        .filter(user=by, status=Status.ACTIVE)
+        .filter(user=actor, status=Status.ACTIVE)
         .values_list("role", flat=True)
         .first()
     )
@@ -128,7 +128,7 @@ def _active_owner_count(tenant: Tenant) -> int:
 
 
 def _check_change_allowed(
-    *, tenant: Tenant, target: Membership, by: User, new_role: str | None = None, verb: str
+    *, tenant: Tenant, target: Membership, actor: User, new_role: str | None = None, verb: str
 ) -> None:
     """The rules every change of someone else's membership obeys.
 
@@ -141,10 +141,10 @@ def _check_change_allowed(
     is_active_owner = target.role == Role.OWNER and target.status == Status.ACTIVE
     if is_active_owner and loses_ownership and _active_owner_count(tenant) <= 1:
         raise TenantError(f"{target.user.email} is the last active owner; make someone else an owner first.")
-    if target.user_id == by.pk:
+    if target.user_id == actor.pk:
         raise TenantError(f"You cannot {verb} your own membership; ask another owner or admin.")
     touches_owner = target.role == Role.OWNER or new_role == Role.OWNER
-    if touches_owner and _actor_role(tenant, by) != Role.OWNER:
+    if touches_owner and _actor_role(tenant, actor) != Role.OWNER:
         raise TenantError(OWNER_ONLY)
 
 
@@ -168,24 +168,24 @@ def _member_snapshot(membership: Membership) -> dict[str, str]:
 # --- membership writes ---------------------------------------------------------------------
 
 
-def _invite(*, tenant: Tenant, email: str, role: str, by: User | None) -> Membership:
+def _invite(*, tenant: Tenant, email: str, role: str, actor: User | None) -> Membership:
     if role not in Role.values:
         raise TenantError(f"Unknown role {role!r}.")
     user = _user_for_email(email)
     membership, created = Membership.objects.select_for_update().get_or_create(
-        tenant=tenant, user=user, defaults={"role": role, "status": Status.INVITED, "invited_by": by}
+        tenant=tenant, user=user, defaults={"role": role, "status": Status.INVITED, "invited_by": actor}
     )
     before: dict[str, str] | None = None
     if not created:
         if membership.status == Status.ACTIVE:
             raise TenantError(f"{user.email} is already a member of {tenant.name}.")
         revokes_owner = membership.role == Role.OWNER and role != Role.OWNER
-        if revokes_owner and by is not None and _actor_role(tenant, by) != Role.OWNER:
+        if revokes_owner and actor is not None and _actor_role(tenant, actor) != Role.OWNER:
             raise TenantError(OWNER_ONLY)
         before = _member_snapshot(membership)
         membership.role = role
         membership.status = Status.INVITED
-        membership.invited_by = by
+        membership.invited_by = actor
         membership.invited_at = timezone.now()
         membership.save(update_fields=["role", "status", "invited_by", "invited_at"])
     # Invited again: an earlier removal no longer keeps them out of SSO sign-in.
@@ -193,7 +193,7 @@ def _invite(*, tenant: Tenant, email: str, role: str, by: User | None) -> Member
     record(
         "member.invite",
         tenant=tenant,
-        actor=_actor(by),
+        actor=_audit_actor(actor),
         target=membership,
         metadata={"email": user.email, "role": role, "before": before, "after": _member_snapshot(membership)},
     )
@@ -202,7 +202,7 @@ def _invite(*, tenant: Tenant, email: str, role: str, by: User | None) -> Member
 
 
 @transaction.atomic
-def membership_invite(*, tenant: Tenant, email: str, role: str = Role.MEMBER, by: User | None = None) -> Membership:
+def membership_invite(*, tenant: Tenant, email: str, role: str = Role.MEMBER, actor: User | None = None) -> Membership:
     """Invite ``email`` to ``tenant`` with ``role`` and e-mail them a link after commit.
 
     Re-inviting an invited or disabled member refreshes the invitation. Only an
@@ -210,13 +210,13 @@ def membership_invite(*, tenant: Tenant, email: str, role: str = Role.MEMBER, by
     already an active member, the tenant is suspended or the rules refuse.
     """
     tenant = _lock_tenant(tenant)
-    if role == Role.OWNER and by is not None and _actor_role(tenant, by) != Role.OWNER:
+    if role == Role.OWNER and actor is not None and _actor_role(tenant, actor) != Role.OWNER:
         raise TenantError(OWNER_ONLY)
-    return _invite(tenant=tenant, email=email, role=role, by=by)
+    return _invite(tenant=tenant, email=email, role=role, actor=actor)
 
 
 @transaction.atomic
-def membership_resend(*, membership: Membership, by: User | None = None) -> Membership:
+def membership_resend(*, membership: Membership, actor: User | None = None) -> Membership:
     """Send a fresh invitation link (a new 7-day window) to a member who has not accepted yet.
 
     Raises TenantError if the membership is not an open invitation or the tenant is suspended.
@@ -230,7 +230,7 @@ def membership_resend(*, membership: Membership, by: User | None = None) -> Memb
     record(
         "member.invite_resend",
         tenant=tenant,
-        actor=_actor(by),
+        actor=_audit_actor(actor),
         target=locked,
         metadata={"email": locked.user.email, "role": locked.role},
     )
@@ -239,7 +239,7 @@ def membership_resend(*, membership: Membership, by: User | None = None) -> Memb
 
 
 @transaction.atomic
-def membership_change_role(*, membership: Membership, role: str, by: User) -> Membership:
+def membership_change_role(*, membership: Membership, role: str, actor: User) -> Membership:
     """Give someone else's membership a new base role; audited with before and after.
 
     Raises TenantError for an unknown role, one's own membership, an owner
@@ -252,14 +252,14 @@ def membership_change_role(*, membership: Membership, role: str, by: User) -> Me
     locked = _lock_membership(tenant, membership)
     if locked.role == role:
         return locked
-    _check_change_allowed(tenant=tenant, target=locked, by=by, new_role=role, verb="change the role of")
+    _check_change_allowed(tenant=tenant, target=locked, actor=actor, new_role=role, verb="change the role of")
     before = _member_snapshot(locked)
     locked.role = role
     locked.save(update_fields=["role"])
     record(
         "member.role_change",
         tenant=tenant,
-        actor=_actor(by),
+        actor=_audit_actor(actor),
         target=locked,
         metadata={"email": locked.user.email, "before": before, "after": _member_snapshot(locked)},
     )
@@ -267,7 +267,7 @@ def membership_change_role(*, membership: Membership, role: str, by: User) -> Me
 
 
 @transaction.atomic
-def membership_set_disabled(*, membership: Membership, disabled: bool, by: User) -> Membership:
+def membership_set_disabled(*, membership: Membership, disabled: bool, actor: User) -> Membership:
     """Disable a membership (access ends at once) or enable it again.
 
     Enabling restores an active membership if the person had joined, or the
@@ -278,10 +278,10 @@ def membership_set_disabled(*, membership: Membership, disabled: bool, by: User)
     if disabled == (locked.status == Status.DISABLED):
         return locked
     if disabled:
-        _check_change_allowed(tenant=tenant, target=locked, by=by, verb="disable")
+        _check_change_allowed(tenant=tenant, target=locked, actor=actor, verb="disable")
         new_status = Status.DISABLED
     else:
-        _check_change_allowed(tenant=tenant, target=locked, by=by, new_role=locked.role, verb="enable")
+        _check_change_allowed(tenant=tenant, target=locked, actor=actor, new_role=locked.role, verb="enable")
         new_status = Status.ACTIVE if locked.joined_at else Status.INVITED
     before = _member_snapshot(locked)
     locked.status = new_status
@@ -289,22 +289,22 @@ def membership_set_disabled(*, membership: Membership, disabled: bool, by: User)
     record(
         "member.disable" if disabled else "member.enable",
         tenant=tenant,
-        actor=_actor(by),
+        actor=_audit_actor(actor),
         target=locked,
         metadata={"email": locked.user.email, "before": before, "after": _member_snapshot(locked)},
     )
     if disabled:
-        _sign_out_after_commit(locked.user, reason="membership_disabled", by=by)
+        _sign_out_after_commit(locked.user, reason="membership_disabled", actor=actor)
     return locked
 
 
-def _sign_out_after_commit(user: User, *, reason: str, by: User | None) -> None:
+def _sign_out_after_commit(user: User, *, reason: str, actor: User | None) -> None:
     """Deprovisioning ends the person's sessions everywhere once the change is committed."""
-    transaction.on_commit(partial(sign_out_everywhere, user, reason=reason, by=by), robust=True)
+    transaction.on_commit(partial(sign_out_everywhere, user, reason=reason, by=actor), robust=True)
 
 
 @transaction.atomic
-def membership_remove(*, membership: Membership, by: User) -> Membership:
+def membership_remove(*, membership: Membership, actor: User) -> Membership:
     """Delete someone else's membership (or withdraw their invitation); audited with what was removed.
 
     Raises TenantError for one's own membership, an owner removed by a
@@ -313,23 +313,23 @@ def membership_remove(*, membership: Membership, by: User) -> Membership:
     """
     tenant = _lock_tenant(membership.tenant_id)
     locked = _lock_membership(tenant, membership)
-    _check_change_allowed(tenant=tenant, target=locked, by=by, verb="remove")
+    _check_change_allowed(tenant=tenant, target=locked, actor=actor, verb="remove")
     before = _member_snapshot(locked)
     email = locked.user.email
     record(
         "member.remove",
         tenant=tenant,
-        actor=_actor(by),
+        actor=_audit_actor(actor),
         target=locked,
         metadata={"email": email, "before": before, "after": None},
     )
     user = locked.user
     # Remember the removal so that SSO does not quietly provision the person again.
     MembershipRemoval.objects.update_or_create(
-        tenant=tenant, user=user, defaults={"removed_at": timezone.now(), "removed_by": by}
+        tenant=tenant, user=user, defaults={"removed_at": timezone.now(), "removed_by": actor}
     )
     locked.delete()
-    _sign_out_after_commit(user, reason="membership_removed", by=by)
+    _sign_out_after_commit(user, reason="membership_removed", actor=actor)
     return locked
 
 
@@ -374,7 +374,7 @@ def invitation_accept_with_password(*, membership: Membership, password: str) ->
 
 
 @transaction.atomic
-def tenant_create(*, slug: str, name: str, owner_email: str, by: User | None = None) -> Tenant:
+def tenant_create(*, slug: str, name: str, owner_email: str, actor: User | None = None) -> Tenant:
     """Create a tenant and invite its first owner (e-mail sent after commit).
 
     Raises TenantError on a reserved, malformed or taken slug; nothing is written then.
@@ -392,14 +392,18 @@ def tenant_create(*, slug: str, name: str, owner_email: str, by: User | None = N
             tenant.save()
     except IntegrityError:
         raise TenantError(f"The slug “{slug}” is already taken.") from None
-    record("tenant.create", tenant=tenant, actor=_actor(by), target=tenant, metadata={"slug": slug, "name": name})
-    record("tenant.create", tenant=None, actor=_actor(by), target=tenant, metadata={"slug": slug, "name": name})
-    _invite(tenant=tenant, email=owner_email, role=Role.OWNER, by=by)
+    record(
+        "tenant.create", tenant=tenant, actor=_audit_actor(actor), target=tenant, metadata={"slug": slug, "name": name}
+    )
+    record(
+        "tenant.create", tenant=None, actor=_audit_actor(actor), target=tenant, metadata={"slug": slug, "name": name}
+    )
+    _invite(tenant=tenant, email=owner_email, role=Role.OWNER, actor=actor)
     return tenant
 
 
 @transaction.atomic
-def tenant_set_status(*, tenant: Tenant, suspended: bool, reason: str = "", by: User | None = None) -> Tenant:
+def tenant_set_status(*, tenant: Tenant, suspended: bool, reason: str = "", actor: User | None = None) -> Tenant:
     """Suspend (read-only) or reactivate a tenant; audited on the tenant's and the platform's chain.
 
     A suspension needs a reason. Raises TenantError if the tenant is already in
@@ -417,6 +421,6 @@ def tenant_set_status(*, tenant: Tenant, suspended: bool, reason: str = "", by: 
     locked.save(update_fields=["status", "suspended_at", "suspended_reason"])
     action = "tenant.suspend" if suspended else "tenant.reactivate"
     meta: dict[str, Any] = {"before": before, "after": locked.status, "reason": locked.suspended_reason}
-    record(action, tenant=locked, actor=_actor(by), target=locked, metadata=meta)
-    record(action, tenant=None, actor=_actor(by), target=locked, metadata={**meta, "slug": locked.slug})
+    record(action, tenant=locked, actor=_audit_actor(actor), target=locked, metadata=meta)
+    record(action, tenant=None, actor=_audit_actor(actor), target=locked, metadata={**meta, "slug": locked.slug})
     return locked

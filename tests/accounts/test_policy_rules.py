@@ -187,7 +187,7 @@ def test_admin_sso_mfa_applies_to_admins_only(cast):
 
 
 def test_policy_update_stores_and_audits_before_and_after(cast):
-    updated = policy.policy_update(tenant=cast.acme, by=cast.owner, sso_required=True, session_idle_minutes=15)
+    updated = policy.policy_update(tenant=cast.acme, actor=cast.owner, sso_required=True, session_idle_minutes=15)
     assert updated.pk is not None
     assert (updated.sso_required, updated.session_idle_minutes) == (True, 15)
     event = AuditEvent.objects.get(action="sso.policy_update")
@@ -199,12 +199,12 @@ def test_policy_update_stores_and_audits_before_and_after(cast):
 
 
 def test_policy_update_without_a_change_records_nothing(cast):
-    policy.policy_update(tenant=cast.acme, by=cast.owner, session_idle_minutes=30)
+    policy.policy_update(tenant=cast.acme, actor=cast.owner, session_idle_minutes=30)
     assert not AuditEvent.objects.filter(action="sso.policy_update").exists()
 
 
 def test_platform_policy_update_goes_to_the_platform_chain(cast):
-    policy.policy_update(tenant=None, by=cast.staff, mfa_required_admin_sso=True)
+    policy.policy_update(tenant=None, actor=cast.staff, mfa_required_admin_sso=True)
     event = AuditEvent.objects.get(action="sso.policy_update")
     assert event.tenant_id is None
     assert SignInPolicy.objects.get(tenant=None).mfa_required_admin_sso
@@ -222,6 +222,6 @@ def test_platform_policy_update_goes_to_the_platform_chain(cast):
 )
 def test_policy_update_refuses_bad_values_and_writes_nothing(cast, changes, text):
     with pytest.raises(policy.PolicyError, match=text):
-        policy.policy_update(tenant=cast.acme, by=cast.owner, **changes)
+        policy.policy_update(tenant=cast.acme, actor=cast.owner, **changes)
     assert not AuditEvent.objects.filter(action="sso.policy_update").exists()
     assert policy.policy_for(cast.acme).session_absolute_minutes == 480

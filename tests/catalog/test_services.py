@@ -28,7 +28,7 @@ def test_dataset_create_normalises_validates_and_audits(cast) -> None:
         contains_personal_data=True,
         owner=cast.member,
         tags=["PII", "crm", "pii"],
-        by=cast.admin,
+        actor=cast.admin,
     )
     assert (dataset.name, dataset.tags, dataset.owner_id) == ("Customers", ["pii", "crm"], cast.member.pk)
     (event,) = _events(cast.acme, "dataset.create")
@@ -38,9 +38,9 @@ def test_dataset_create_normalises_validates_and_audits(cast) -> None:
 
 
 def test_dataset_update_records_before_and_after_of_changed_fields_only(cast) -> None:
-    dataset = services.dataset_create(tenant=cast.acme, name="sales", by=cast.admin)
+    dataset = services.dataset_create(tenant=cast.acme, name="sales", actor=cast.admin)
     services.dataset_update(
-        dataset=dataset, data={"classification": "restricted", "tags": ["q3"], "name": "sales"}, by=cast.admin
+        dataset=dataset, data={"classification": "restricted", "tags": ["q3"], "name": "sales"}, actor=cast.admin
     )
     (event,) = _events(cast.acme, "dataset.update")
     assert event.metadata["changes"] == {
@@ -50,16 +50,16 @@ def test_dataset_update_records_before_and_after_of_changed_fields_only(cast) ->
 
 
 def test_an_update_that_changes_nothing_writes_nothing(cast) -> None:
-    dataset = services.dataset_create(tenant=cast.acme, name="sales", by=cast.admin)
-    services.dataset_update(dataset=dataset, data={"name": "sales"}, by=cast.admin)
+    dataset = services.dataset_create(tenant=cast.acme, name="sales", actor=cast.admin)
+    services.dataset_update(dataset=dataset, data={"name": "sales"}, actor=cast.admin)
     assert _events(cast.acme, "dataset.update") == []
 
 
 def test_dataset_names_are_unique_per_tenant_not_globally(cast) -> None:
-    services.dataset_create(tenant=cast.acme, name="shared", by=cast.admin)
-    services.dataset_create(tenant=cast.globex, name="shared", by=cast.globex_owner)
+    services.dataset_create(tenant=cast.acme, name="shared", actor=cast.admin)
+    services.dataset_create(tenant=cast.globex, name="shared", actor=cast.globex_owner)
     with pytest.raises(ValidationError) as caught:
-        services.dataset_create(tenant=cast.acme, name="shared", by=cast.admin)
+        services.dataset_create(tenant=cast.acme, name="shared", actor=cast.admin)
     assert "already exists" in caught.value.message_dict["name"][0]
 
 
@@ -81,16 +81,16 @@ def test_every_problem_is_reported_at_once_and_nothing_is_saved(cast) -> None:
 
 
 def test_dataset_delete_audits_what_it_was(cast) -> None:
-    dataset = services.dataset_create(tenant=cast.acme, name="old", by=cast.admin)
+    dataset = services.dataset_create(tenant=cast.acme, name="old", actor=cast.admin)
     pk = dataset.pk
-    services.dataset_delete(dataset=dataset, by=cast.admin)
+    services.dataset_delete(dataset=dataset, actor=cast.admin)
     assert not Dataset.objects.for_tenant(cast.acme).filter(pk=pk).exists()
     (event,) = _events(cast.acme, "dataset.delete")
     assert (event.target_type, event.target_id, event.metadata["name"]) == ("dataset", str(pk), "old")
 
 
 def test_unknown_update_fields_are_a_programming_error(cast) -> None:
-    dataset = services.dataset_create(tenant=cast.acme, name="x", by=cast.admin)
+    dataset = services.dataset_create(tenant=cast.acme, name="x", actor=cast.admin)
     with pytest.raises(TypeError):
         services.dataset_update(dataset=dataset, data={"tenant": cast.globex})
 
@@ -101,7 +101,7 @@ def test_tool_create_canonicalises_the_allowlist_and_audits_a_schema_digest(cast
         name="web_search",
         args_schema=SEARCH_SCHEMA,
         egress_allowlist=["API.Example.com", "*.Bücher.example", "api.example.com"],
-        by=cast.admin,
+        actor=cast.admin,
     )
     assert tool.egress_allowlist == ["api.example.com", "*.xn--bcher-kva.example"]
     assert tool.allowlisted is False  # deny by default
@@ -126,15 +126,15 @@ def test_tool_create_canonicalises_the_allowlist_and_audits_a_schema_digest(cast
 def test_tool_create_refuses_bad_input_with_the_field_named(cast, field, kwargs, complaint) -> None:
     arguments = {"name": "ok_tool", "args_schema": {"type": "object"}, **kwargs}
     with pytest.raises(ValidationError) as caught:
-        services.tool_create(tenant=cast.acme, by=cast.admin, **arguments)
+        services.tool_create(tenant=cast.acme, actor=cast.admin, **arguments)
     assert complaint in " ".join(caught.value.message_dict[field])
     assert not Tool.objects.for_tenant(cast.acme).exists()
 
 
 def test_tool_update_diffs_the_schema_by_digest(cast) -> None:
-    tool = services.tool_create(tenant=cast.acme, name="t", args_schema={"type": "object"}, by=cast.admin)
+    tool = services.tool_create(tenant=cast.acme, name="t", args_schema={"type": "object"}, actor=cast.admin)
     services.tool_update(
-        tool=tool, data={"args_schema": SEARCH_SCHEMA, "allowlisted": True, "risk_level": "high"}, by=cast.admin
+        tool=tool, data={"args_schema": SEARCH_SCHEMA, "allowlisted": True, "risk_level": "high"}, actor=cast.admin
     )
     (event,) = _events(cast.acme, "tool.update")
     changes = event.metadata["changes"]
@@ -144,17 +144,17 @@ def test_tool_update_diffs_the_schema_by_digest(cast) -> None:
 
 
 def test_a_failed_tool_update_leaves_the_row_and_log_untouched(cast) -> None:
-    tool = services.tool_create(tenant=cast.acme, name="t", args_schema={"type": "object"}, by=cast.admin)
+    tool = services.tool_create(tenant=cast.acme, name="t", args_schema={"type": "object"}, actor=cast.admin)
     with pytest.raises(ValidationError):
-        services.tool_update(tool=tool, data={"allowlisted": True, "args_schema": {"type": 5}}, by=cast.admin)
+        services.tool_update(tool=tool, data={"allowlisted": True, "args_schema": {"type": 5}}, actor=cast.admin)
     tool.refresh_from_db()
     assert tool.allowlisted is False
     assert _events(cast.acme, "tool.update") == []
 
 
 def test_tool_delete_is_audited(cast) -> None:
-    tool = services.tool_create(tenant=cast.acme, name="t", args_schema={"type": "object"}, by=cast.admin)
-    services.tool_delete(tool=tool, by=cast.admin)
+    tool = services.tool_create(tenant=cast.acme, name="t", args_schema={"type": "object"}, actor=cast.admin)
+    services.tool_delete(tool=tool, actor=cast.admin)
     assert [e.metadata["name"] for e in _events(cast.acme, "tool.delete")] == ["t"]
 
 

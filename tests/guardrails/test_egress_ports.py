@@ -70,7 +70,7 @@ def test_a_tool_saved_with_a_plain_host_refuses_a_call_to_its_redis_port(cast, m
         args_schema={"type": "object"},
         egress_allowlist=["api.example.com"],
         allowlisted=True,
-        by=cast.owner,
+        actor=cast.owner,
     )
 
     denied = check_tool_call(
@@ -89,7 +89,7 @@ def test_a_tool_may_list_a_port_explicitly(cast, memberships) -> None:
         args_schema={"type": "object"},
         egress_allowlist=["API.example.com:06379"],
         allowlisted=True,
-        by=cast.owner,
+        actor=cast.owner,
     )
 
     assert tool.egress_allowlist == ["api.example.com:6379"]

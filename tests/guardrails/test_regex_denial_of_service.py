@@ -22,7 +22,7 @@ ATTACK = "a" * 40 + "!"  # Python's re needs about 2**40 steps to say "no"
 
 
 def _tool(cast, schema):
-    return tool_create(tenant=cast.acme, name="evil_regex", args_schema=schema, allowlisted=True, by=cast.owner)
+    return tool_create(tenant=cast.acme, name="evil_regex", args_schema=schema, allowlisted=True, actor=cast.owner)
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ def acme_oidc(cast, provider) -> SSOConnection:
             issuer=provider.issuer, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, scopes=("email", "profile")
         ),
         preset="okta",
-        by=cast.admin,
+        actor=cast.admin,
     )
     connection.config = {**connection.config, "tested_at": timezone.now().isoformat()}
     connection.status = SSOConnection.Status.ENABLED

@@ -62,7 +62,7 @@ def _swap_certificate(connection, admin) -> SSOConnection:
             certificate=h.other_keys().cert_pem,
         ),
         attribute_mapping=connection.attribute_mapping,
-        by=admin,
+        actor=admin,
     )
 
 
@@ -78,7 +78,7 @@ def test_changing_trust_material_returns_an_enabled_connection_to_draft(
     assert "tested_at" not in updated.config
     assert updated.trust_epoch == acme_sso.trust_epoch + 1
     with pytest.raises(services.SSOInputError):
-        services.connection_set_status(connection=updated, enabled=True, by=cast.admin)
+        services.connection_set_status(connection=updated, enabled=True, actor=cast.admin)
     (event,) = events("sso.connection_trust_change", tenant=cast.acme)
     assert event.metadata["severity"] == "high"
     assert event.metadata["changed"] == ["idp_x509_certs"]
@@ -154,7 +154,7 @@ def test_renaming_keeps_the_connection_enabled_and_the_links(cast, acme_sso) -> 
             certificate=config["idp_x509_certs"][0],
         ),
         attribute_mapping=acme_sso.attribute_mapping,
-        by=cast.admin,
+        actor=cast.admin,
     )
 
     assert updated.status == SSOConnection.Status.ENABLED

@@ -32,9 +32,9 @@ def acme_sso(cast) -> SSOConnection:
     return saml_connection(cast.acme)
 
 
-def remove_member(membership: Membership, *, by: User) -> None:
+def remove_member(membership: Membership, *, actor: User) -> None:
     """An administrator removes the member (the service records the removal)."""
-    tenant_services.membership_remove(membership=membership, by=by)
+    tenant_services.membership_remove(membership=membership, actor=actor)
 
 
 def _ada_joins(connection: SSOConnection) -> Membership:
@@ -51,7 +51,7 @@ def test_never_removed_people_are_provisioned(cast, acme_sso) -> None:
 
 def test_a_removed_member_is_refused_with_the_way_back_and_audited(cast, acme_sso) -> None:
     membership = _ada_joins(acme_sso)
-    remove_member(membership, by=cast.admin)
+    remove_member(membership, actor=cast.admin)
     marker = MembershipRemoval.objects.get()
     assert (marker.tenant, marker.user.email, marker.removed_by) == (cast.acme, "ada@acme.example", cast.admin)
 
@@ -68,8 +68,8 @@ def test_a_removed_member_is_refused_with_the_way_back_and_audited(cast, acme_ss
 
 
 def test_a_withdrawn_invitation_also_keeps_the_person_out(cast, acme_sso) -> None:
-    invited = tenant_services.membership_invite(tenant=cast.acme, email="ada@acme.example", by=cast.admin)
-    remove_member(invited, by=cast.admin)
+    invited = tenant_services.membership_invite(tenant=cast.acme, email="ada@acme.example", actor=cast.admin)
+    remove_member(invited, actor=cast.admin)
 
     response = saml_sign_in(https_client(), acme_sso)
 
@@ -78,9 +78,9 @@ def test_a_withdrawn_invitation_also_keeps_the_person_out(cast, acme_sso) -> Non
 
 
 def test_an_invitation_lets_the_person_back_in_and_clears_the_marker(cast, acme_sso) -> None:
-    remove_member(_ada_joins(acme_sso), by=cast.admin)
+    remove_member(_ada_joins(acme_sso), actor=cast.admin)
 
-    tenant_services.membership_invite(tenant=cast.acme, email="ada@acme.example", by=cast.admin)
+    tenant_services.membership_invite(tenant=cast.acme, email="ada@acme.example", actor=cast.admin)
     browser = https_client()
     response = saml_sign_in(browser, acme_sso)
 
@@ -92,14 +92,14 @@ def test_an_invitation_lets_the_person_back_in_and_clears_the_marker(cast, acme_
 
 
 def test_inviting_again_clears_the_marker(cast, acme_sso) -> None:
-    remove_member(_ada_joins(acme_sso), by=cast.admin)
+    remove_member(_ada_joins(acme_sso), actor=cast.admin)
     assert MembershipRemoval.objects.exists()
-    tenant_services.membership_invite(tenant=cast.acme, email="ada@acme.example", by=cast.admin)
+    tenant_services.membership_invite(tenant=cast.acme, email="ada@acme.example", actor=cast.admin)
     assert not MembershipRemoval.objects.exists()
 
 
 def test_a_removal_in_one_tenant_does_not_affect_another(cast, acme_sso) -> None:
-    remove_member(_ada_joins(acme_sso), by=cast.admin)
+    remove_member(_ada_joins(acme_sso), actor=cast.admin)
     ada = User.objects.get(email="ada@acme.example")
     MembershipFactory(tenant=cast.globex, user=ada)
 
@@ -108,16 +108,16 @@ def test_a_removal_in_one_tenant_does_not_affect_another(cast, acme_sso) -> None
 
 
 def test_removing_again_keeps_one_marker_with_the_latest_actor(cast, acme_sso) -> None:
-    remove_member(_ada_joins(acme_sso), by=cast.owner)
-    tenant_services.membership_invite(tenant=cast.acme, email="ada@acme.example", by=cast.owner)
+    remove_member(_ada_joins(acme_sso), actor=cast.owner)
+    tenant_services.membership_invite(tenant=cast.acme, email="ada@acme.example", actor=cast.owner)
     invited = Membership.objects.get(tenant=cast.acme, user__email="ada@acme.example")
-    remove_member(invited, by=cast.admin)  # withdrawing an invitation counts as a removal too
+    remove_member(invited, actor=cast.admin)  # withdrawing an invitation counts as a removal too
 
     assert MembershipRemoval.objects.get().removed_by == cast.admin
 
 
 def test_test_sign_in_reports_a_removed_person(cast, acme_sso) -> None:
-    remove_member(_ada_joins(acme_sso), by=cast.admin)
+    remove_member(_ada_joins(acme_sso), actor=cast.admin)
     admin = https_client(cast.admin)
     assert admin.post(f"/t/acme/settings/sso/connections/{acme_sso.pk}/test/").status_code == 302
     key, flow = newest_flow(admin, acme_sso)

@@ -90,19 +90,19 @@ def test_email_domain() -> None:
 
 @pytest.mark.django_db
 def test_domain_verify_is_staff_only(cast) -> None:
-    claim = services.domain_claim(tenant=cast.acme, domain="acme.example", by=cast.admin)
+    claim = services.domain_claim(tenant=cast.acme, domain="acme.example", actor=cast.admin)
 
     with pytest.raises(SSOInputError):
-        services.domain_verify(domain=claim, by=cast.owner)
-    verified = services.domain_verify(domain=claim, by=cast.staff)
+        services.domain_verify(domain=claim, actor=cast.owner)
+    verified = services.domain_verify(domain=claim, actor=cast.staff)
 
     assert verified.verified_by == cast.staff
-    assert services.domain_verify(domain=verified, by=cast.staff).verified_at == verified.verified_at  # idempotent
+    assert services.domain_verify(domain=verified, actor=cast.staff).verified_at == verified.verified_at  # idempotent
 
 
 @pytest.mark.django_db
 def test_domain_claim_audit_has_no_token(cast) -> None:
-    claim = services.domain_claim(tenant=cast.acme, domain="acme.example", by=cast.admin)
+    claim = services.domain_claim(tenant=cast.acme, domain="acme.example", actor=cast.admin)
 
     (event,) = events("sso.domain_claim", tenant=cast.acme)
     assert claim.dns_token not in str(event.metadata)

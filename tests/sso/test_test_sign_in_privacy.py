@@ -24,9 +24,9 @@ def draft(cast) -> SSOConnection:
     return saml_connection(cast.acme, status=SSOConnection.Status.DRAFT)
 
 
-def _account_line(connection, by, email: str) -> tuple[bool | None, str]:
+def _account_line(connection, actor, email: str) -> tuple[bool | None, str]:
     assertion = Assertion(subject=email, email=email, groups=())
-    report = services.test_sign_in(connection=connection, assertion=assertion, by=by)
+    report = services.connection_test_complete(connection=connection, assertion=assertion, actor=actor)
     (check,) = [c for c in report.checks if c.label == "Account"]
     return check.ok, check.detail.replace(email, "<email>")
 

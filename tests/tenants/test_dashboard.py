@@ -21,7 +21,7 @@ def test_dashboard_shows_counts_and_role(cast, client_for):
 
 def test_recent_events_for_audit_readers_only(cast, client_for):
     services.membership_change_role(
-        membership=cast.acme.memberships.get(user=cast.viewer), role="member", by=cast.admin
+        membership=cast.acme.memberships.get(user=cast.viewer), role="member", actor=cast.admin
     )
     admin_page = client_for(cast.admin).get("/t/acme/").content.decode()
     assert "Recent activity" in admin_page
@@ -32,7 +32,7 @@ def test_recent_events_for_audit_readers_only(cast, client_for):
 
 
 def test_recent_events_are_the_tenants_own(cast, client_for):
-    services.membership_invite(tenant=cast.globex, email="g@example.com", by=cast.globex_owner)
+    services.membership_invite(tenant=cast.globex, email="g@example.com", actor=cast.globex_owner)
     page = client_for(cast.owner).get("/t/acme/").content.decode()
     assert "member.invite" not in page
     assert "g@example.com" not in page

@@ -24,9 +24,9 @@ def test_deprovisioned_member_loses_every_session(cast, client_for, django_captu
     membership = Membership.objects.for_tenant(cast.acme).get(user=cast.member)
     with django_capture_on_commit_callbacks(execute=True):
         if how == "disable":
-            services.membership_set_disabled(membership=membership, disabled=True, by=cast.owner)
+            services.membership_set_disabled(membership=membership, disabled=True, actor=cast.owner)
         else:
-            services.membership_remove(membership=membership, by=cast.owner)
+            services.membership_remove(membership=membership, actor=cast.owner)
     assert _sessions_of(cast.member) == 0
     assert client.get("/t/acme/").status_code == 302  # back to sign-in
     assert AuditEvent.objects.filter(action="auth.sign_out_everywhere", actor_id=str(cast.owner.pk)).exists()

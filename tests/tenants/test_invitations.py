@@ -173,7 +173,7 @@ def test_token_signed_with_another_salt_is_refused(cast, client):
 
 def test_withdrawn_invitation(cast, client, invite):
     membership, path = invite("withdrawn@example.com")
-    services.membership_remove(membership=membership, by=cast.admin)
+    services.membership_remove(membership=membership, actor=cast.admin)
     response = client.get(path)
     assert response.status_code == 400
     assert "already been used or was withdrawn" in response.content.decode()
@@ -181,7 +181,7 @@ def test_withdrawn_invitation(cast, client, invite):
 
 def test_invitation_to_a_suspended_tenant_waits(cast, client, invite):
     membership, path = invite("paused@example.com")
-    services.tenant_set_status(tenant=cast.acme, suspended=True, reason="audit", by=cast.staff)
+    services.tenant_set_status(tenant=cast.acme, suspended=True, reason="audit", actor=cast.staff)
     response = client.post(path, {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
     assert response.status_code == 403
     membership.refresh_from_db()

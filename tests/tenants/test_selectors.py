@@ -51,8 +51,8 @@ def test_tenant_get_malformed_slug_is_none(cast, slug):
 def test_recent_audit_events_are_the_tenants_own(cast):
     from apps.tenants import services
 
-    services.membership_invite(tenant=cast.globex, email="g@example.com", by=cast.globex_owner)
-    services.membership_invite(tenant=cast.acme, email="a@example.com", by=cast.owner)
+    services.membership_invite(tenant=cast.globex, email="g@example.com", actor=cast.globex_owner)
+    services.membership_invite(tenant=cast.acme, email="a@example.com", actor=cast.owner)
     events = selectors.recent_audit_events(tenant=cast.acme, limit=5)
     assert [e.action for e in events] == ["member.invite"]
     assert all(e.tenant_id == cast.acme.pk for e in events)

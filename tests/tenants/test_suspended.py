@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def suspended(cast):
-    services.tenant_set_status(tenant=cast.acme, suspended=True, reason="Invoice overdue", by=cast.staff)
+    services.tenant_set_status(tenant=cast.acme, suspended=True, reason="Invoice overdue", actor=cast.staff)
     return cast
 
 
@@ -55,7 +55,7 @@ def test_every_write_is_refused(suspended, client_for):
 
 
 def test_reactivated_tenant_accepts_writes_again(suspended, client_for):
-    services.tenant_set_status(tenant=suspended.acme, suspended=False, by=suspended.staff)
+    services.tenant_set_status(tenant=suspended.acme, suspended=False, actor=suspended.staff)
     member = Membership.objects.get(tenant=suspended.acme, user=suspended.member)
     response = client_for(suspended.admin).post(f"/t/acme/members/{member.pk}/role/", {"role": "viewer"})
     assert response.status_code == 302

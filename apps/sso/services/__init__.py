@@ -87,9 +87,9 @@ from apps.sso.services.testmode import (
     ATTRIBUTES_SHOWN_MAX,
     TestCheck,
     TestReport,
+    connection_test_complete,
+    connection_test_fail,
     parse_iso,
-    test_sign_in,
-    test_sign_in_failed,
 )
 
 __all__ = [
@@ -132,6 +132,8 @@ __all__ = [
     "connection_for_email",
     "connection_request_metadata_refresh",
     "connection_set_status",
+    "connection_test_complete",
+    "connection_test_fail",
     "connection_update",
     "domain_claim",
     "domain_release",
@@ -145,6 +147,4 @@ __all__ = [
     "preset_labels",
     "record_sign_in_failure",
     "saml_config_build",
-    "test_sign_in",
-    "test_sign_in_failed",
 ]

@@ -1,6 +1,6 @@
 """Shared pieces of the SSO services: input limits and patterns, ``SSOInputError``, and small private helpers.
 
-What more than one services module needs (``_actor`` for audit events, the
+What more than one services module needs (``_audit_actor`` for audit events, the
 connection row lock, group cleaning, the tenant's sign-in policy) lives here
 so the topic modules do not reach into one another for private helpers.
 """
@@ -42,8 +42,8 @@ class SSOInputError(SSOConfigError):
         self.field = field
 
 
-def _actor(by: Any) -> Actor:
-    return Actor.for_user(by) if by is not None else Actor.system()
+def _audit_actor(actor: Any) -> Actor:
+    return Actor.for_user(actor) if actor is not None else Actor.system()
 
 
 def _lock_connection(connection: SSOConnection) -> SSOConnection:

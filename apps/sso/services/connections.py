@@ -24,7 +24,7 @@ from apps.sso.services._common import (
     _CONTROL_RE,
     NAME_MAX,
     SSOInputError,
-    _actor,
+    _audit_actor,
     _lock_connection,
 )
 from apps.sso.services.connection_config import (
@@ -122,7 +122,7 @@ def connection_create(
     attribute_mapping: dict[str, Any] | None = None,
     preset: str = "",
     public_id: uuid.UUID | None = None,
-    by: User | None,
+    actor: User | None,
 ) -> SSOConnection:
     """Create a draft connection of ``tenant`` (the platform's for None; enabled only after a successful test).
 
@@ -167,7 +167,7 @@ def connection_create(
         record(
             "sso.connection_create",
             tenant=tenant,
-            actor=_actor(by),
+            actor=_audit_actor(actor),
             target=connection,
             metadata={"before": None, "after": selectors.connection_snapshot(connection)},
         )
@@ -183,7 +183,7 @@ def connection_update(
     oidc_settings: OIDCSettings | None = None,
     attribute_mapping: dict[str, Any] | None = None,
     preset: str = "",
-    by: User | None,
+    actor: User | None,
 ) -> SSOConnection:
     """Change a connection's name, IdP settings and attribute mapping; audited with before/after.
 
@@ -251,7 +251,7 @@ def connection_update(
         record(
             "sso.connection_update",
             tenant=locked.tenant,
-            actor=_actor(by),
+            actor=_audit_actor(actor),
             target=locked,
             metadata={
                 "before": before,
@@ -262,12 +262,14 @@ def connection_update(
             },
         )
         if trust_changed:
-            _record_trust_change(locked, by=by, changed=trust_changed, status_before=status_before)
+            _record_trust_change(locked, actor=actor, changed=trust_changed, status_before=status_before)
         _after_commit_refresh(locked)
     return locked
 
 
-def _record_trust_change(connection: SSOConnection, *, by: User | None, changed: list[str], status_before: str) -> None:
+def _record_trust_change(
+    connection: SSOConnection, *, actor: User | None, changed: list[str], status_before: str
+) -> None:
     """Audit a change of trust material; if the connection was in use, high severity and a notice to every Owner."""
     was_enabled = status_before == SSOConnection.Status.ENABLED
     detail = {
@@ -275,16 +277,20 @@ def _record_trust_change(connection: SSOConnection, *, by: User | None, changed:
         "status_before": status_before,
         "trust_epoch": connection.trust_epoch,
         "severity": "high" if was_enabled else "normal",
-        "by": by.email if by is not None else "system",
+        "by": actor.email if actor is not None else "system",
     }
     record(
-        "sso.connection_trust_change", tenant=connection.tenant, actor=_actor(by), target=connection, metadata=detail
+        "sso.connection_trust_change",
+        tenant=connection.tenant,
+        actor=_audit_actor(actor),
+        target=connection,
+        metadata=detail,
     )
     if was_enabled:
         notice_enqueue(connection_id=connection.pk, event=TRUST_CHANGED, detail=detail)
 
 
-def connection_set_status(*, connection: SSOConnection, enabled: bool, by: User | None) -> SSOConnection:
+def connection_set_status(*, connection: SSOConnection, enabled: bool, actor: User | None) -> SSOConnection:
     """Enable (people can sign in with it) or disable a connection; audited.
 
     Enabling needs a successful test sign-in since the IdP settings last
@@ -312,14 +318,14 @@ def connection_set_status(*, connection: SSOConnection, enabled: bool, by: User 
         record(
             "sso.connection_enable" if enabled else "sso.connection_disable",
             tenant=locked.tenant,
-            actor=_actor(by),
+            actor=_audit_actor(actor),
             target=locked,
             metadata={"before": {"status": before}, "after": {"status": locked.status}, "name": locked.name},
         )
     return locked
 
 
-def connection_delete(*, connection: SSOConnection, by: User | None) -> None:
+def connection_delete(*, connection: SSOConnection, actor: User | None) -> None:
     """Delete a connection that is not enabled, with the identities linked through it; audited.
 
     Members keep their accounts and memberships. Raises SSOInputError for an
@@ -333,14 +339,14 @@ def connection_delete(*, connection: SSOConnection, by: User | None) -> None:
         record(
             "sso.connection_delete",
             tenant=locked.tenant,
-            actor=_actor(by),
+            actor=_audit_actor(actor),
             target=locked,
             metadata={"before": selectors.connection_snapshot(locked), "after": None, "identities": identities},
         )
         locked.delete()
 
 
-def connection_request_metadata_refresh(*, connection: SSOConnection, by: User | None) -> None:
+def connection_request_metadata_refresh(*, connection: SSOConnection, actor: User | None) -> None:
     """Ask the worker to download a URL-configured SAML connection's metadata again now; audited.
 
     Raises SSOInputError if the connection has no metadata URL.
@@ -348,7 +354,7 @@ def connection_request_metadata_refresh(*, connection: SSOConnection, by: User |
     if connection.kind != SSOConnection.Kind.SAML or not (connection.config or {}).get("metadata_url"):
         raise SSOInputError("This connection is not configured from a metadata URL.")
     with transaction.atomic():
-        record("sso.metadata_refresh_request", tenant=connection.tenant, actor=_actor(by), target=connection)
+        record("sso.metadata_refresh_request", tenant=connection.tenant, actor=_audit_actor(actor), target=connection)
         _after_commit_refresh(connection)
 
 

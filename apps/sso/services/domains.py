@@ -21,7 +21,7 @@ from apps.accounts.models import User
 from apps.audit.services import record
 from apps.sso import selectors
 from apps.sso.models import SSOConnection, VerifiedDomain
-from apps.sso.services._common import _CONTROL_RE, _LABEL_RE, DOMAIN_MAX, SSOInputError, _actor
+from apps.sso.services._common import _CONTROL_RE, _LABEL_RE, DOMAIN_MAX, SSOInputError, _audit_actor
 from apps.tenants.models import Tenant
 
 # Shared mailbox providers: nobody can own these for a tenant.
@@ -94,7 +94,7 @@ def email_domain(email: str) -> str:
         return ""
 
 
-def domain_claim(*, tenant: Tenant | None, domain: str, by: User | None) -> VerifiedDomain:
+def domain_claim(*, tenant: Tenant | None, domain: str, actor: User | None) -> VerifiedDomain:
     """Claim ``domain`` for ``tenant`` (the platform for None) with a fresh DNS TXT token; staff verify it later.
 
     A domain belongs to one tenant only; shared mailbox providers (gmail.com…)
@@ -121,19 +121,19 @@ def domain_claim(*, tenant: Tenant | None, domain: str, by: User | None) -> Veri
         record(
             "sso.domain_claim",
             tenant=tenant,
-            actor=_actor(by),
+            actor=_audit_actor(actor),
             target=claim,
             metadata={"domain": name, "before": None, "after": {"verified": False}},
         )
     return claim
 
 
-def _require_staff(by: Any) -> None:
-    if by is None or not (getattr(by, "is_active", False) and getattr(by, "is_staff", False)):
+def _require_staff(actor: Any) -> None:
+    if actor is None or not (getattr(actor, "is_active", False) and getattr(actor, "is_staff", False)):
         raise SSOInputError("Only platform staff can verify or release domains of other organisations.")
 
 
-def domain_verify(*, domain: VerifiedDomain, by: User) -> VerifiedDomain:
+def domain_verify(*, domain: VerifiedDomain, actor: User) -> VerifiedDomain:
     """Mark a claimed domain verified (platform staff only, after checking the DNS TXT record).
 
     From then on the tenant's SSO connections may provision people of that
@@ -141,28 +141,30 @@ def domain_verify(*, domain: VerifiedDomain, by: User) -> VerifiedDomain:
     on the tenant's and the platform's chain. Raises SSOInputError for a
     non-staff caller.
     """
-    _require_staff(by)
+    _require_staff(actor)
     with transaction.atomic():
         locked = VerifiedDomain.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=domain.pk)
         if locked.verified_at is not None:
             return locked
         locked.verified_at = timezone.now()
-        locked.verified_by = by
+        locked.verified_by = actor
         locked.save(update_fields=["verified_at", "verified_by"])
         meta = {"domain": locked.domain, "before": {"verified": False}, "after": {"verified": True}}
         if locked.tenant_id is not None:
-            record("sso.domain_verify", tenant=locked.tenant_id, actor=_actor(by), target=locked, metadata=meta)
+            record(
+                "sso.domain_verify", tenant=locked.tenant_id, actor=_audit_actor(actor), target=locked, metadata=meta
+            )
         record(
             "sso.domain_verify",
             tenant=None,
-            actor=_actor(by),
+            actor=_audit_actor(actor),
             target=locked,
             metadata={**meta, "tenant": locked.tenant.slug if locked.tenant else None},
         )
     return locked
 
 
-def domain_release(*, domain: VerifiedDomain, by: User | None, tenant: Tenant | None = None) -> None:
+def domain_release(*, domain: VerifiedDomain, actor: User | None, tenant: Tenant | None = None) -> None:
     """Remove a domain claim: by the owning tenant's admin (pass ``tenant``) or by platform staff.
 
     Once released, the domain's people are no longer provisioned by the
@@ -171,7 +173,7 @@ def domain_release(*, domain: VerifiedDomain, by: User | None, tenant: Tenant | 
     does not own the claim, or a staff-only release is asked by someone else.
     """
     if tenant is None:
-        _require_staff(by)
+        _require_staff(actor)
     with transaction.atomic():
         locked = VerifiedDomain.objects.select_for_update().filter(pk=domain.pk).first()
         if locked is None:
@@ -184,9 +186,11 @@ def domain_release(*, domain: VerifiedDomain, by: User | None, tenant: Tenant | 
             "after": None,
         }
         if locked.tenant_id is not None:
-            record("sso.domain_release", tenant=locked.tenant_id, actor=_actor(by), target=locked, metadata=meta)
+            record(
+                "sso.domain_release", tenant=locked.tenant_id, actor=_audit_actor(actor), target=locked, metadata=meta
+            )
         if tenant is None:
-            record("sso.domain_release", tenant=None, actor=_actor(by), target=locked, metadata=meta)
+            record("sso.domain_release", tenant=None, actor=_audit_actor(actor), target=locked, metadata=meta)
         locked.delete()
 
 

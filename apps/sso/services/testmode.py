@@ -1,8 +1,8 @@
 """Test sign-ins: an administrator's dry run of a connection, reported check by check.
 
-``test_sign_in`` evaluates the sign-in rules against a real assertion without
+``connection_test_complete`` evaluates the sign-in rules against a real assertion without
 provisioning anyone or touching the session, records the outcome on the
-connection and audits it; ``test_sign_in_failed`` does the same for a protocol
+connection and audits it; ``connection_test_fail`` does the same for a protocol
 failure. ``parse_iso`` reads the stored timestamps back for templates.
 """
 
@@ -20,7 +20,7 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import record
 from apps.sso import selectors
 from apps.sso.models import ExternalIdentity, SSOConnection
-from apps.sso.services._common import SUBJECT_MAX, _actor, _clean_groups, _lock_connection, _policy
+from apps.sso.services._common import SUBJECT_MAX, _audit_actor, _clean_groups, _lock_connection, _policy
 from apps.sso.services.domains import email_domain
 from apps.sso.types import Assertion, SSOConfigError, SSOError
 from apps.tenants.models import Tenant
@@ -174,7 +174,7 @@ def _test_checks(connection: SSOConnection, assertion: Assertion) -> tuple[list[
     return checks, group_roles
 
 
-def test_sign_in(*, connection: SSOConnection, assertion: Assertion, by: User) -> TestReport:
+def connection_test_complete(*, connection: SSOConnection, assertion: Assertion, actor: User) -> TestReport:
     """Report on a test sign-in without signing anyone in or changing any account.
 
     The only write besides the audit event: when every check passes, the
@@ -211,7 +211,7 @@ def test_sign_in(*, connection: SSOConnection, assertion: Assertion, by: User) -
         record(
             "sso.connection_test",
             tenant=locked.tenant,
-            actor=_actor(by),
+            actor=_audit_actor(actor),
             target=locked,
             result=AuditEvent.Result.SUCCESS if ok else AuditEvent.Result.FAILURE,
             metadata={
@@ -225,7 +225,7 @@ def test_sign_in(*, connection: SSOConnection, assertion: Assertion, by: User) -
     return report
 
 
-def test_sign_in_failed(*, connection: SSOConnection, error: SSOError | SSOConfigError, by: User) -> TestReport:
+def connection_test_fail(*, connection: SSOConnection, error: SSOError | SSOConfigError, actor: User) -> TestReport:
     """Report (and audit) a test sign-in the protocol layer refused; the connection is not changed."""
     code = getattr(error, "code", "config")
     message = getattr(error, "message", "") or str(error)
@@ -241,7 +241,7 @@ def test_sign_in_failed(*, connection: SSOConnection, error: SSOError | SSOConfi
         record(
             "sso.connection_test",
             tenant=connection.tenant,
-            actor=_actor(by),
+            actor=_audit_actor(actor),
             target=connection,
             result=AuditEvent.Result.FAILURE,
             metadata={"code": code, "reason": message[:500]},

@@ -155,8 +155,8 @@ def _finish_test(
             status=403,
         )
     if assertion is not None:
-        report = services.test_sign_in(connection=connection, assertion=assertion, by=request.user)
+        report = services.connection_test_complete(connection=connection, assertion=assertion, actor=request.user)
     else:
-        report = services.test_sign_in_failed(connection=connection, error=error, by=request.user)  # type: ignore[arg-type]
+        report = services.connection_test_fail(connection=connection, error=error, actor=request.user)  # type: ignore[arg-type]
     request.session[TEST_REPORT_KEY] = {str(connection.pk): report.as_dict()}
     return redirect(_settings_url(connection.tenant, "test_result", connection_id=connection.pk))

@@ -295,7 +295,7 @@ def staff_domain_verify(request: HttpRequest, domain_id: int) -> HttpResponse:
     """Mark a claim verified after checking its DNS TXT record (platform staff)."""
     claim = _staff_claim(domain_id)
     try:
-        services.domain_verify(domain=claim, by=request.user)  # type: ignore[arg-type]
+        services.domain_verify(domain=claim, actor=request.user)  # type: ignore[arg-type]
     except SSOInputError as exc:
         messages.error(request, exc.message)
     else:
@@ -311,7 +311,7 @@ def staff_domain_release(request: HttpRequest, domain_id: int) -> HttpResponse:
     """Remove a claim (e.g. a squatted domain) so its rightful owner can claim it (platform staff)."""
     claim = _staff_claim(domain_id)
     try:
-        services.domain_release(domain=claim, by=request.user)  # type: ignore[arg-type]
+        services.domain_release(domain=claim, actor=request.user)  # type: ignore[arg-type]
     except SSOInputError as exc:
         messages.error(request, exc.message)
     else:

@@ -123,7 +123,7 @@ def connection_create(request: TenantRequest, kind: str) -> HttpResponse:
                 attribute_mapping=form.mapping(),
                 preset=form.cleaned_data.get("preset", ""),
                 public_id=public_id,
-                by=request.user,  # type: ignore[arg-type]
+                actor=request.user,  # type: ignore[arg-type]
             )
         except SSOInputError as exc:
             add_service_error(form, exc, aliases=form.error_aliases())
@@ -188,7 +188,7 @@ def connection_edit(request: TenantRequest, connection_id: int) -> HttpResponse:
                 oidc_settings=form.oidc_settings() if connection.kind == Kind.OIDC else None,  # type: ignore[union-attr]
                 attribute_mapping=form.mapping(),
                 preset=form.cleaned_data.get("preset", ""),
-                by=request.user,  # type: ignore[arg-type]
+                actor=request.user,  # type: ignore[arg-type]
             )
         except SSOInputError as exc:
             add_service_error(form, exc, aliases=form.error_aliases())
@@ -242,7 +242,7 @@ def _allow_test_form(response: HttpResponse, connection: SSOConnection) -> HttpR
 def _status_change(request: TenantRequest, connection_id: int, *, enabled: bool) -> HttpResponse:
     connection = _connection_or_404(request, connection_id)
     try:
-        services.connection_set_status(connection=connection, enabled=enabled, by=request.user)  # type: ignore[arg-type]
+        services.connection_set_status(connection=connection, enabled=enabled, actor=request.user)  # type: ignore[arg-type]
     except SSOInputError as exc:
         messages.error(request, exc.message)
     else:
@@ -271,7 +271,7 @@ def connection_refresh(request: TenantRequest, connection_id: int) -> HttpRespon
     """Ask for the IdP metadata to be downloaded again now (URL-configured SAML connections)."""
     connection = _connection_or_404(request, connection_id)
     try:
-        services.connection_request_metadata_refresh(connection=connection, by=request.user)  # type: ignore[arg-type]
+        services.connection_request_metadata_refresh(connection=connection, actor=request.user)  # type: ignore[arg-type]
     except SSOInputError as exc:
         messages.error(request, exc.message)
     else:
@@ -286,7 +286,7 @@ def connection_delete(request: TenantRequest, connection_id: int) -> HttpRespons
     connection = _connection_or_404(request, connection_id)
     if request.method == "POST" and ConfirmForm(request.POST).is_valid():
         try:
-            services.connection_delete(connection=connection, by=request.user)  # type: ignore[arg-type]
+            services.connection_delete(connection=connection, actor=request.user)  # type: ignore[arg-type]
         except SSOInputError as exc:
             messages.error(request, exc.message)
             return redirect(_settings_url(request.tenant, "detail", connection_id=connection.pk))
@@ -305,7 +305,7 @@ def domains(request: TenantRequest) -> HttpResponse:
     form = DomainClaimForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            claim = services.domain_claim(tenant=request.tenant, domain=form.cleaned_data["domain"], by=request.user)  # type: ignore[arg-type]
+            claim = services.domain_claim(tenant=request.tenant, domain=form.cleaned_data["domain"], actor=request.user)  # type: ignore[arg-type]
         except SSOInputError as exc:
             add_service_error(form, exc)
         else:
@@ -325,7 +325,7 @@ def domain_release(request: TenantRequest, domain_id: int) -> HttpResponse:
     if claim is None:
         raise Http404("No such domain")
     try:
-        services.domain_release(domain=claim, by=request.user, tenant=request.tenant)  # type: ignore[arg-type]
+        services.domain_release(domain=claim, actor=request.user, tenant=request.tenant)  # type: ignore[arg-type]
     except SSOInputError as exc:
         messages.error(request, exc.message)
     else:
@@ -341,7 +341,7 @@ def policy(request: TenantRequest) -> HttpResponse:
     form = PolicyForm(request.POST or None, initial=PolicyForm.initial_for(current), platform=request.tenant is None)
     if request.method == "POST" and form.is_valid():
         try:
-            policy_update(tenant=request.tenant, by=request.user, **form.cleaned_data)
+            policy_update(tenant=request.tenant, actor=request.user, **form.cleaned_data)
         except PolicyError as exc:
             form.add_error(None, str(exc))
         else:

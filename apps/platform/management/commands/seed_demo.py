@@ -96,13 +96,13 @@ class Command(BaseCommand):
             description="Customer support tickets since 2024, with names and e-mail addresses.",
             tags=["support", "pii"],
             owner=owner,
-            by=owner,
+            actor=owner,
         )
         catalog_services.dataset_create(
-            tenant=tenant, name="product-docs", classification="internal", tags=["docs"], by=owner
+            tenant=tenant, name="product-docs", classification="internal", tags=["docs"], actor=owner
         )
         payroll = catalog_services.dataset_create(
-            tenant=tenant, name="payroll-2026", classification="restricted", contains_personal_data=True, by=owner
+            tenant=tenant, name="payroll-2026", classification="restricted", contains_personal_data=True, actor=owner
         )
         catalog_services.model_create(
             tenant=tenant,
@@ -111,7 +111,7 @@ class Command(BaseCommand):
             price_per_1k_input=Decimal("0.002"),
             price_per_1k_output=Decimal("0.008"),
             enabled=True,
-            by=owner,
+            actor=owner,
         )
         catalog_services.model_create(
             tenant=tenant,
@@ -120,7 +120,7 @@ class Command(BaseCommand):
             price_per_1k_input=Decimal("0.003"),
             price_per_1k_output=Decimal("0.015"),
             enabled=True,
-            by=owner,
+            actor=owner,
         )
         catalog_services.tool_create(
             tenant=tenant,
@@ -136,7 +136,7 @@ class Command(BaseCommand):
             output_cap_bytes=256 * 1024,
             risk_level="medium",
             allowlisted=True,
-            by=owner,
+            actor=owner,
         )
         catalog_services.tool_create(
             tenant=tenant,
@@ -145,7 +145,7 @@ class Command(BaseCommand):
             args_schema={"type": "object", "properties": {"sql": {"type": "string"}}, "required": ["sql"]},
             risk_level="high",
             allowlisted=False,
-            by=owner,
+            actor=owner,
         )
         owner_membership = selectors.member_list(tenant=tenant).get(user=owner)
         steward = access_services.role_create(
@@ -173,7 +173,7 @@ class Command(BaseCommand):
         new_tenant = False
         if tenant is None:
             tenant = platform_services.tenant_provision(
-                slug=spec.slug, name=spec.name, owner_email=owner.email, by=staff
+                slug=spec.slug, name=spec.name, owner_email=owner.email, actor=staff
             )
             self.created.append(f"tenant {spec.slug} ({spec.name}), created by {staff.email}")
             # The owner signed in once (after a typo) to accept: the audit log shows both.
