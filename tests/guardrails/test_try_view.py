@@ -7,6 +7,7 @@ import json
 import pytest
 
 from apps.audit.models import AuditEvent
+from tests.contract import PageContract, PermissionContract, Ref
 
 pytestmark = pytest.mark.django_db
 
@@ -14,15 +15,18 @@ URL = "/t/acme/guardrails/try/"
 GOOD = json.dumps({"query": {"text": "cats"}, "url": "https://api.example.com/search"})
 
 
-def test_permission_contract(cast, rows, client, client_for) -> None:
-    anonymous = client.get(URL)
-    assert anonymous.status_code == 302
-    assert anonymous["Location"].startswith("/accounts/login/")
-    assert client_for(cast.outsider).get(URL).status_code == 404
-    assert client_for(cast.globex_owner).get(URL).status_code == 404
-    assert client_for(cast.viewer).get(URL).status_code == 403  # the viewer lacks tool.execute
-    assert client_for(cast.viewer).post(URL, {"tool": rows.tool.pk, "arguments": GOOD}).status_code == 403
-    assert client_for(cast.member).get(URL).status_code == 200
+class TestTryPageContract(PermissionContract):
+    """Anonymous → sign-in, outsiders → 404, no tool.execute (the viewer) → 403 for GET and POST, holders → 200."""
+
+    app_namespace = "guardrails"
+    contracts = (
+        PageContract("guardrails:try", "tool.execute"),
+        PageContract("guardrails:try", "tool.execute", method="post", data={"tool": Ref("tool"), "arguments": GOOD}),
+    )
+
+    @pytest.fixture
+    def contract_world(self, rows):
+        return rows
 
 
 def test_choices_are_narrowed_to_the_tenant(cast, rows, client_for) -> None:

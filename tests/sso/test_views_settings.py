@@ -7,6 +7,7 @@ import functools
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import pytest
 from django.test import Client
@@ -16,6 +17,7 @@ from apps.sso import oidc
 from apps.sso.models import SignInPolicy, SSOConnection, VerifiedDomain
 from apps.sso.saml import binding as saml_binding
 from apps.sso.saml import metadata
+from tests.contract import PageContract, PermissionContract, Ref, form_page
 from tests.sso import saml_helpers as h
 from tests.sso.oidc_provider import CLIENT_ID, CLIENT_SECRET, OIDCProvider
 from tests.sso.test_flow_support import events, https_client, saml_connection, verify_domain
@@ -82,55 +84,61 @@ def _saml_form(**values: object) -> dict[str, object]:
 
 # --- the permission contract -------------------------------------------------------------------
 
-
-SETTINGS_PAGES = ["", "connections/new/saml/", "connections/new/oidc/", "domains/", "policy/", "groups/"]
-
-
-@pytest.mark.parametrize("page", SETTINGS_PAGES)
-def test_permission_contract(cast, page) -> None:
-    url = BASE + page
-
-    anonymous = https_client().get(url)
-    assert anonymous.status_code == 302
-    assert anonymous["Location"].startswith("/accounts/login/")
-    assert https_client(cast.outsider).get(url).status_code == 404
-    assert https_client(cast.globex_owner).get(url).status_code == 404
-    assert https_client(cast.member).get(url).status_code == 403
-    assert https_client(cast.viewer).get(url).status_code == 403
-    assert https_client(cast.admin).get(url).status_code == 200
-    assert https_client(cast.owner).get(url).status_code == 200
+CONNECTION = {"kwargs": {"connection_id": Ref("mine")}, "foreign": ({"connection_id": Ref("theirs")},)}
 
 
-@pytest.mark.parametrize("suffix", ["", "edit/", "test/result/", "delete/"])
-def test_connection_pages_contract_and_other_tenants_id(cast, suffix) -> None:
-    mine = saml_connection(cast.acme)
-    theirs = saml_connection(cast.globex)
-
-    assert https_client().get(f"{BASE}connections/{mine.pk}/{suffix}").status_code == 302
-    assert https_client(cast.outsider).get(f"{BASE}connections/{mine.pk}/{suffix}").status_code == 404
-    assert https_client(cast.member).get(f"{BASE}connections/{mine.pk}/{suffix}").status_code == 403
-    assert https_client(cast.admin).get(f"{BASE}connections/{mine.pk}/{suffix}").status_code in (200, 302)
-    assert https_client(cast.admin).get(f"{BASE}connections/{theirs.pk}/{suffix}").status_code == 404
-    assert https_client(cast.admin).get(f"{BASE}connections/99999999999999999999/{suffix}").status_code == 404
+def _action(url: str, ok_status: int = 302) -> PageContract:
+    """A POST on a connection; Globex's connection is the attacker's id."""
+    return PageContract(f"sso_settings:{url}", "sso.manage", method="post", ok_status=ok_status, **CONNECTION)
 
 
-@pytest.mark.parametrize("action", ["test/", "enable/", "disable/", "refresh/", "delete/", "edit/"])
-def test_posts_to_another_tenants_connection_are_404(cast, action) -> None:
-    theirs = saml_connection(cast.globex)
+class TestSettingsPagesContract(PermissionContract):
+    """Every SSO settings page needs sso.manage: members and viewers 403, admins and owners in."""
 
-    response = https_client(cast.admin).post(f"{BASE}connections/{theirs.pk}/{action}")
+    app_namespace = "sso_settings"
+    contracts = (
+        PageContract("sso_settings:list", "sso.manage"),
+        PageContract("sso_settings:saml_create", "sso.manage"),
+        PageContract("sso_settings:oidc_create", "sso.manage"),
+        PageContract("sso_settings:detail", "sso.manage", **CONNECTION),
+        *form_page("sso_settings:edit", "sso.manage", data=_saml_form(name="Okta (prod)"), **CONNECTION),  # a rename
+        *form_page("sso_settings:delete", "sso.manage", data={"confirm": "on"}, **CONNECTION),
+        # No test ran in this browser: the result page sends back to the connection.
+        PageContract("sso_settings:test_result", "sso.manage", ok_status=302, **CONNECTION),
+        *(_action(url) for url in ("test", "enable", "disable", "refresh")),  # "test" is off to the IdP
+        *form_page("sso_settings:domains", "sso.manage", data={"domain": "acme-corp.com"}),
+        PageContract(
+            "sso_settings:domain_release",
+            "sso.manage",
+            kwargs={"domain_id": Ref("my_domain")},
+            method="post",
+            ok_status=302,
+            foreign=({"domain_id": Ref("their_domain")},),
+        ),
+        PageContract("sso_settings:policy", "sso.manage"),
+        PageContract("sso_settings:groups", "sso.manage"),
+    )
 
-    assert response.status_code == 404
-    theirs.refresh_from_db()
-    assert theirs.status == SSOConnection.Status.ENABLED
+    @pytest.fixture
+    def contract_world(self, cast):
+        return SimpleNamespace(
+            mine=saml_connection(cast.acme, source="metadata_xml"),
+            theirs=saml_connection(cast.globex),
+            my_domain=verify_domain(cast.acme, "acme.example"),
+            their_domain=verify_domain(cast.globex, "globex.example"),
+        )
 
+    def make_client(self, user=None) -> Client:
+        return https_client(user)
 
-def test_member_cannot_post(cast) -> None:
-    connection = saml_connection(cast.acme)
-
-    assert https_client(cast.member).post(f"{BASE}connections/{connection.pk}/disable/").status_code == 403
-    connection.refresh_from_db()
-    assert connection.status == SSOConnection.Status.ENABLED
+    def state(self, world):
+        """The audit log, every connection, domain claim and sign-in policy, as they are."""
+        return (
+            super().state(world),
+            tuple(SSOConnection.objects.order_by("pk").values_list("pk", "tenant_id", "name", "status")),
+            tuple(VerifiedDomain.objects.order_by("pk").values_list("pk", "tenant_id", "domain", "verified_at")),
+            tuple(SignInPolicy.objects.order_by("pk").values_list()),
+        )
 
 
 def test_list_shows_connections_with_status(cast, admin) -> None:
