@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from django.core.exceptions import ValidationError
@@ -43,6 +43,9 @@ from apps.core import context
 from apps.tenants.models import Membership, Tenant
 
 M = TypeVar("M", bound=Model)
+# The plain value: comparing with the enum member looks it up through the enum's metaclass on
+# every decision, which the first decision of a request pays again.
+ACTIVE = Membership.Status.ACTIVE.value
 
 # How far a permission without a resource must reach:
 # - "tenant": held tenant-wide (from a role);
@@ -58,7 +61,7 @@ class Decision:
 
     allowed: bool
     action: str
-    reasons: tuple[str, ...] = field(default_factory=tuple)
+    reasons: tuple[str, ...] = ()  # a constant default: no default_factory call per decision
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -132,7 +135,7 @@ def _decide(
     scope: Scope,
 ) -> tuple[Decision, int | None]:
     require_known(action)
-    tenant_id = tenant.pk if tenant is not None else getattr(subject, "tenant_id", None)
+    tenant_id = tenant.id if tenant is not None else getattr(subject, "tenant_id", None)
     gate = _gate(subject, action, tenant_id, for_reading=for_reading)
     if gate:
         return Decision(False, action, (gate,)), tenant_id
@@ -181,7 +184,7 @@ def _gate(subject: Membership | None, action: str, tenant_id: int | None, *, for
     """Why ``subject`` cannot act in the tenant at all (before any permission is looked at); "" if it can."""
     if subject is None or subject.tenant_id != tenant_id:
         return "not a member of this tenant"
-    if subject.status != Membership.Status.ACTIVE:
+    if subject.status != ACTIVE:
         return f"membership is {subject.status}"
     if action not in READ_ONLY_ACTIONS and not for_reading and subject.tenant.is_suspended:
         return "tenant is suspended (read-only)"

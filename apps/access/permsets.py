@@ -286,8 +286,9 @@ def for_membership(membership: Membership) -> PermissionSet:
     if memo is not None:
         return memo
     # The first decision of every request comes through here: plain attribute reads only
-    # (``tenant_id`` and ``id`` rather than ``pk``, which goes through the model's meta).
-    tenant_id, version = membership.tenant_id, membership.tenant.access_version
+    # (``id`` rather than ``pk``, which goes through the model's meta).
+    tenant = membership.tenant
+    tenant_id, version = tenant.id, tenant.access_version
     if version < _latest.get(tenant_id, version):
         # A tenant object from before a change this process committed: its key would find
         # the set from before the change. The rows are the truth; nothing is cached under it.

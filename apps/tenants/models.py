@@ -65,7 +65,9 @@ class Tenant(models.Model):
 
     @property
     def is_suspended(self) -> bool:
-        return self.status == self.Status.SUSPENDED
+        # The plain value (the enum member's lookup costs more than the comparison): access
+        # decisions ask this for every write.
+        return self.status == "suspended"
 
 
 class TenantScoped(models.Model):

@@ -119,9 +119,10 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# The cache holds the per-tenant access version tokens that invalidate cached
-# permission sets, so every web and worker process must share it: Redis in
-# production (CACHE_URL=redis://…), a file cache under .data/ on one machine.
+# django-allauth keeps its sign-in rate limits (ACCOUNT_RATE_LIMITS) and the
+# one-time codes already used (TOTP replay) in the cache, so every web process
+# must share it: Redis in production (CACHE_URL=redis://…), a file cache under
+# .data/ on one machine. (Access versions live on the tenant row, not here.)
 CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{DATA_DIR / 'cache'}")}
 
 AUTH_USER_MODEL = "accounts.User"
