@@ -34,6 +34,7 @@ from django.utils.module_loading import import_string
 
 from apps.access.decisions import Scope, authorize, can
 from apps.access.permissions import OBJECT_ACTIONS, require_known
+from apps.accounts.types import AuthenticatedRequest
 from apps.core import context
 from apps.core.decorators import public_view
 from apps.core.htmx import HtmxHttpRequest
@@ -54,7 +55,7 @@ class Can(Protocol):
     ) -> bool: ...
 
 
-class TenantRequest(HtmxHttpRequest):
+class TenantRequest(HtmxHttpRequest, AuthenticatedRequest):
     """The request a ``tenant_view`` hands its view (for type hints only; no instance is ever made).
 
     ``tenant`` and ``membership`` are the ones resolved at entry (the membership

@@ -47,6 +47,9 @@ SESSION_CLOCK_KEY = "bastion_session"
 SIGN_IN_METHODS = frozenset({"password", "saml", "oidc"})
 SSO_METHODS = frozenset({"saml", "oidc"})
 MAX_IDENTIFIER = 254
+# Set on a request whose session this module ended and audited itself, so that the
+# sign-out hook does not record a second, plain sign-out for it.
+QUIET_LOGOUT_ATTR = "_bastion_quiet_logout"
 
 
 # --- sign-in audit -----------------------------------------------------------------------
@@ -292,7 +295,7 @@ def session_expire(request: HttpRequest, *, reason: str, metadata: dict[str, Any
     )
     if request.session.session_key:
         UserSession.objects.filter(session_key=request.session.session_key).delete()
-    request._bastion_quiet_logout = True  # type: ignore[attr-defined]
+    setattr(request, QUIET_LOGOUT_ATTR, True)  # read by the sign-out signal hook
     logout(request)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from apps.core import context
+
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return render(request, "400.html", {"message": str(exception or "")}, status=400)
@@ -19,4 +21,4 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    return render(request, "500.html", {"request_id": getattr(request, "request_id", "")}, status=500)
+    return render(request, "500.html", {"request_id": context.current().request_id}, status=500)

@@ -42,7 +42,6 @@ class RequestContextMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else context.new_request_id()
-        request.request_id = request_id  # type: ignore[attr-defined]
         started = time.perf_counter()
         with context.bind(
             request_id=request_id,

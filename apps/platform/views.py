@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from apps.access.decorators import platform_view
+from apps.accounts.types import AuthenticatedRequest
 from apps.core.htmx import render_page
 from apps.core.shortcuts import found_or_404
 from apps.platform import services as platform_services
@@ -41,7 +42,7 @@ def tenant_list(request: HttpRequest) -> HttpResponse:
 
 @platform_view
 @require_http_methods(["GET", "HEAD", "POST"])
-def tenant_create(request: HttpRequest) -> HttpResponse:
+def tenant_create(request: AuthenticatedRequest) -> HttpResponse:
     """Create a tenant and invite its first owner by e-mail."""
     form = TenantCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -50,7 +51,7 @@ def tenant_create(request: HttpRequest) -> HttpResponse:
                 slug=form.cleaned_data["slug"],
                 name=form.cleaned_data["name"],
                 owner_email=form.cleaned_data["owner_email"],
-                actor=request.user,  # type: ignore[arg-type]
+                actor=request.user,
             )
         except TenantError as exc:
             form.add_error("slug", str(exc))
@@ -78,7 +79,7 @@ def tenant_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 @platform_view
 @require_http_methods(["GET", "HEAD", "POST"])
-def tenant_suspend(request: HttpRequest, slug: str) -> HttpResponse:
+def tenant_suspend(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     """Suspend a tenant with a reason. GET asks to confirm; POST suspends (audited)."""
     tenant = _tenant_or_404(slug)
     form = TenantSuspendForm(request.POST or None)
@@ -88,7 +89,7 @@ def tenant_suspend(request: HttpRequest, slug: str) -> HttpResponse:
                 tenant=tenant,
                 suspended=True,
                 reason=form.cleaned_data["reason"],
-                actor=request.user,  # type: ignore[arg-type]
+                actor=request.user,
             )
         except TenantError as exc:
             form.add_error(None, str(exc))
@@ -101,13 +102,13 @@ def tenant_suspend(request: HttpRequest, slug: str) -> HttpResponse:
 
 @platform_view
 @require_http_methods(["GET", "HEAD", "POST"])
-def tenant_reactivate(request: HttpRequest, slug: str) -> HttpResponse:
+def tenant_reactivate(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     """Reactivate a suspended tenant. GET asks to confirm; POST reactivates (audited)."""
     tenant = _tenant_or_404(slug)
     error = ""
     if request.method == "POST":
         try:
-            services.tenant_set_status(tenant=tenant, suspended=False, actor=request.user)  # type: ignore[arg-type]
+            services.tenant_set_status(tenant=tenant, suspended=False, actor=request.user)
         except TenantError as exc:
             error = str(exc)
         else:

@@ -94,7 +94,7 @@ def _on_login_failed(sender: Any, credentials: dict[str, Any], request: Any = No
 
 @receiver(user_logged_out)
 def _on_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    if user is None or getattr(request, "_bastion_quiet_logout", False):
+    if user is None or getattr(request, services.QUIET_LOGOUT_ATTR, False):
         return  # an expiry already recorded why the session ended
     services.record_sign_out(user=user)
 

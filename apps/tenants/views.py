@@ -10,7 +10,7 @@ every action also works without JavaScript.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -25,6 +25,7 @@ from django.views.decorators.http import require_http_methods
 from apps.access import members as member_services
 from apps.access.decorators import TenantRequest, public_view, tenant_view
 from apps.access.services import AccessError
+from apps.accounts.models import User
 from apps.core.htmx import is_htmx, render_page
 from apps.core.shortcuts import found_or_404
 from apps.tenants import selectors, services
@@ -252,7 +253,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
             return render(request, "tenants/invitation_wrong_user.html", context, status=403)
         if request.method == "POST":
             try:
-                services.membership_accept(membership=membership, user=request.user)  # type: ignore[arg-type]
+                services.membership_accept(membership=membership, user=cast(User, request.user))
             except TenantError as exc:
                 return _invitation_error(request, str(exc))
             messages.success(request, f"Welcome to {tenant.name}.")
