@@ -11,6 +11,7 @@ from config import admin_site
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
+    path("", include("apps.keys.api_urls")),  # OAuth token endpoint, JWKS, server metadata
     path("", tenant_views.home, name="home"),
     path("accounts/", include("apps.accounts.urls")),  # before allauth: our session sign-out
     path("accounts/", include("allauth.urls")),

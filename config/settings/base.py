@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "apps.catalog",
     "apps.sso",
     "apps.guardrails",
+    "apps.keys",
     "apps.platform",
 ]
 

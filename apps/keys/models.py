@@ -1,0 +1,155 @@
+"""API clients, their secrets, the per-tenant token policy and the platform's signing keys."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models.functions import Now
+
+from apps.tenants.models import TenantOwned
+
+MAX_TOKEN_LIFETIME = 15 * 60  # seconds; a tenant may choose less, never more
+
+
+class ApiClient(TenantOwned):
+    """A tenant's machine identity: authenticates with a secret, acts with one role."""
+
+    class Status(models.TextChoices):
+        # The same value as an active membership: ``access`` gates any subject on ``status == "active"``.
+        ACTIVE = "active", "Active"
+        DISABLED = "disabled", "Disabled"
+
+    name = models.CharField(max_length=80)
+    # Public identifier sent as ``client_id``; unique across the installation (tokens name it in ``sub``).
+    client_id = models.CharField(max_length=64, unique=True, editable=False)
+    # The role it acts as: a built-in role key, or a custom role of the tenant (exactly one).
+    builtin_role = models.CharField(max_length=16, blank=True)
+    role = models.ForeignKey("access.Role", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # Audiences it may ask a token for; empty = the default API audience only.
+    audiences = ArrayField(models.CharField(max_length=200), default=list, blank=True)
+    signing_alg = models.CharField(max_length=8, default="ES256", choices=[("ES256", "ES256"), ("RS256", "RS256")])
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # The guardian identity that holds the client's own object grants (like a role's group).
+    group = models.OneToOneField(Group, on_delete=models.PROTECT, related_name="bastion_api_client")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    # Tokens issued before this are refused even after a re-enable (set by every disable).
+    tokens_not_before = models.DateTimeField(null=True, blank=True)
+    # Written at most once a minute per client (the token endpoint), never per API call.
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="apiclient_unique_name_per_tenant"),
+            models.CheckConstraint(
+                condition=(models.Q(role__isnull=True) & ~models.Q(builtin_role=""))
+                | (models.Q(role__isnull=False) & models.Q(builtin_role="")),
+                name="apiclient_one_role",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["active", "disabled"]), name="apiclient_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "status"], name="apiclient_tenant_status")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    # --- the subject protocol of apps.access.subjects ------------------------------------------
+    subject_type = "client"
+
+    @property
+    def subject_label(self) -> str:
+        return f"API client {self.name} ({self.client_id})"
+
+    @property
+    def role_key(self) -> str:
+        return self.builtin_role
+
+
+class ClientSecret(TenantOwned):
+    """One secret of a client, stored only as a keyed hash; at most two are valid during a rotation."""
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="secrets")
+    digest = models.CharField(max_length=64)  # hex HMAC-SHA256 (apps.keys.crypto.secret_digest)
+    hint = models.CharField(max_length=12)  # the last characters, so an admin can tell secrets apart
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    # Set when a newer secret replaced it: it stays valid until then (the overlap).
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "client"], name="clientsecret_tenant_client")]
+
+    def __str__(self) -> str:
+        return f"…{self.hint}"
+
+
+class TokenPolicy(TenantOwned):
+    """A tenant's token settings (absent row = the defaults)."""
+
+    token_lifetime = models.PositiveIntegerField(default=MAX_TOKEN_LIFETIME)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant"], name="tokenpolicy_one_per_tenant"),
+            models.CheckConstraint(
+                condition=models.Q(token_lifetime__gte=60, token_lifetime__lte=MAX_TOKEN_LIFETIME),
+                name="tokenpolicy_lifetime_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.token_lifetime}s"
+
+
+class SigningKey(models.Model):
+    """One asymmetric key that signs access tokens (the platform's, shared by all tenants).
+
+    Life: ``next`` (published in the JWKS, signs nothing) → ``active`` (signs)
+    → ``retired`` (published until ``publish_until``, the expiry of the last
+    token it can have signed) → removed from the JWKS. ``revoked`` is the
+    emergency end: unpublished and refused at once.
+    """
+
+    class Status(models.TextChoices):
+        NEXT = "next", "Next"
+        ACTIVE = "active", "Active"
+        RETIRED = "retired", "Retired"
+        REVOKED = "revoked", "Revoked"
+
+    kid = models.CharField(max_length=64, unique=True)
+    alg = models.CharField(max_length=8)
+    public_jwk = models.JSONField()
+    private_key = models.TextField()  # PEM, Fernet-encrypted (apps.keys.crypto)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    activates_at = models.DateTimeField()  # when a ``next`` key starts signing
+    activated_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    publish_until = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["next", "active", "retired", "revoked"]), name="signingkey_status_valid"
+            ),
+            models.CheckConstraint(condition=models.Q(alg__in=["ES256", "RS256"]), name="signingkey_alg_valid"),
+            # One active key per algorithm: two processes switching at once cannot both win.
+            models.UniqueConstraint(
+                fields=["alg"], condition=models.Q(status="active"), name="signingkey_one_active_per_alg"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kid} ({self.alg}, {self.status})"
