@@ -39,6 +39,7 @@ from apps.access.permissions import (
     classification_rank,
     require_known,
 )
+from apps.access.subjects import Subject
 from apps.core import context
 from apps.tenants.models import Membership, Tenant
 
@@ -76,7 +77,7 @@ def resource_label(resource: Any) -> tuple[str, str]:
 
 
 def authorize(
-    subject: Membership | None,
+    subject: Membership | Subject | None,
     action: str,
     resource: Any = None,
     *,
@@ -87,7 +88,7 @@ def authorize(
 ) -> Decision:
     """May ``subject`` perform ``action`` (on ``resource``)?
 
-    ``subject`` is a membership (an API client joins with the runtime API);
+    ``subject`` is a membership or another ``subjects.Subject`` (an API client);
     ``tenant`` is the tenant the request is about and defaults to the
     subject's. ``resource`` is a tenant-owned object or None; without one,
     ``scope`` says how far the permission must reach (see ``Scope``).
@@ -108,7 +109,7 @@ def authorize(
 
 
 def can(
-    subject: Membership | None,
+    subject: Membership | Subject | None,
     action: str,
     resource: Any = None,
     *,
@@ -126,7 +127,7 @@ def can(
 
 
 def _decide(
-    subject: Membership | None,
+    subject: Membership | Subject | None,
     action: str,
     resource: Any,
     *,
@@ -180,12 +181,12 @@ def _decide(
     return Decision(False, action, (reason,)), tenant_id
 
 
-def _gate(subject: Membership | None, action: str, tenant_id: int | None, *, for_reading: bool) -> str:
+def _gate(subject: Membership | Subject | None, action: str, tenant_id: int | None, *, for_reading: bool) -> str:
     """Why ``subject`` cannot act in the tenant at all (before any permission is looked at); "" if it can."""
     if subject is None or subject.tenant_id != tenant_id:
         return "not a member of this tenant"
     if subject.status != ACTIVE:
-        return f"membership is {subject.status}"
+        return f"{'membership' if type(subject) is Membership else subject.subject_type} is {subject.status}"
     if action not in READ_ONLY_ACTIONS and not for_reading and subject.tenant.is_suspended:
         return "tenant is suspended (read-only)"
     return ""
@@ -207,15 +208,19 @@ def rank_label(rank: int) -> str:
     return CLASSIFICATIONS[rank] if 0 <= rank < len(CLASSIFICATIONS) else "nothing"
 
 
-def _log_denial(subject: Membership | None, decision: Decision, resource: Any, tenant_id: int) -> None:
+def _log_denial(subject: Membership | Subject | None, decision: Decision, resource: Any, tenant_id: int) -> None:
     kind, ident = resource_label(resource)
-    # Only use the user if it is already loaded: a denial must not cost an extra query.
-    user = subject.user if subject is not None and Membership.user.is_cached(subject) else None
+    if subject is not None and type(subject) is not Membership:  # a ``subjects.Subject`` (an API client)
+        subject_type, display = subject.subject_type, subject.subject_label
+    else:
+        # Only use the user if it is already loaded: a denial must not cost an extra query.
+        user = subject.user if subject is not None and Membership.user.is_cached(subject) else None
+        subject_type, display = "member", getattr(user, "email", "") or context.current().user_display
     DeniedDecision.objects.create(
         tenant_id=tenant_id,
-        subject_type="member",
+        subject_type=subject_type,
         subject_id=str(subject.pk) if subject is not None else "",
-        subject_display=getattr(user, "email", "") or context.current().user_display,
+        subject_display=display,
         action=decision.action,
         resource_type=kind,
         resource_id=ident,
@@ -228,7 +233,7 @@ def _log_denial(subject: Membership | None, decision: Decision, resource: Any, t
 
 
 def restrict(
-    queryset: QuerySet[M], subject: Membership | None, *actions: str, tenant: Tenant | None = None
+    queryset: QuerySet[M], subject: Membership | Subject | None, *actions: str, tenant: Tenant | None = None
 ) -> QuerySet[M]:
     """``queryset`` narrowed in SQL to the rows ``subject`` may perform any of ``actions`` on.
 
@@ -270,7 +275,7 @@ def restrict(
 # --- what a subject holds ----------------------------------------------------
 
 
-def held_permissions(subject: Membership | None, *, tenant: Tenant | None = None) -> frozenset[str]:
+def held_permissions(subject: Membership | Subject | None, *, tenant: Tenant | None = None) -> frozenset[str]:
     """The catalog permissions ``subject`` holds tenant-wide in ``tenant`` (default: its own).
 
     Object grants are not included. Empty for a membership that is not active
