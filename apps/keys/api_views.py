@@ -33,7 +33,8 @@ def _limited(request: HttpRequest, client_id: str, *, increment: bool) -> int:
         (_RATE_GROUPS[1], per_ip, services.request_ip() or "unknown"),
     ):
         usage = get_usage(request, group=group, key=lambda _group, _request, v=value: v, rate=rate, increment=increment)
-        if usage is not None and usage["should_limit"]:
+        # A rate "N/m" allows N failures a minute: the next attempt (counted or not) is refused.
+        if usage is not None and usage["count"] >= usage["limit"]:
             wait = max(wait, int(usage["time_left"]) or 1)
     return wait
 

@@ -235,7 +235,7 @@ def apiclient_enable(*, client: ApiClient, actor: Membership | None = None) -> A
 
     The enabling actor must hold what the client's role carries (as on create).
     """
-    locked = ApiClient.objects.select_for_update().select_related("role").get(pk=client.pk)
+    locked = ApiClient.objects.select_for_update(of=("self",)).select_related("role").get(pk=client.pk)
     _check_role(actor=actor, tenant=locked.tenant, builtin_role=locked.builtin_role, role=locked.role)
     locked.status = ApiClient.Status.ACTIVE
     locked.save(update_fields=["status"])

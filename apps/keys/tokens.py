@@ -44,6 +44,9 @@ API_SCOPES: tuple[str, ...] = ("authorize", "tool-calls", "me")
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "tid"]
 VERIFIED_CACHE_SIZE = 50_000
 CLIENT_CACHE_SIZE = 10_000
+# The shared client state expires by itself: should a write on commit be lost (the cache was
+# unreachable), the database is read again within this time instead of never.
+STATE_TTL = 300
 
 
 class TokenError(Exception):
@@ -131,7 +134,7 @@ def client_state_of(client: ApiClient, *, version: int | None = None) -> ClientS
 
 def publish_client_state(client: ApiClient) -> None:
     """Put the client's state in the shared cache (call on commit of every change to the client)."""
-    cache.set(client_state_key(client.client_id), client_state_of(client), None)
+    cache.set(client_state_key(client.client_id), client_state_of(client), STATE_TTL)
     _clients.pop(client.client_id, None)
 
 
@@ -223,7 +226,7 @@ def _client(client_id: str, state: ClientState | None) -> ApiClient | None:
         return None
     if state is None:
         state = client_state_of(client)
-        cache.set(client_state_key(client_id), state, None)
+        cache.set(client_state_key(client_id), state, STATE_TTL)
     _clients.put(client_id, (state.version, client))
     return client
 
