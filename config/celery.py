@@ -29,6 +29,13 @@ app.conf.beat_schedule = {
         "task": "apps.sso.tasks.purge_seen_assertions",
         "schedule": 24 * 3600.0,
     },
+    # Signing keys: hourly is far finer than the schedule's days (a next key is published
+    # KEYS_SIGNING_KEY_PUBLISH_AHEAD_HOURS ahead, a retired one unpublished 15 minutes after its
+    # last token expired), and a missed hour only delays a step. Every step is idempotent.
+    "keys-rotate-signing-keys": {
+        "task": "apps.keys.tasks.rotate_signing_keys",
+        "schedule": 3600.0,
+    },
     # Seal the audit chains often enough that an operator can compare a recent
     # head with an off-site copy; sealing is cheap (one row per tenant chain).
     "audit-seal-chains": {
