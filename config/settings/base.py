@@ -29,6 +29,12 @@ SSO_SECRET_KEY = env_secret("SSO_SECRET_KEY", "") or ""
 SSO_FETCH_ALLOW_PRIVATE = env_bool("SSO_FETCH_ALLOW_PRIVATE", env_bool("SSO_ALLOW_PRIVATE_NETWORK_IDP", False))
 # Ports the SSO fetcher may connect to (https). Loopback in development and tests may use any port.
 SSO_FETCH_ALLOWED_PORTS = tuple(int(port) for port in env.list("SSO_FETCH_ALLOWED_PORTS", default=["443"]))
+# Domain verification looks up the claim's TXT record (apps/sso/dns.py). Empty nameserver: the
+# system resolver (/etc/resolv.conf); set an IP (and port) to ask one resolver only, e.g. an
+# internal validating resolver. The timeout bounds one whole lookup, retries included.
+SSO_DNS_NAMESERVER = env.str("SSO_DNS_NAMESERVER", default="")
+SSO_DNS_PORT = env.int("SSO_DNS_PORT", default=53)
+SSO_DNS_TIMEOUT = env.float("SSO_DNS_TIMEOUT", default=5.0)
 
 INSTALLED_APPS = [
     "django.contrib.auth",

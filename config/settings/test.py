@@ -29,3 +29,8 @@ ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 # The loopback OIDC provider of the tests speaks plain http on 127.0.0.1.
 SSO_ALLOW_INSECURE_LOOPBACK = True
+# No test asks the machine's resolver: by default domain checks go to a loopback port where no
+# server listens (they fail fast, never verify); tests that need DNS start their own server.
+SSO_DNS_NAMESERVER = "127.0.0.1"
+SSO_DNS_PORT = 9
+SSO_DNS_TIMEOUT = 1.0
