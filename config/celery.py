@@ -42,6 +42,12 @@ app.conf.beat_schedule = {
         "task": "apps.audit.tasks.seal_audit_chains",
         "schedule": 15 * 60.0,
     },
+    # Token-use counts wait in Redis (no database write per API call); every minute keeps the
+    # console's "last used" and hourly activity fresh while each flush stays one batch per hour hash.
+    "api-flush-token-use": {
+        "task": "apps.api.tasks.flush_token_use",
+        "schedule": 60.0,
+    },
 }
 
 # Log correlation: a task enqueued during a request carries that request's id in

@@ -12,6 +12,7 @@ urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
     path("", include("apps.keys.api_urls")),  # OAuth token endpoint, JWKS, server metadata
+    path("api/v1/", include("apps.api.urls")),  # the runtime API (after the token endpoint above)
     path("", tenant_views.home, name="home"),
     path("accounts/", include("apps.accounts.urls")),  # before allauth: our session sign-out
     path("accounts/", include("allauth.urls")),
@@ -24,6 +25,7 @@ urlpatterns = [
     path("t/<str:tenant_slug>/settings/sso/", include("apps.sso.settings_urls")),
     path("t/<str:tenant_slug>/catalog/", include("apps.catalog.urls")),
     path("t/<str:tenant_slug>/guardrails/", include("apps.guardrails.urls")),
+    path("t/<str:tenant_slug>/api/", include("apps.api.console_urls")),
 ]
 
 # The Django admin is for superusers only, not for every platform staff member, signed

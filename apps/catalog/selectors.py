@@ -133,3 +133,24 @@ def model_get(
     if model is None or not _may(subject, [action], tenant=tenant, resource=model):
         return None
     return model
+
+
+DECISION_RESOURCES: dict[str, type[Dataset] | type[Tool] | type[AIModel]] = {
+    "dataset": Dataset,
+    "tool": Tool,
+    "model": AIModel,
+}
+
+
+def resource_for_decision(*, tenant: Tenant, kind: str, ident: str) -> Dataset | Tool | AIModel | None:
+    """The catalog object ``kind`` (dataset, tool, model) with id ``ident`` in ``tenant``, unjudged.
+
+    For the caller to hand to ``authorize()`` (the runtime API's decision
+    endpoints): no permission is applied here. ``None`` for an unknown kind, an
+    id that is not a positive integer (any unicode) and another tenant's row
+    alike, so the answer never hints that an id exists elsewhere. One query at most.
+    """
+    model = DECISION_RESOURCES.get(kind)
+    if model is None or not ident.isascii() or not ident.isdigit() or not 0 < int(ident) < 2**63:
+        return None
+    return model.objects.for_tenant(tenant).filter(pk=int(ident)).first()

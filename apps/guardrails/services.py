@@ -177,6 +177,9 @@ def _sorted_egress(reasons: list[Reason]) -> list[Reason]:
 
 
 def _actor_for(subject: Membership) -> Actor:
+    if not isinstance(subject, Membership):
+        # An API client (``access.subjects.Subject``) asking through the runtime API: it has no user.
+        return Actor(AuditEvent.ActorType.API_CLIENT, str(subject.pk), getattr(subject, "subject_label", ""))
     current = context.current()
     if current.user_id is not None and current.user_id == subject.user_id:
         return Actor.from_context()

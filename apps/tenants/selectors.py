@@ -151,3 +151,22 @@ def recent_audit_events(*, tenant: Tenant, limit: int = 5) -> list[Any]:
 def membership_was_removed(*, tenant: Tenant, user: Any) -> bool:
     """Whether an administrator removed ``user`` from ``tenant`` and has not invited them again."""
     return MembershipRemoval.objects.for_tenant(tenant).filter(user_id=user.pk).exists()
+
+
+def membership_for_decision(*, tenant: Tenant, user_id: int | None = None, email: str = "") -> Membership | None:
+    """The membership of ``tenant`` of the user with ``user_id`` or ``email``, any status, with tenant and user.
+
+    For a decision about that member (the runtime API's ``/authorize``): the
+    status is left to ``access`` to judge, so a disabled member is denied with
+    its reason. One query; ``None`` when the user is not in this tenant, the
+    same answer whether or not they exist elsewhere.
+    """
+    if user_id is not None:
+        if not 0 < user_id <= MAX_ID:
+            return None
+        match = Q(user_id=user_id)
+    elif email:
+        match = Q(user__email__iexact=email)
+    else:
+        return None
+    return Membership.objects.for_tenant(tenant).select_related("tenant", "user").filter(match).first()

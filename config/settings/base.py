@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "apps.sso",
     "apps.guardrails",
     "apps.keys",
+    "apps.api",
     "apps.platform",
 ]
 
@@ -233,6 +234,17 @@ CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# Runtime API (apps/api). Rate limits and token-use counts live in Redis, shared by every web
+# process: API_REDIS_URL, else the broker when it is Redis. Requests per minute per client (a token
+# bucket), unless the client or its tenant sets its own; API_RATE_LIMITS overrides by
+# "client:<client_id>" / "tenant:<tenant id>". API_HOT_CACHE_SECONDS bounds how long a process keeps
+# the rows a decision reads (members, datasets, tools): how far an API answer can lag a console change.
+_REDIS_DEFAULT = CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "redis://127.0.0.1:6379/0"
+API_REDIS_URL = env.str("API_REDIS_URL", default=_REDIS_DEFAULT)
+API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)
+API_RATE_LIMITS: dict[str, int] = {}
+API_HOT_CACHE_SECONDS = env.float("API_HOT_CACHE_SECONDS", default=2.0)
 # Workers keep Django's LOGGING (JSON lines with request/task context) instead of Celery's own handlers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"

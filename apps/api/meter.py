@@ -1,0 +1,231 @@
+"""Per-client rate limits and token-use counting, in one Redis round trip per request.
+
+Rate limit: a token bucket per API client (capacity = the per-minute limit,
+refilled continuously), configurable per client and per tenant
+(``apps.api.limits``). Token use: a counter per (client, audience, hour) with
+the last IP and user agent, in a Redis hash per hour; a beat task
+(``apps.api.tasks.flush_token_use``) moves the counts to the database in
+batches, so a request never writes a row for being made.
+
+Why a small Lua script rather than a library: the bucket, its refill and the
+usage counter must change together and atomically across processes, and the
+answer must carry what the ``RateLimit``/``Retry-After`` headers need (tokens
+left, time to the next token). ``limits`` (the well-kept choice) offers fixed
+and sliding windows, not a token bucket, and reading its window state for the
+headers is a second round trip; ``pyrate-limiter``'s Redis bucket is a leaky
+bucket without a "time to next token" answer. The script is 20 lines and uses
+Redis's own clock, so web processes with skewed clocks agree.
+
+Redis is ``settings.API_REDIS_URL``. When Redis does not answer, the request is
+let through (decisions matter more than the limiter; the error is logged once a
+minute) and its use is not counted.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+logger = logging.getLogger(__name__)
+
+BUCKET_PREFIX = "bastion:api:bucket:"
+USE_PREFIX = "bastion:api:use:"
+FLUSHING_PREFIX = "bastion:api:use-flushing:"
+# An hour's hash stays this long if no flush ever runs: a day of beat outage loses nothing.
+USE_TTL_SECONDS = 2 * 24 * 3600
+FIELD_SEP = "|"
+
+# KEYS: bucket, use hash. ARGV: capacity, refill per second, use field, ip, user agent, use ttl.
+# Returns {allowed (0/1), whole tokens left, ms until the next token, ms until the bucket is full}.
+_SCRIPT = """
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then tokens = capacity; ts = now end
+tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate / 1000)
+local allowed = 0
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  wait = math.ceil((1 - tokens) * 1000 / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(capacity * 1000 / rate) + 1000)
+local field = ARGV[3]
+redis.call('HINCRBY', KEYS[2], field .. '|n', 1)
+if allowed == 0 then redis.call('HINCRBY', KEYS[2], field .. '|limited', 1) end
+redis.call('HSET', KEYS[2], field .. '|ip', ARGV[4], field .. '|ua', ARGV[5])
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
+return {allowed, math.floor(tokens), wait, math.ceil((capacity - tokens) * 1000 / rate)}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A token bucket: ``per_minute`` requests on average, bursts of up to ``per_minute``."""
+
+    per_minute: int
+    source: str  # "client", "tenant" or "default": what the RateLimit-Policy names
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the bucket said: allowed or not, what is left, and when to come back."""
+
+    allowed: bool
+    limit: Limit
+    remaining: int
+    retry_after_s: int  # 0 when allowed
+    reset_s: int  # seconds until the bucket is full again
+
+    def headers(self) -> dict[str, str]:
+        """IETF draft-ietf-httpapi-ratelimit-headers (structured fields), and Retry-After on a 429."""
+        policy = f'"{self.limit.source}";q={self.limit.per_minute};w=60'
+        state = f'"{self.limit.source}";r={self.remaining};t={self.reset_s}'
+        headers = {"RateLimit-Policy": policy, "RateLimit": state}
+        if not self.allowed:
+            headers["Retry-After"] = str(self.retry_after_s)
+        return headers
+
+
+@functools.cache
+def client() -> redis.Redis:
+    """One connection pool per process; short timeouts so a dead Redis cannot stall requests."""
+    return redis.Redis.from_url(settings.API_REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5)
+
+
+@functools.cache
+def _script() -> redis.commands.core.Script:
+    return client().register_script(_SCRIPT)
+
+
+@receiver(setting_changed)
+def _forget_client(*, setting: str, **kwargs: object) -> None:
+    if setting == "API_REDIS_URL":
+        client.cache_clear()
+        _script.cache_clear()
+
+
+def hour_key(epoch_seconds: float | None = None) -> str:
+    """The usage hash of the hour ``epoch_seconds`` falls in (UTC), e.g. ``bastion:api:use:2026120609``."""
+    moment = epoch_seconds if epoch_seconds is not None else time.time()
+    return USE_PREFIX + time.strftime("%Y%m%d%H", time.gmtime(moment))
+
+
+def use_field(client_id: str, audience: str) -> str:
+    return f"{client_id}{FIELD_SEP}{audience}"
+
+
+_last_error_log = 0.0
+
+
+def take(*, client_id: str, audience: str, limit: Limit, ip: str, user_agent: str) -> Outcome:
+    """Take one token from the client's bucket and count the use; one Redis round trip.
+
+    Fails open: when Redis does not answer, the request is allowed and not counted.
+    """
+    global _last_error_log  # a per-process throttle for one log line
+    rate = limit.per_minute / 60.0
+    try:
+        allowed, remaining, wait_ms, full_ms = _script()(
+            keys=[BUCKET_PREFIX + client_id, hour_key()],
+            args=[limit.per_minute, rate, use_field(client_id, audience), ip, user_agent[:256], USE_TTL_SECONDS],
+        )
+    except redis.RedisError:
+        now = time.monotonic()
+        if now - _last_error_log > 60:
+            _last_error_log = now
+            logger.exception("api rate limiter: Redis unavailable; requests pass unlimited and uncounted")
+        return Outcome(True, limit, limit.per_minute, 0, 0)
+    return Outcome(
+        bool(allowed),
+        limit,
+        int(remaining),
+        max(1, math.ceil(int(wait_ms) / 1000)) if not allowed else 0,
+        math.ceil(int(full_ms) / 1000),
+    )
+
+
+# --- moving the counts to the database ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UseRow:
+    """One (client, audience, hour)'s use since the last flush, with the last IP and user agent seen."""
+
+    client_id: str
+    audience: str
+    hour: str  # YYYYMMDDHH, UTC
+    count: int
+    limited: int  # of which refused by the rate limit
+    last_ip: str
+    last_user_agent: str
+
+
+def _rows(hour: str, raw: dict[bytes, bytes]) -> list[UseRow]:
+    fields = {key.decode(): value.decode(errors="replace") for key, value in raw.items()}
+    rows = []
+    for name, value in fields.items():
+        if not name.endswith("|n"):
+            continue
+        base = name[:-2]
+        client_id, _, audience = base.partition(FIELD_SEP)
+        rows.append(
+            UseRow(
+                client_id=client_id,
+                audience=audience,
+                hour=hour,
+                count=int(value),
+                limited=int(fields.get(base + "|limited", 0)),
+                last_ip=fields.get(base + "|ip", ""),
+                last_user_agent=fields.get(base + "|ua", ""),
+            )
+        )
+    return rows
+
+
+def drain(write: Callable[[list[UseRow]], None]) -> int:
+    """Hand every counted use to ``write`` in batches (one per hour hash); returns the number of rows.
+
+    Each hash is first renamed to a private name (atomic: two flushers never get
+    the same counts; new uses start a fresh hash), then written, then deleted. A
+    flush that dies after the rename leaves the private hash, which the next one
+    picks up first; one that dies between ``write`` and the delete counts that
+    batch twice (at-least-once, the cheaper failure for usage figures).
+    """
+    r = client()
+    written = 0
+    pending = [key.decode() for key in r.scan_iter(match=FLUSHING_PREFIX + "*", count=500)]
+    for key in r.scan_iter(match=USE_PREFIX + "*", count=500):
+        name = key.decode()
+        hour = name[len(USE_PREFIX) :]
+        target = f"{FLUSHING_PREFIX}{hour}:{uuid.uuid4().hex}"
+        try:
+            r.rename(name, target)
+        except redis.ResponseError:  # gone meanwhile (another flusher took it)
+            continue
+        pending.append(target)
+    for target in pending:
+        hour = target[len(FLUSHING_PREFIX) :].split(":", 1)[0]
+        rows = _rows(hour, r.hgetall(target))
+        if rows:
+            write(rows)
+            written += len(rows)
+        r.delete(target)
+    return written
