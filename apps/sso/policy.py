@@ -22,12 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import idna
 from django.db import transaction
 from django.utils import timezone
 
 from apps.access.decisions import administrator_ids
 from apps.audit.services import Actor, record
-from apps.sso.models import SignInPolicy, SSOConnection
+from apps.sso.models import SignInPolicy, SSOConnection, VerifiedDomain
 from apps.tenants.models import Membership, Tenant
 
 # Built-in roles that hold administrative permissions; kept for display hints only. Every rule below
@@ -341,3 +342,74 @@ def tenant_session_refusal(*, membership: Membership, sign_in: dict | None, sso:
     if sign_in.get("method") in {"saml", "oidc"} and (sso or {}).get("tenant") == membership.tenant_id:
         return None
     return connection
+
+
+# --- invitations (#9, item 5) --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InviteWarning:
+    """Why a person invited with this address and role could never sign in, and what they would need.
+
+    ``rule`` is ``admin`` (admins sign in only through SSO once it works) or
+    ``member`` (the tenant requires SSO for everyone).
+    """
+
+    rule: str
+    problem: str
+    needs: str
+
+    @property
+    def message(self) -> str:
+        return f"{self.problem} {self.needs}"
+
+
+def _address_domain(email: str) -> str:
+    """The IDNA (ASCII) domain of ``email`` as verified domains are stored, '' if it has none."""
+    domain = (email or "").rpartition("@")[2].strip().lower().rstrip(".")
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii") if domain else ""
+    except (idna.IDNAError, UnicodeError):
+        return ""
+
+
+def invite_sign_in_warning(*, tenant: Tenant, email: str, role: str) -> InviteWarning | None:
+    """Would someone invited to ``tenant`` as ``role`` with ``email`` be able to sign in? ``None`` if so.
+
+    The same rules as sign-in: once the tenant's SSO works, owners and admins
+    (and, with "SSO required", everyone) are refused a password; and the
+    tenant's identity provider signs in a new person only when the address is
+    on one of the tenant's *verified* domains. An address outside them in an
+    SSO-only role makes a member who can never get in. Two queries at most.
+    """
+    connection = working_connection(tenant)
+    if connection is None:
+        return None
+    admin_role = role in ADMIN_ROLES
+    if not admin_role and not policy_for(tenant).sso_required:
+        return None
+    verified = sorted(
+        VerifiedDomain.objects.for_tenant(tenant).filter(verified_at__isnull=False).values_list("domain", flat=True)
+    )
+    if _address_domain(email) in verified:
+        return None
+    domains = ", ".join(verified[:5]) if verified else ""
+    if admin_role:
+        problem = (
+            f"{email} could not sign in: administrators of {tenant.name} sign in only through "
+            f"{connection.name}, which signs in addresses on {domains or 'a verified domain (there is none yet)'} only."
+        )
+        exception = "or invite them as a member or viewer (who may use a password) and raise the role later."
+        if policy_for(tenant).sso_required:
+            exception = "or ask an owner to make an exception (turn off “Require SSO for every member”)."
+        rule = "admin"
+    else:
+        problem = (
+            f"{email} could not sign in: {tenant.name} requires single sign-on for every member through "
+            f"{connection.name}, which signs in addresses on {domains or 'a verified domain (there is none yet)'} only."
+        )
+        exception = "or ask an owner to make an exception (turn off “Require SSO for every member”)."
+        rule = "member"
+    where = f"an address on {domains}" if domains else "an address on a verified domain"
+    needs = f"They need an account at {connection.name} with {where} (invite that address instead), {exception}"
+    return InviteWarning(rule=rule, problem=problem, needs=needs)

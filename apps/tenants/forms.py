@@ -15,6 +15,7 @@ from django.contrib.auth.forms import SetPasswordForm
 from django.core.validators import MaxLengthValidator
 
 from apps.access.escalation import builtin_roles_handable
+from apps.sso.policy import InviteWarning, invite_sign_in_warning
 from apps.tenants.invitations import INVITATION_MAX_AGE
 from apps.tenants.models import Membership
 
@@ -58,12 +59,33 @@ class InviteForm(_RoleChoiceMixin, forms.Form):
         help_text="Viewers can only look; members use models, tools and datasets; admins manage the tenant.",
     )
 
+    invite_anyway = forms.BooleanField(
+        label="Invite anyway: I know this person cannot sign in until that is sorted out",
+        required=False,
+    )
+
     def __init__(self, *args: Any, actor: Membership | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._narrow_roles(actor)
+        self.tenant = actor.tenant if actor is not None else None
+        self.sign_in_warning: InviteWarning | None = None
 
     def clean_email(self) -> str:
         return self.cleaned_data["email"].strip().lower()
+
+    def clean(self) -> dict[str, Any]:
+        """Ask the sign-in policy whether the person could ever sign in; if not, say so and ask to confirm.
+
+        A warning, not a refusal: the admin may be about to verify the domain
+        or relax the policy. The rule is ``apps.sso.policy.invite_sign_in_warning``.
+        """
+        cleaned = super().clean() or {}
+        if self.tenant is None or self.errors or not cleaned.get("email") or not cleaned.get("role"):
+            return cleaned
+        self.sign_in_warning = invite_sign_in_warning(tenant=self.tenant, email=cleaned["email"], role=cleaned["role"])
+        if self.sign_in_warning is not None and not cleaned.get("invite_anyway"):
+            raise forms.ValidationError(self.sign_in_warning.message, code="cannot_sign_in")
+        return cleaned
 
 
 class RoleForm(_RoleChoiceMixin, forms.Form):
