@@ -13,4 +13,5 @@ urlpatterns = [
     path("tenants/<str:slug>/reactivate/", views.tenant_reactivate, name="tenant_reactivate"),
     path("audit/", include("apps.audit.platform_urls")),
     path("sso/", include("apps.sso.platform_urls")),
+    path("signing-keys/", include("apps.keys.platform_urls")),
 ]

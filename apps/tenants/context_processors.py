@@ -25,6 +25,7 @@ NAV_ITEMS: tuple[tuple[str, str, Scope, str], ...] = (
     ("Models", "model.use", "tenant", "catalog:model_list"),
     ("Try a tool call", "tool.execute", "tenant", "guardrails:try"),
     ("SSO", "sso.manage", "tenant", "sso_settings:list"),
+    ("API clients", "apiclient.manage", "tenant", "keys:client_list"),
     ("Roles", "role.manage", "tenant", "access:role_list"),
     ("Grants", "role.manage", "tenant", "access:grants"),
     ("Explain access", "role.manage", "tenant", "access:explain"),
