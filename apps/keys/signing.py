@@ -146,6 +146,10 @@ def ring(version: Any = None, *, have_version: bool = False) -> Ring:
         return current
     if current is not None and version is None and time.monotonic() - current.loaded_at < 1.0:
         return current
+    if version is None:
+        # Nobody has bumped the ring since the cache started: give it a version, so processes
+        # stop reloading once a second (any later bump replaces it; ``add`` never overwrites).
+        cache.add(RING_VERSION_KEY, time.time_ns(), _VERSION_TTL)
     fresh = _load(version)
     with _lock:
         _ring = fresh
