@@ -29,6 +29,12 @@ app.conf.beat_schedule = {
         "task": "apps.sso.tasks.purge_seen_assertions",
         "schedule": 24 * 3600.0,
     },
+    # SSO drafts the "Add connection" page created (so its SP details never change) and nobody
+    # finished: deleted after 7 untouched days, so a daily sweep is precise enough (#9, item 1).
+    "sso-purge-abandoned-drafts": {
+        "task": "apps.sso.tasks.purge_abandoned_drafts",
+        "schedule": 24 * 3600.0,
+    },
     # Signing keys: hourly is far finer than the schedule's days (a next key is published
     # KEYS_SIGNING_KEY_PUBLISH_AHEAD_HOURS ahead, a retired one unpublished 15 minutes after its
     # last token expired), and a missed hour only delays a step. Every step is idempotent.

@@ -316,3 +316,31 @@ class DiscoverForm(forms.Form):
 
 class ConfirmForm(forms.Form):
     """A POST with nothing but the CSRF token (confirmation pages)."""
+
+
+class EnableForm(forms.Form):
+    """Enabling a connection: the admin confirms they saw who loses password access."""
+
+    confirm = forms.BooleanField(
+        required=True,
+        label="I understand: these people can no longer sign in with a password once this connection is enabled.",
+        error_messages={"required": "Tick the box to confirm you have seen who loses password access."},
+    )
+
+
+class StaffDisableForm(forms.Form):
+    """Platform staff switching a tenant's connection off: the reason goes to the audit log and the owners."""
+
+    reason = forms.CharField(
+        max_length=500, widget=forms.Textarea(attrs={"rows": 3}), label="Reason (sent to the owners)"
+    )
+
+
+class DomainRouteForm(forms.Form):
+    """Route one of the tenant's verified domains to a connection (choices narrowed to the tenant's domains)."""
+
+    domain = forms.ModelChoiceField(queryset=None, label="Domain", empty_label=None)  # type: ignore[arg-type]
+
+    def __init__(self, *args: Any, domains: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["domain"].queryset = domains  # type: ignore[attr-defined]

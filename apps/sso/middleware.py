@@ -3,7 +3,8 @@
 ``SessionPolicyMiddleware`` ends a session that outlived its tenants' policy
 (absolute lifetime since sign-in, idle time since the last request), one that
 ``sign_out_everywhere`` revoked, and a password session of someone who must now
-use SSO. ``MFAEnrolmentMiddleware`` keeps a password-signed-in user who must use
+use SSO or an admin's SSO session without the IdP MFA the policy now requires
+(``policy.session_refusal``). ``MFAEnrolmentMiddleware`` keeps a password-signed-in user who must use
 MFA and has none on the enrolment pages until they have enrolled.
 
 A face of the sign-in policy (``apps.sso.policy``), so it lives with the policy
@@ -128,18 +129,17 @@ class SessionPolicyMiddleware:
                 {"idle_minutes": idle},
             )
         if refresh:
-            marker = services.session_sign_in(request)
-            if marker is not None and marker.get("method") == "password":
-                refusal = policy.password_sign_in_check(user)
-                # A password sign-in that confirms a pending SSO link lives until that link is made
-                # (at most the pending record's ten minutes), then this rule ends it.
-                if refusal is not None and pending_link_for(request, user) is None:
-                    return self._expire(
-                        request,
-                        "sso_required",
-                        refusal.message,
-                        {"rule": refusal.rule, "tenant": refusal.tenant.slug if refusal.tenant else ""},
-                    )
+            # The same rule a policy change applies to every open session at once (policy.sessions_enforce_policy).
+            # A password sign-in that confirms a pending SSO link lives until that link is made
+            # (at most the pending record's ten minutes), then this rule ends it.
+            refusal = policy.session_refusal(
+                user,
+                sign_in=services.session_sign_in(request),
+                sso=request.session.get(policy.SESSION_SSO_KEY),
+                pending_link=pending_link_for(request, user) is not None,
+            )
+            if refusal is not None:
+                return self._expire(request, refusal.reason, refusal.message, refusal.detail)
             clock["checked"] = now
         # Last activity is written at a resolution of a tenth of the idle limit (at
         # most a minute), so a session never ends more than 10% early.

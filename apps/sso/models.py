@@ -46,12 +46,43 @@ class SSOConnection(OptionalTenantOwned):
     # Bumped whenever an administrator changes the trust material (certificate, entity ID/issuer,
     # SSO/metadata URL, client id, JWKS): identity links made under an older epoch are not trusted.
     trust_epoch = models.PositiveIntegerField(default=1, editable=False)
+    # The one connection discovery and the password-refusal message name (#9, item 4): only an
+    # enabled connection can be primary, and at most one per tenant (and one for the platform).
+    is_primary = models.BooleanField(default=False)
+    # A draft the "Add connection" page created on its first visit, so the SP details it shows
+    # never change (#9, item 1); false once the admin saved the IdP settings into it.
+    setup_pending = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Users whose own test sign-in succeeded, with the trust epoch it was made under (``{"<user id>": epoch}``):
+    # enabling needs the enabling admin's entry at the current epoch (#9, item 2).
+    self_tested = models.JSONField(default=dict, blank=True)
+    # The first successful test sign-in ever: a draft that never had one may be cleaned up when abandoned.
+    first_tested_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now(), editable=False)
     updated_at = models.DateTimeField(db_default=Now())
 
     class Meta:
         ordering = ["name"]
         constraints = [
+            models.UniqueConstraint(
+                fields=["tenant"],
+                condition=models.Q(is_primary=True),
+                nulls_distinct=False,  # the platform (tenant null) has one primary too
+                name="sso_connection_one_primary",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(is_primary=True) | models.Q(status="enabled"),
+                name="sso_connection_primary_enabled",
+            ),
+            # One empty draft per (tenant, protocol, creator): reloading the add page reuses it.
+            models.UniqueConstraint(
+                fields=["tenant", "kind", "created_by"],
+                condition=models.Q(setup_pending=True),
+                nulls_distinct=False,
+                name="sso_connection_one_pending_draft",
+            ),
             models.CheckConstraint(condition=models.Q(kind__in=["saml", "oidc"]), name="sso_connection_kind_valid"),
             models.CheckConstraint(
                 condition=models.Q(status__in=["draft", "tested", "enabled", "disabled"]),
@@ -73,6 +104,11 @@ class VerifiedDomain(OptionalTenantOwned):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     dns_token = models.CharField(max_length=64, blank=True, help_text="Value for a TXT record bastion-verify=<token>.")
+    # Sign-ins from this domain go to this connection (same tenant; checked by the service) while it is
+    # enabled; otherwise to the tenant's primary connection (#9, item 4).
+    connection = models.ForeignKey(
+        SSOConnection, null=True, blank=True, on_delete=models.SET_NULL, related_name="routed_domains"
+    )
     created_at = models.DateTimeField(db_default=Now(), editable=False)
 
     class Meta:

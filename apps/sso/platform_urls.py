@@ -23,9 +23,18 @@ urlpatterns = [
     path("connections/<int:connection_id>/test/result/", views.test_result.platform, name="test_result"),
     path("connections/<int:connection_id>/enable/", views.connection_enable.platform, name="enable"),
     path("connections/<int:connection_id>/disable/", views.connection_disable.platform, name="disable"),
+    path("connections/<int:connection_id>/primary/", views.connection_primary.platform, name="primary"),
+    path("connections/<int:connection_id>/route/", views.connection_route.platform, name="route"),
     path("connections/<int:connection_id>/refresh/", views.connection_refresh.platform, name="refresh"),
     path("connections/<int:connection_id>/delete/", views.connection_delete.platform, name="delete"),
     path("domains/", views.domains.platform, name="domains"),
     path("domains/<int:domain_id>/release/", views.domain_release.platform, name="domain_release"),
     path("policy/", views.policy.platform, name="policy"),
+    # Tenants' connections, for staff to switch one off when a tenant locked itself out (#9, item 2).
+    path("tenant-connections/", views.staff_tenant_connections, name="staff_connections"),
+    path(
+        "tenant-connections/<int:connection_id>/disable/",
+        views.staff_connection_disable,
+        name="staff_connection_disable",
+    ),
 ]

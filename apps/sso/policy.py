@@ -46,6 +46,11 @@ ABSOLUTE_MINUTES_RANGE = (5, 7 * 24 * 60)  # mirrors the table's check constrain
 IDLE_MINUTES_RANGE = (1, 24 * 60)
 # Where ``membership_connection`` remembers its answer on the Membership object (for one request).
 CONNECTION_MEMO = "_bastion_working_sso"
+# Session keys the SSO flow writes (apps.sso.services.signin; repeated here: services import this module).
+SESSION_SSO_KEY = "bastion_sso"
+PENDING_LINK_KEY = "bastion_sso_pending_link"
+# The primary connection first (#9, item 4); by name only while none is marked (never, after primary_ensure).
+PRIMARY_FIRST = ("-is_primary", "name", "pk")
 
 
 class PolicyError(ValueError):
@@ -99,10 +104,9 @@ def _policies_for(tenant_ids: set[int]) -> dict[int, SignInPolicy]:
 
 
 def working_connection(tenant: Tenant | None) -> SSOConnection | None:
-    """The enabled SSO connection of ``tenant`` (the platform's for ``None``) to offer first, by name."""
-    qs = SSOConnection.objects.filter(status=SSOConnection.Status.ENABLED)
-    qs = qs.filter(tenant__isnull=True) if tenant is None else qs.filter(tenant=tenant)
-    return qs.order_by("name", "pk").first()
+    """The enabled SSO connection of ``tenant`` (the platform's for ``None``) to offer: its primary one."""
+    qs = SSOConnection.objects.for_tenant(tenant).filter(status=SSOConnection.Status.ENABLED)
+    return qs.order_by(*PRIMARY_FIRST).first()
 
 
 def membership_connection(membership: Membership) -> SSOConnection | None:
@@ -116,7 +120,7 @@ def membership_connection(membership: Membership) -> SSOConnection | None:
     if CONNECTION_MEMO not in membership.__dict__:
         membership.__dict__[CONNECTION_MEMO] = (
             SSOConnection.objects.filter(tenant_id=membership.tenant_id, status=SSOConnection.Status.ENABLED)
-            .order_by("name", "pk")
+            .order_by(*PRIMARY_FIRST)
             .first()
         )
     return membership.__dict__[CONNECTION_MEMO]
@@ -176,7 +180,7 @@ def password_sign_in_check(user: Any) -> PasswordRefusal | None:
     connections: dict[int, SSOConnection] = {}
     for connection in SSOConnection.objects.filter(
         tenant_id__in=tenant_ids, status=SSOConnection.Status.ENABLED
-    ).order_by("name", "pk"):
+    ).order_by(*PRIMARY_FIRST):
         connections.setdefault(connection.tenant_id, connection)  # type: ignore[arg-type]
     if not connections:
         return None
@@ -267,6 +271,64 @@ def session_limits_for(user: Any) -> tuple[int, int]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SessionRefusal:
+    """Why the sign-in policy no longer accepts an open session.
+
+    ``reason`` is stable (audited): ``sso_required`` (a password session of someone
+    who must use SSO now) or ``idp_mfa_required`` (an admin's SSO session without
+    IdP-asserted MFA while the policy requires it).
+    """
+
+    reason: str
+    message: str
+    tenant_id: int | None
+    detail: dict[str, Any]
+
+
+def session_refusal(
+    user: Any, *, sign_in: dict[str, Any] | None, sso: dict[str, Any] | None, pending_link: bool = False
+) -> SessionRefusal | None:
+    """Whether an open session of ``user`` breaks the current policy; ``None`` if it may go on.
+
+    The one rule for open sessions (#9, item 6): the session middleware applies it on
+    every policy re-check, and ``sessions_enforce_policy`` applies it to every open
+    session right after a policy or connection change. ``sign_in`` is the session's
+    sign-in marker, ``sso`` the SSO flow's connection record; ``pending_link`` is true
+    for a password sign-in that confirms a pending SSO link (it lives until the link
+    is made). A session without a marker (not opened by our sign-in paths) is left alone.
+    """
+    if not sign_in:
+        return None
+    method = sign_in.get("method")
+    if method == "password":
+        refusal = password_sign_in_check(user)
+        if refusal is None or pending_link:
+            return None
+        return SessionRefusal(
+            reason="sso_required",
+            message=refusal.message,
+            tenant_id=refusal.tenant.pk if refusal.tenant else None,
+            detail={"rule": refusal.rule, "tenant": refusal.tenant.slug if refusal.tenant else ""},
+        )
+    if method in {"saml", "oidc"} and not sign_in.get("mfa") and isinstance(sso, dict) and "tenant" in sso:
+        tenant_id = sso.get("tenant")
+        tenant = Tenant.objects.filter(pk=tenant_id).first() if tenant_id is not None else None
+        if tenant_id is not None and tenant is None:
+            return None
+        if sso_mfa_required_for(user, tenant=tenant):
+            return SessionRefusal(
+                reason="idp_mfa_required",
+                message=(
+                    "Your session ended: administrators must now use multi-factor authentication at the "
+                    "identity provider. Sign in again and complete it there."
+                ),
+                tenant_id=tenant_id,
+                detail={"tenant": tenant.slug if tenant else ""},
+            )
+    return None
+
+
 # --- writes ------------------------------------------------------------------------------
 
 
@@ -319,7 +381,67 @@ def policy_update(*, tenant: Tenant | None, actor: Any = None, **changes: Any) -
             "changed": sorted(name for name in POLICY_FIELDS if before[name] != after[name]),
         },
     )
+    # A stricter policy applies to sessions already open, not only to the next sign-in (#9, item 6).
+    sessions_enforce_policy(tenant=tenant, actor=actor, cause="sso.policy_update")
     return policy
+
+
+def _open_sessions(tenant: Tenant | None) -> list[Any]:
+    """Tracked sessions (allauth.usersessions) of the tenant's active members, or of platform staff for None."""
+    from allauth.usersessions.models import UserSession
+
+    if tenant is None:
+        users = {"user__is_staff": True}
+    else:
+        users = {"user__memberships__tenant": tenant, "user__memberships__status": Membership.Status.ACTIVE}
+    return list(UserSession.objects.filter(**users).select_related("user").distinct().order_by("pk"))
+
+
+def sessions_enforce_policy(*, tenant: Tenant | None, actor: Any = None, cause: str) -> int:
+    """End every open session of the tenant's members that the policy now refuses; audited per session.
+
+    Called inside the transaction of a change that can tighten the policy (a policy
+    save, enabling a connection), so it sees the new state and a rollback undoes
+    it too (sessions live in the database). Each session is judged by
+    ``session_refusal``, the rule the session middleware applies, so nothing is
+    ended here that the middleware would accept. Returns how many ended.
+    """
+    from apps.accounts import services as account_services
+
+    ended = 0
+    for user_session in _open_sessions(tenant):
+        data = _session_data(user_session.session_key)
+        if data is None:
+            continue
+        refusal = session_refusal(
+            user_session.user,
+            sign_in=data.get(account_services.SESSION_SIGN_IN_KEY),
+            sso=data.get(SESSION_SSO_KEY),
+            pending_link=bool(data.get(PENDING_LINK_KEY)),
+        )
+        if refusal is None:
+            continue
+        record(
+            "auth.session_expired",
+            tenant=tenant,
+            actor=Actor.for_user(actor) if actor is not None else Actor.system(),
+            target=user_session.user,
+            metadata={"reason": refusal.reason, "cause": cause, "session": user_session.pk, **refusal.detail},
+        )
+        user_session.end()
+        ended += 1
+    return ended
+
+
+def _session_data(session_key: str) -> dict[str, Any] | None:
+    from importlib import import_module
+
+    from django.conf import settings
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    if not store.exists(session_key):
+        return None
+    return dict(store.load())
 
 
 def tenant_session_refusal(*, membership: Membership, sign_in: dict | None, sso: dict | None) -> SSOConnection | None:

@@ -39,15 +39,100 @@ def _valid_id(ident: int) -> bool:
 
 
 def connection_list(*, tenant: Tenant | None) -> QuerySet[SSOConnection]:
-    """The tenant's connections, ordered by name (one query)."""
-    return SSOConnection.objects.for_tenant(tenant).order_by("name", "pk")
+    """The tenant's saved connections, primary first, then by name (one query); empty add-page drafts left out."""
+    return SSOConnection.objects.for_tenant(tenant).filter(setup_pending=False).order_by("-is_primary", "name", "pk")
 
 
 def connection_get(*, tenant: Tenant | None, connection_id: int) -> SSOConnection | None:
-    """One connection of ``tenant`` by database id; ``None`` for another tenant's or an unknown id."""
+    """One saved connection of ``tenant`` by id; ``None`` for another tenant's, an unknown id or an empty draft."""
     if not _valid_id(connection_id):
         return None
-    return SSOConnection.objects.for_tenant(tenant).select_related("tenant").filter(pk=connection_id).first()
+    return (
+        SSOConnection.objects.for_tenant(tenant)
+        .select_related("tenant")
+        .filter(pk=connection_id, setup_pending=False)
+        .first()
+    )
+
+
+def pending_draft_get(*, tenant: Tenant | None, kind: str, public_id: uuid.UUID, creator: Any) -> SSOConnection | None:
+    """The add page's unsaved draft with ``public_id``, if it is ``creator``'s in ``tenant``; else None."""
+    return (
+        SSOConnection.objects.for_tenant(tenant)
+        .filter(public_id=public_id, kind=kind, created_by_id=creator.pk, setup_pending=True)
+        .first()
+    )
+
+
+def enabled_tenant_connections(*, query: str = "", limit: int = 200) -> list[SSOConnection]:
+    """Enabled connections of every tenant, for the staff page that can switch one off (platform staff only)."""
+    qs = SSOConnection.objects.filter(tenant__isnull=False, status=SSOConnection.Status.ENABLED)
+    if query:
+        qs = qs.filter(tenant__slug__icontains=query.strip()[:100]) | qs.filter(
+            tenant__name__icontains=query.strip()[:100]
+        )
+    return list(qs.select_related("tenant").order_by("tenant__name", "-is_primary", "name", "pk")[:limit])
+
+
+def tenant_connection_for_staff(*, connection_id: int) -> SSOConnection | None:
+    """A tenant's connection by id, for platform staff (never the platform's own)."""
+    if not _valid_id(connection_id):
+        return None
+    return SSOConnection.objects.select_related("tenant").filter(pk=connection_id, tenant__isnull=False).first()
+
+
+def discovery_connection(*, claim: VerifiedDomain) -> SSOConnection | None:
+    """Where a sign-in from the verified domain ``claim`` goes: its routed connection while that is enabled,
+    else its tenant's primary enabled connection (#9, item 4). ``None`` if the tenant has no enabled one."""
+    enabled = SSOConnection.objects.select_related("tenant").filter(
+        tenant_id=claim.tenant_id, status=SSOConnection.Status.ENABLED
+    )
+    if claim.connection_id is not None:
+        routed = enabled.filter(pk=claim.connection_id).first()
+        if routed is not None:
+            return routed
+    return enabled.order_by("-is_primary", "name", "pk").first()
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordLoser:
+    """Someone whose password sign-in ends when the tenant's SSO is enabled, and why."""
+
+    email: str
+    name: str
+    why: str  # "administrator" or "SSO required for everyone"
+
+
+def password_access_losers(*, tenant: Tenant | None, limit: int = 500) -> list[PasswordLoser]:
+    """Who loses password access once ``tenant`` has an enabled connection (#9, item 2).
+
+    Administrators (asked of ``apps.access``: built-in role, bound roles, IdP-group
+    roles), and every active member when the policy requires SSO. For the platform:
+    every active staff account. Sorted by e-mail; two queries for a tenant.
+    """
+    from apps.access.decisions import administrator_ids
+    from apps.accounts.models import User
+
+    if tenant is None:
+        staff = User.objects.filter(is_active=True, is_staff=True).order_by("email")[:limit]
+        return [PasswordLoser(u.email, u.get_full_name(), "platform staff") for u in staff]
+    memberships = list(
+        Membership.objects.filter(tenant=tenant, status=Membership.Status.ACTIVE, user__is_active=True)
+        .select_related("user")
+        .order_by("user__email")[:limit]
+    )
+    admins = administrator_ids(memberships)
+    everyone = policy_for(tenant).sso_required
+    losers = []
+    for membership in memberships:
+        if membership.pk in admins:
+            why = "administrator"
+        elif everyone:
+            why = "SSO required for everyone"
+        else:
+            continue
+        losers.append(PasswordLoser(membership.user.email, membership.user.get_full_name(), why))
+    return losers
 
 
 def connection_by_public_id(*, public_id: uuid.UUID | str) -> SSOConnection | None:
@@ -75,8 +160,12 @@ def connection_name_taken(*, tenant: Tenant | None, name: str, exclude_id: int |
 
 
 def enabled_connections(*, tenant: Tenant | None) -> QuerySet[SSOConnection]:
-    """Connections of ``tenant`` that people can sign in with."""
-    return SSOConnection.objects.for_tenant(tenant).filter(status=SSOConnection.Status.ENABLED).order_by("name", "pk")
+    """Connections of ``tenant`` that people can sign in with, the primary first."""
+    return (
+        SSOConnection.objects.for_tenant(tenant)
+        .filter(status=SSOConnection.Status.ENABLED)
+        .order_by("-is_primary", "name", "pk")
+    )
 
 
 @dataclass(frozen=True, slots=True)

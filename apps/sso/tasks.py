@@ -8,6 +8,7 @@ from celery import shared_task
 
 from apps.core.tasking import EMAIL_RETRY_POLICY
 from apps.sso import replay, selectors
+from apps.sso.services.drafts import connection_drafts_purge
 from apps.sso.services.metadata_refresh import connection_metadata_refresh
 from apps.sso.services.notices import notice_send
 
@@ -46,3 +47,11 @@ def purge_seen_assertions() -> int:
 def notify_certificate_event(connection_id: int, event: str, detail: dict[str, Any]) -> int:
     """E-mail a connection's administrators about an IdP certificate or metadata event; returns how many."""
     return notice_send(connection_id=connection_id, event=event, detail=detail)
+
+
+# Drafts the add page created and nobody finished (config/celery.py: daily). Idempotent: each
+# row is re-checked under a lock and a second run finds nothing to delete.
+@shared_task(name="apps.sso.tasks.purge_abandoned_drafts", acks_late=True, soft_time_limit=120, time_limit=180)
+def purge_abandoned_drafts() -> int:
+    """Delete SSO drafts untouched and never successfully tested for 7 days; returns how many."""
+    return connection_drafts_purge()

@@ -34,6 +34,17 @@
     }
   });
 
+  // <button data-copy="text">: copy the text to the clipboard (SSO details for the IdP); the text
+  // stays visible next to it, so without JavaScript or clipboard access it can be selected by hand.
+  document.addEventListener("click", function (event) {
+    var button = event.target && event.target.closest && event.target.closest("button[data-copy]");
+    if (!button || !navigator.clipboard) return;
+    event.preventDefault();
+    navigator.clipboard.writeText(button.getAttribute("data-copy")).then(function () {
+      button.textContent = "Copied";
+    });
+  });
+
   // SSO attribute/claim mapping: choosing a preset fills the four fields with its names.
   function wireMappingPresets() {
     var section = document.querySelector("[data-sso-mapping]");

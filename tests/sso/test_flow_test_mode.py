@@ -125,21 +125,22 @@ def test_test_result_needs_sso_manage_when_it_arrives(cast, draft) -> None:
 def test_enable_needs_a_successful_test(cast, draft) -> None:
     admin = https_client(cast.admin)
 
-    refused = admin.post(f"/t/acme/settings/sso/connections/{draft.pk}/enable/", follow=True)
+    refused = admin.post(f"/t/acme/settings/sso/connections/{draft.pk}/enable/", {"confirm": "on"})
 
     assert "Run a successful test sign-in first" in refused.content.decode()
     draft.refresh_from_db()
     assert draft.status == SSOConnection.Status.DRAFT
     key, request_id = _start_test(admin, draft)
-    post_acs(admin, draft, signed_saml_response(draft, request_id), key)
+    me = {"name_id": "admin@acme.example", "attributes": attributes("admin@acme.example")}
+    post_acs(admin, draft, signed_saml_response(draft, request_id, **me), key)
 
-    admin.post(f"/t/acme/settings/sso/connections/{draft.pk}/enable/")
+    admin.post(f"/t/acme/settings/sso/connections/{draft.pk}/enable/", {"confirm": "on"})
 
     draft.refresh_from_db()
     assert draft.status == SSOConnection.Status.ENABLED
     enable = events("sso.connection_enable", tenant=cast.acme)[-1]
     assert enable.metadata["before"] == {"status": "tested"}
-    assert enable.metadata["after"] == {"status": "enabled"}
+    assert enable.metadata["after"] == {"status": "enabled", "primary": True}
 
 
 def test_draft_cannot_be_used_for_real_sign_in(cast, draft) -> None:

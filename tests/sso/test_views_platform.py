@@ -156,8 +156,10 @@ def test_create_test_enable_then_staff_sign_in_only_through_sso(cast) -> None:
     connection.refresh_from_db()
     assert connection.status == SSOConnection.Status.TESTED
 
-    # 4. enable
-    response = staff.post(f"{BASE}connections/{connection.pk}/enable/")
+    # 4. enable (the test above was the staff member's own account; the confirmation names who loses passwords)
+    page = staff.get(f"{BASE}connections/{connection.pk}/enable/").content.decode()
+    assert STAFF_EMAIL in page
+    response = staff.post(f"{BASE}connections/{connection.pk}/enable/", {"confirm": "on"})
     assert response.status_code == 302
     connection.refresh_from_db()
     assert connection.status == SSOConnection.Status.ENABLED

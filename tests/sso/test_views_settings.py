@@ -105,7 +105,8 @@ class TestSettingsPagesContract(PermissionContract):
         *form_page("sso_settings:delete", "sso.manage", data={"confirm": "on"}, **CONNECTION),
         # No test ran in this browser: the result page sends back to the connection.
         PageContract("sso_settings:test_result", "sso.manage", ok_status=302, **CONNECTION),
-        *(_action(url) for url in ("test", "enable", "disable", "refresh")),  # "test" is off to the IdP
+        *(_action(url) for url in ("test", "disable", "refresh", "primary", "route")),  # "test" is off to the IdP
+        *form_page("sso_settings:enable", "sso.manage", data={"confirm": "on"}, **CONNECTION),
         *form_page("sso_settings:domains", "sso.manage", data={"domain": "acme-corp.com"}),
         PageContract(
             "sso_settings:domain_release",
@@ -168,7 +169,7 @@ def test_add_page_shows_sp_details_before_idp_settings(cast, admin) -> None:
 def test_add_from_metadata_upload_uses_the_shown_sp_urls(cast, admin) -> None:
     page = admin.get(BASE + "connections/new/saml/").content.decode()
     draft_id = page.split('name="draft_id" value="')[1].split('"')[0]
-    shown_acs = page.split("ACS URL (Reply URL)</dt><dd><code>")[1].split("<")[0]
+    shown_acs = page.split('ACS URL (Reply URL)</dt><dd><code data-sp="acs_url">')[1].split("<")[0]
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     upload = SimpleUploadedFile("okta.xml", h.idp_metadata_xml().encode(), content_type="text/xml")
@@ -240,7 +241,7 @@ def test_bad_metadata_is_a_form_error_and_nothing_is_saved(cast, admin, xml, mes
 
     assert response.status_code == 400
     assert message in response.content.decode()
-    assert not SSOConnection.objects.exists()
+    assert not SSOConnection.objects.filter(setup_pending=False).exists()  # only the page's empty draft
     assert events("sso.connection_create") == []
 
 
@@ -253,7 +254,7 @@ def test_huge_metadata_is_refused(cast, admin) -> None:
 
     assert response.status_code == 400
     assert "larger than" in response.content.decode()
-    assert not SSOConnection.objects.exists()
+    assert not SSOConnection.objects.filter(setup_pending=False).exists()  # only the page's empty draft
 
 
 @pytest.mark.parametrize(
@@ -272,7 +273,7 @@ def test_bad_certificate_is_a_form_error(cast, admin, certificate, message) -> N
 
     assert response.status_code == 400
     assert message in response.content.decode()
-    assert not SSOConnection.objects.exists()
+    assert not SSOConnection.objects.filter(setup_pending=False).exists()  # only the page's empty draft
 
 
 def test_plain_http_sso_url_is_refused(cast, admin) -> None:
@@ -299,7 +300,7 @@ def test_metadata_url_returning_html_is_a_form_error(cast, admin, idp_web) -> No
 
     assert response.status_code == 400
     assert "HTML page" in response.content.decode()
-    assert not SSOConnection.objects.exists()
+    assert not SSOConnection.objects.filter(setup_pending=False).exists()  # only the page's empty draft
 
 
 def test_metadata_url_timing_out_is_a_form_error(cast, admin, idp_web, monkeypatch) -> None:
@@ -316,7 +317,7 @@ def test_metadata_url_timing_out_is_a_form_error(cast, admin, idp_web, monkeypat
     assert time.monotonic() - started < 2.5
     assert response.status_code == 400
     assert "timed out" in response.content.decode()
-    assert not SSOConnection.objects.exists()
+    assert not SSOConnection.objects.filter(setup_pending=False).exists()  # only the page's empty draft
 
 
 def test_failed_edit_keeps_the_last_working_config(cast, admin) -> None:
@@ -415,7 +416,7 @@ def test_discovery_missing_fields_is_a_form_error(cast, admin, provider, missing
 
     assert response.status_code == 400
     assert missing in response.content.decode()
-    assert not SSOConnection.objects.exists()
+    assert not SSOConnection.objects.filter(setup_pending=False).exists()  # only the page's empty draft
 
 
 def test_discovery_html_is_a_form_error(cast, admin, provider) -> None:
@@ -424,7 +425,7 @@ def test_discovery_html_is_a_form_error(cast, admin, provider) -> None:
     response = admin.post(BASE + "connections/new/oidc/", _oidc_form(provider))
 
     assert response.status_code == 400
-    assert not SSOConnection.objects.exists()
+    assert not SSOConnection.objects.filter(setup_pending=False).exists()  # only the page's empty draft
 
 
 def test_oidc_secret_required_on_create_and_bad_scopes(cast, admin, provider) -> None:
@@ -434,7 +435,7 @@ def test_oidc_secret_required_on_create_and_bad_scopes(cast, admin, provider) ->
     assert no_secret.status_code == 400
     assert bad_scope.status_code == 400
     assert "not a valid scope" in bad_scope.content.decode()
-    assert not SSOConnection.objects.exists()
+    assert not SSOConnection.objects.filter(setup_pending=False).exists()  # only the page's empty draft
 
 
 # --- status, delete ------------------------------------------------------------------------------
@@ -448,8 +449,9 @@ def test_disable_and_delete(cast, admin) -> None:
     admin.post(f"{BASE}connections/{connection.pk}/disable/")
     connection.refresh_from_db()
     assert connection.status == SSOConnection.Status.DISABLED
-    # re-enabling a once-tested connection needs no new test
-    admin.post(f"{BASE}connections/{connection.pk}/enable/")
+    # re-enabling a once-tested connection needs no new test, only the admin's own earlier sign-in and a confirmation
+    SSOConnection.objects.filter(pk=connection.pk).update(self_tested={str(cast.admin.pk): connection.trust_epoch})
+    admin.post(f"{BASE}connections/{connection.pk}/enable/", {"confirm": "on"})
     connection.refresh_from_db()
     assert connection.status == SSOConnection.Status.ENABLED
     admin.post(f"{BASE}connections/{connection.pk}/disable/")

@@ -58,6 +58,7 @@ from apps.sso.services.connections import (
     connection_delete,
     connection_request_metadata_refresh,
     connection_set_status,
+    connection_staff_disable,
     connection_update,
 )
 from apps.sso.services.domains import (
@@ -69,6 +70,8 @@ from apps.sso.services.domains import (
     email_domain,
     normalize_domain,
 )
+from apps.sso.services.drafts import ABANDONED_AFTER, connection_draft_open, connection_drafts_purge
+from apps.sso.services.routing import connection_make_primary, domain_route, primary_ensure
 from apps.sso.services.signin import (
     ADMIN_PERMISSIONS,
     ADMIN_ROLES,
@@ -93,6 +96,7 @@ from apps.sso.services.testmode import (
 )
 
 __all__ = [
+    "ABANDONED_AFTER",
     "ADMIN_PERMISSIONS",
     "ADMIN_ROLES",
     "ATTRIBUTES_SHOWN_MAX",
@@ -129,14 +133,19 @@ __all__ = [
     "complete_sign_in",
     "connection_create",
     "connection_delete",
+    "connection_draft_open",
+    "connection_drafts_purge",
     "connection_for_email",
+    "connection_make_primary",
     "connection_request_metadata_refresh",
     "connection_set_status",
+    "connection_staff_disable",
     "connection_test_complete",
     "connection_test_fail",
     "connection_update",
     "domain_claim",
     "domain_release",
+    "domain_route",
     "domain_verify",
     "email_domain",
     "identity_link_values",
@@ -145,6 +154,7 @@ __all__ = [
     "parse_iso",
     "pending_link_for",
     "preset_labels",
+    "primary_ensure",
     "record_sign_in_failure",
     "saml_config_build",
 ]

@@ -20,6 +20,7 @@ from apps.accounts.models import User
 from apps.audit.services import record
 from apps.sso import crypto, selectors
 from apps.sso.models import ExternalIdentity, SSOConnection
+from apps.sso.policy import sessions_enforce_policy
 from apps.sso.services._common import (
     _CONTROL_RE,
     NAME_MAX,
@@ -35,7 +36,8 @@ from apps.sso.services.connection_config import (
     oidc_config_build,
     saml_config_build,
 )
-from apps.sso.services.notices import TRUST_CHANGED, notice_enqueue
+from apps.sso.services.notices import STAFF_DISABLED, TRUST_CHANGED, notice_enqueue
+from apps.sso.services.routing import primary_ensure
 from apps.tenants.models import Tenant
 
 # Keys whose change means the connection talks to a different IdP (or differently): a new test is needed.
@@ -122,6 +124,7 @@ def connection_create(
     attribute_mapping: dict[str, Any] | None = None,
     preset: str = "",
     public_id: uuid.UUID | None = None,
+    draft: SSOConnection | None = None,
     actor: User | None,
 ) -> SSOConnection:
     """Create a draft connection of ``tenant`` (the platform's for None; enabled only after a successful test).
@@ -129,8 +132,10 @@ def connection_create(
     SAML: from metadata XML, a metadata URL (downloaded now, then refreshed
     by the worker) or manual entity ID / SSO URL / certificate. OIDC: issuer
     (discovery fetched and checked now), client id, client secret (stored
-    encrypted), scopes. ``public_id`` lets the add page show the SP URLs
-    before the connection exists. Raises SSOInputError; nothing is written then.
+    encrypted), scopes. ``draft`` is the empty draft the add page opened
+    (``connection_draft_open``): the settings are saved into it, so the SP
+    details shown before saving stay the same. Raises SSOInputError; nothing
+    is written then.
     """
     if kind not in SSOConnection.Kind.values:
         raise SSOInputError("Choose SAML or OpenID Connect.", field="kind")
@@ -152,6 +157,25 @@ def connection_create(
     with transaction.atomic():
         # Checked again inside the transaction: the network part above may have taken seconds.
         name = _clean_name(tenant=tenant, name=name)
+        if draft is not None:
+            connection = _fill_draft(
+                draft,
+                tenant=tenant,
+                kind=kind,
+                name=name,
+                config=config,
+                secret_encrypted=secret_encrypted,
+                mapping=mapping,
+            )
+            record(
+                "sso.connection_create",
+                tenant=tenant,
+                actor=_audit_actor(actor),
+                target=connection,
+                metadata={"before": None, "after": selectors.connection_snapshot(connection)},
+            )
+            _after_commit_refresh(connection)
+            return connection
         if public_id is not None and SSOConnection.objects.filter(public_id=public_id).exists():
             raise SSOInputError("This form was already used to create a connection; open the connection instead.")
         connection = SSOConnection.objects.create(
@@ -173,6 +197,34 @@ def connection_create(
         )
         _after_commit_refresh(connection)
     return connection
+
+
+def _fill_draft(
+    draft: SSOConnection,
+    *,
+    tenant: Tenant | None,
+    kind: str,
+    name: str,
+    config: dict[str, Any],
+    secret_encrypted: str,
+    mapping: dict[str, Any],
+) -> SSOConnection:
+    """Save the first settings into the add page's draft (locked); refused if already saved or not this form's."""
+    locked = SSOConnection.objects.select_for_update().filter(pk=draft.pk).first()
+    if locked is None or not locked.setup_pending:
+        raise SSOInputError("This form was already used to create a connection; open the connection instead.")
+    if locked.tenant_id != (tenant.pk if tenant is not None else None) or locked.kind != kind:
+        raise SSOInputError("This draft belongs to another form; open the add page again.")
+    locked.name = name
+    locked.config = config
+    locked.secret_encrypted = secret_encrypted
+    locked.attribute_mapping = mapping
+    locked.setup_pending = False
+    locked.updated_at = timezone.now()
+    locked.save(
+        update_fields=["name", "config", "secret_encrypted", "attribute_mapping", "setup_pending", "updated_at"]
+    )
+    return locked
 
 
 def connection_update(
@@ -230,6 +282,7 @@ def connection_update(
         if trust_changed:
             # Whatever the status: an enabled connection stops signing people in until tested again.
             locked.status = SSOConnection.Status.DRAFT
+            locked.is_primary = False  # only an enabled connection is primary; primary_ensure promotes another
             locked.trust_epoch += 1
         locked.name = _clean_name(tenant=locked.tenant, name=name, exclude_id=locked.pk)
         locked.config = config
@@ -245,9 +298,11 @@ def connection_update(
                 "secret_encrypted",
                 "status",
                 "trust_epoch",
+                "is_primary",
                 "updated_at",
             ]
         )
+        primary_ensure(tenant_id=locked.tenant_id)
         record(
             "sso.connection_update",
             tenant=locked.tenant,
@@ -290,13 +345,21 @@ def _record_trust_change(
         notice_enqueue(connection_id=connection.pk, event=TRUST_CHANGED, detail=detail)
 
 
-def connection_set_status(*, connection: SSOConnection, enabled: bool, actor: User | None) -> SSOConnection:
+def connection_set_status(
+    *, connection: SSOConnection, enabled: bool, actor: User | None, lockout_acknowledged: bool = False
+) -> SSOConnection:
     """Enable (people can sign in with it) or disable a connection; audited.
 
-    Enabling needs a successful test sign-in since the IdP settings last
-    changed (status "tested", or "disabled" after one). Disabling applies to
-    an enabled connection; sessions already signed in stay until they end.
-    Raises SSOInputError when the rule refuses.
+    Enabling ends password access for the tenant's administrators (and every
+    member under "SSO required"), so it is refused unless (#9, item 2):
+    ``lockout_acknowledged`` (the admin saw who loses password access,
+    ``selectors.password_access_losers``), and ``actor`` completed a successful
+    test sign-in *as themself* through this connection since its trust material
+    last changed (``self_tested`` at the current trust epoch): the admin has
+    proven they can still get in. The first enabled connection becomes primary.
+    After enabling, sessions the policy now refuses are ended
+    (``sessions_enforce_policy``). Disabling applies to an enabled connection.
+    Raises SSOInputError when a rule refuses.
     """
     with transaction.atomic():
         locked = _lock_connection(connection)
@@ -304,24 +367,78 @@ def connection_set_status(*, connection: SSOConnection, enabled: bool, actor: Us
         if enabled:
             if locked.status == SSOConnection.Status.ENABLED:
                 return locked
-            if not (locked.config or {}).get("tested_at"):
-                raise SSOInputError(
-                    "Run a successful test sign-in first: a connection is enabled only once it has worked."
-                )
+            _check_can_enable(locked, actor=actor, lockout_acknowledged=lockout_acknowledged)
             locked.status = SSOConnection.Status.ENABLED
         else:
             if locked.status != SSOConnection.Status.ENABLED:
                 raise SSOInputError("Only an enabled connection can be disabled.")
             locked.status = SSOConnection.Status.DISABLED
+            locked.is_primary = False
         locked.updated_at = timezone.now()
-        locked.save(update_fields=["status", "updated_at"])
+        locked.save(update_fields=["status", "is_primary", "updated_at"])
+        primary = primary_ensure(tenant_id=locked.tenant_id)
+        locked.is_primary = primary is not None and primary.pk == locked.pk
         record(
             "sso.connection_enable" if enabled else "sso.connection_disable",
             tenant=locked.tenant,
             actor=_audit_actor(actor),
             target=locked,
-            metadata={"before": {"status": before}, "after": {"status": locked.status}, "name": locked.name},
+            metadata={
+                "before": {"status": before},
+                "after": {"status": locked.status, "primary": locked.is_primary},
+                "name": locked.name,
+            },
         )
+        if enabled:
+            sessions_enforce_policy(tenant=locked.tenant, actor=actor, cause="sso.connection_enable")
+    return locked
+
+
+def _check_can_enable(connection: SSOConnection, *, actor: User | None, lockout_acknowledged: bool) -> None:
+    if not (connection.config or {}).get("tested_at"):
+        raise SSOInputError("Run a successful test sign-in first: a connection is enabled only once it has worked.")
+    if actor is None or (connection.self_tested or {}).get(str(actor.pk)) != connection.trust_epoch:
+        raise SSOInputError(
+            "Sign in through this connection as yourself first (Test sign-in, with your own account at the "
+            "identity provider): enabling ends password sign-in for administrators, and this proves you can "
+            "still get in."
+        )
+    if not lockout_acknowledged:
+        raise SSOInputError("Confirm that you have seen who will lose password access.")
+
+
+def connection_staff_disable(*, connection: SSOConnection, actor: User, reason: str) -> SSOConnection:
+    """Platform staff switch a tenant's enabled connection off (a locked-out tenant's way back in).
+
+    Audited as high severity on the tenant's chain, and e-mailed to the tenant's
+    owners by a task after commit. Its members can use passwords again (with
+    MFA) unless another enabled connection remains. Raises SSOInputError.
+    """
+    reason = (reason or "").strip()
+    if not reason or len(reason) > 500 or _CONTROL_RE.search(reason):
+        raise SSOInputError("Say why (at most 500 printable characters); the tenant's owners are told.", field="reason")
+    if not getattr(actor, "is_staff", False):
+        raise SSOInputError("Only platform staff can do this.")
+    with transaction.atomic():
+        locked = _lock_connection(connection)
+        if locked.tenant_id is None:
+            raise SSOInputError("Use the platform's own SSO settings for the platform's connections.")
+        if locked.status != SSOConnection.Status.ENABLED:
+            raise SSOInputError("Only an enabled connection can be disabled.")
+        locked.status = SSOConnection.Status.DISABLED
+        locked.is_primary = False
+        locked.updated_at = timezone.now()
+        locked.save(update_fields=["status", "is_primary", "updated_at"])
+        primary_ensure(tenant_id=locked.tenant_id)
+        detail = {"reason": reason, "by": actor.email, "name": locked.name, "severity": "high"}
+        record(
+            "sso.connection_staff_disable",
+            tenant=locked.tenant,
+            actor=_audit_actor(actor),
+            target=locked,
+            metadata={"before": {"status": SSOConnection.Status.ENABLED}, "after": {"status": locked.status}, **detail},
+        )
+        notice_enqueue(connection_id=locked.pk, event=STAFF_DISABLED, detail=detail)
     return locked
 
 

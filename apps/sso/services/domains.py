@@ -199,7 +199,8 @@ def connection_for_email(email: str) -> SSOConnection | None:
 
     ``None`` for an unusable address, an unclaimed or unverified domain, or an
     owner without an enabled connection (the person then signs in with a
-    password). With several enabled connections the first by name wins.
+    password). The domain's routed connection while it is enabled, else the
+    owner's primary one (``selectors.discovery_connection``).
     """
     domain = email_domain(email)
     if not domain:
@@ -207,9 +208,4 @@ def connection_for_email(email: str) -> SSOConnection | None:
     claim = selectors.verified_domain_for(domain=domain)
     if claim is None:
         return None
-    return (
-        SSOConnection.objects.select_related("tenant")
-        .filter(tenant_id=claim.tenant_id, status=SSOConnection.Status.ENABLED)
-        .order_by("name", "pk")
-        .first()
-    )
+    return selectors.discovery_connection(claim=claim)

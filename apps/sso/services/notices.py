@@ -6,8 +6,9 @@ inside its transaction; the Celery task
 change has committed. Recipients: the tenant's active owners and admins, or
 active platform staff for the platform's connection
 (``selectors.notice_recipients``); a change of trust material by an
-administrator (``TRUST_CHANGED``, from ``apps.sso.services.connections``)
-goes to every Owner only (``selectors.owner_recipients``). Each gets their
+administrator (``TRUST_CHANGED``) and a connection disabled by platform staff
+(``STAFF_DISABLED``), both from ``apps.sso.services.connections``, go to every
+Owner only (``selectors.owner_recipients``). Each gets their
 own message (no one sees the others' addresses).
 """
 
@@ -29,7 +30,11 @@ CERTIFICATE_CHANGED = "idp_certificate_changed"
 CERTIFICATE_EXPIRING = "idp_certificate_expiring"
 METADATA_FAILED = "metadata_fetch_failed"
 TRUST_CHANGED = "connection_trust_changed"
+STAFF_DISABLED = "connection_staff_disabled"
+# Events only the tenant's Owners are told about.
+OWNER_EVENTS = frozenset({TRUST_CHANGED, STAFF_DISABLED})
 SUBJECTS = {
+    STAFF_DISABLED: "Security: Bastion staff disabled the SSO connection {name}",
     TRUST_CHANGED: "Security: an administrator changed which identity provider {name} trusts",
     CERTIFICATE_CHANGED: "The signing certificate of {name} changed",
     CERTIFICATE_EXPIRING: "The signing certificate of {name} expires soon",
@@ -77,7 +82,7 @@ def notice_send(*, connection_id: int, event: str, detail: dict[str, Any]) -> in
     connection = selectors.connection_by_id(connection_id=connection_id)
     if connection is None:
         return 0
-    if event == TRUST_CHANGED:
+    if event in OWNER_EVENTS:
         recipients = selectors.owner_recipients(tenant=connection.tenant)
     else:
         recipients = selectors.notice_recipients(tenant=connection.tenant)

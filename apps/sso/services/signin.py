@@ -25,6 +25,7 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import Actor, record
 from apps.sso import selectors
 from apps.sso.models import ExternalIdentity, SSOConnection
+from apps.sso.policy import PENDING_LINK_KEY, SESSION_SSO_KEY
 from apps.sso.policy import is_admin as policy_is_admin
 from apps.sso.services._common import _CONTROL_RE, SUBJECT_MAX, _clean_groups, _policy
 from apps.sso.services.domains import email_domain
@@ -32,9 +33,9 @@ from apps.sso.types import Assertion, SSOError
 from apps.tenants.models import Membership, Tenant
 
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
-SESSION_SSO_KEY = "bastion_sso"
-# An SSO link that waits for its account's owner to confirm by signing in with their existing way in.
-PENDING_LINK_KEY = "bastion_sso_pending_link"
+# SESSION_SSO_KEY: the connection a session signed in through; PENDING_LINK_KEY: an SSO link that waits
+# for its account's owner to confirm by signing in with their existing way in. Defined by the policy,
+# which judges open sessions by them.
 PENDING_LINK_MAX_AGE = 10 * 60
 
 # Roles (and permissions from group roles) that make a member an "admin" for the admin MFA rule.

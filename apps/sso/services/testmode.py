@@ -178,10 +178,24 @@ def connection_test_complete(*, connection: SSOConnection, assertion: Assertion,
     """Report on a test sign-in without signing anyone in or changing any account.
 
     The only write besides the audit event: when every check passes, the
-    connection is marked tested (draft → tested), which allows enabling it.
+    connection is marked tested (draft → tested). When the asserted e-mail is
+    the tester's own account e-mail, the tester is also recorded as having
+    signed in as themself under the current trust epoch: only such an admin
+    may enable the connection (#9, item 2).
     """
     checks, group_roles = _test_checks(connection, assertion)
     ok = all(check.ok is not False for check in checks)
+    asserted = (assertion.email or "").strip()
+    as_self = bool(asserted) and asserted.casefold() == (actor.email or "").strip().casefold()
+    checks.append(
+        TestCheck(
+            "Signed in as yourself",
+            None,
+            "Yes: you can enable this connection."
+            if as_self
+            else f"No ({actor.email} is your account): to enable it, test with your own account at the IdP.",
+        )
+    )
     now = timezone.now()
     report = TestReport(
         connection_id=connection.pk,
@@ -207,7 +221,14 @@ def connection_test_complete(*, connection: SSOConnection, assertion: Assertion,
             locked.config = config
             if locked.status == SSOConnection.Status.DRAFT:
                 locked.status = SSOConnection.Status.TESTED
-            locked.save(update_fields=["config", "status"])
+            if locked.first_tested_at is None:
+                locked.first_tested_at = now
+            if as_self:
+                # Only the current epoch counts (a later trust change makes it stale); other epochs are dropped.
+                locked.self_tested = {str(actor.pk): locked.trust_epoch} | {
+                    k: v for k, v in (locked.self_tested or {}).items() if v == locked.trust_epoch
+                }
+            locked.save(update_fields=["config", "status", "first_tested_at", "self_tested"])
         record(
             "sso.connection_test",
             tenant=locked.tenant,
@@ -220,6 +241,7 @@ def connection_test_complete(*, connection: SSOConnection, assertion: Assertion,
                 "email": report.email,
                 "groups": report.groups[:50],
                 "failed_checks": [c.label for c in checks if c.ok is False],
+                "as_self": as_self,
             },
         )
     return report

@@ -54,7 +54,9 @@ from apps.sso.views.settings import (
     connection_disable,
     connection_edit,
     connection_enable,
+    connection_primary,
     connection_refresh,
+    connection_route,
     connection_test,
     domain_release,
     domains,
@@ -64,6 +66,7 @@ from apps.sso.views.settings import (
     sso_settings_view,
     test_result,
 )
+from apps.sso.views.staff import staff_connection_disable, staff_tenant_connections
 
 __all__ = [
     "DRAFT_ID_MAX_AGE",
@@ -84,7 +87,9 @@ __all__ = [
     "connection_disable",
     "connection_edit",
     "connection_enable",
+    "connection_primary",
     "connection_refresh",
+    "connection_route",
     "connection_test",
     "discover",
     "domain_release",
@@ -98,9 +103,11 @@ __all__ = [
     "saml_sls",
     "settings_list",
     "sso_settings_view",
+    "staff_connection_disable",
     "staff_domain_release",
     "staff_domain_verify",
     "staff_domains",
+    "staff_tenant_connections",
     "start",
     "step_up",
     "test_result",

@@ -28,7 +28,7 @@ FLOWS_MAX = 5
 NEXT_MAX = 2000
 RESUBMIT_FIELD = "bastion_resubmit"
 DRAFT_ID_SALT = "bastion.sso.new-connection"
-DRAFT_ID_MAX_AGE = 24 * 3600
+DRAFT_ID_MAX_AGE = 8 * 24 * 3600  # outlives the 7 days an unsaved draft is kept
 Kind = SSOConnection.Kind
 Status = SSOConnection.Status
 

@@ -23,6 +23,8 @@ from apps.sso import selectors, services
 from apps.sso.forms import (
     ConfirmForm,
     DomainClaimForm,
+    DomainRouteForm,
+    EnableForm,
     OIDCConnectionForm,
     PolicyForm,
     SAMLConnectionForm,
@@ -89,15 +91,27 @@ def settings_list(request: TenantRequest) -> HttpResponse:
     return render(request, "sso/settings_list.html", context)
 
 
-def _draft_public_id(request: TenantRequest) -> uuid.UUID:
-    """The public id the add page shows URLs for, carried signed through the POST (new on a GET or bad token)."""
+def _add_page_draft(request: TenantRequest, kind: str) -> SSOConnection | None:
+    """The draft whose SP details this add page shows (created on the first visit, reused after).
+
+    A POST names its draft (signed public id, so the settings land in the draft whose
+    details the admin registered); ``None`` when that draft was already saved (e.g.
+    from another tab). Without a readable token, the admin's one empty draft.
+    """
     token = request.POST.get("draft_id", "") if request.method == "POST" else ""
     if token:
         try:
-            return uuid.UUID(signing.loads(token, salt=DRAFT_ID_SALT, max_age=DRAFT_ID_MAX_AGE))
+            public_id = uuid.UUID(signing.loads(token, salt=DRAFT_ID_SALT, max_age=DRAFT_ID_MAX_AGE))
         except (signing.BadSignature, ValueError, TypeError):
             pass
-    return uuid.uuid4()
+        else:
+            return selectors.pending_draft_get(
+                tenant=request.tenant,
+                kind=kind,
+                public_id=public_id,
+                creator=request.user,  # type: ignore[arg-type]
+            )
+    return services.connection_draft_open(tenant=request.tenant, kind=kind, actor=request.user)  # type: ignore[arg-type]
 
 
 @sso_settings_view
@@ -105,14 +119,18 @@ def _draft_public_id(request: TenantRequest) -> uuid.UUID:
 def connection_create(request: TenantRequest, kind: str) -> HttpResponse:
     """Add a SAML or OIDC connection (sso.manage). Bastion's SP details come first, then the IdP's.
 
-    Bad input (metadata, URL, certificate, discovery) is a form error (400)
-    and nothing is saved.
+    The first visit creates a draft (reused on every later visit by the same admin),
+    so the entity ID, ACS URL and redirect URI shown never change and the SP metadata
+    can be downloaded before anything else. Bad input (metadata, URL, certificate,
+    discovery) is a form error (400) and nothing is saved.
     """
-    public_id = _draft_public_id(request)
-    draft = SSOConnection(public_id=public_id, kind=kind, tenant=request.tenant)
+    draft = _add_page_draft(request, kind)
     form_class = _form_class(kind)
     form = form_class(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and draft is None:
+        form.is_valid()
+        form.add_error(None, "This form was already used to create a connection; open the connection instead.")
+    elif request.method == "POST" and form.is_valid():
         try:
             connection = services.connection_create(
                 tenant=request.tenant,
@@ -122,7 +140,7 @@ def connection_create(request: TenantRequest, kind: str) -> HttpResponse:
                 oidc_settings=form.oidc_settings() if kind == Kind.OIDC else None,  # type: ignore[union-attr]
                 attribute_mapping=form.mapping(),
                 preset=form.cleaned_data.get("preset", ""),
-                public_id=public_id,
+                draft=draft,
                 actor=request.user,  # type: ignore[arg-type]
             )
         except SSOInputError as exc:
@@ -130,12 +148,14 @@ def connection_create(request: TenantRequest, kind: str) -> HttpResponse:
         else:
             messages.success(request, f"Connection “{connection.name}” saved. Run a test sign-in, then enable it.")
             return redirect(_settings_url(request.tenant, "detail", connection_id=connection.pk))
+    shown = draft or SSOConnection(kind=kind, tenant=request.tenant)
     context = {
         "form": form,
         "kind": kind,
         "connection": None,
-        "sp": selectors.sp_details(draft, base_url=_base_url(request)),
-        "draft_id": signing.dumps(str(public_id), salt=DRAFT_ID_SALT),
+        "sp": selectors.sp_details(shown, base_url=_base_url(request)),
+        "sp_public_id": draft.public_id if draft else None,
+        "draft_id": signing.dumps(str(draft.public_id), salt=DRAFT_ID_SALT) if draft else "",
         "presets": form.presets,
     }
     return render(request, f"sso/connection_form_{kind}.html", context, status=400 if form.errors else 200)
@@ -148,6 +168,7 @@ def _detail_context(request: TenantRequest, connection: SSOConnection) -> dict[s
         "connection": connection,
         "config": config,
         "sp": selectors.sp_details(connection, base_url=_base_url(request)),
+        "sp_public_id": connection.public_id,
         "certs": certs,
         "mapping": connection.attribute_mapping or {},
         "tested_at": services.parse_iso(config.get("tested_at")),
@@ -158,6 +179,8 @@ def _detail_context(request: TenantRequest, connection: SSOConnection) -> dict[s
         "want_assertion_signed": config.get("want_assertion_signed", True) is not False,
         "allow_idp_initiated": bool(config.get("allow_idp_initiated", False)),
         "start_url": request.build_absolute_uri(reverse("sso:start", kwargs={"public_id": connection.public_id})),
+        "domains": list(selectors.domain_list(tenant=request.tenant)),
+        "self_tested": (connection.self_tested or {}).get(str(request.user.pk)) == connection.trust_epoch,
     }
 
 
@@ -200,6 +223,7 @@ def connection_edit(request: TenantRequest, connection_id: int) -> HttpResponse:
         "kind": connection.kind,
         "connection": connection,
         "sp": selectors.sp_details(connection, base_url=_base_url(request)),
+        "sp_public_id": connection.public_id,
         "presets": form.presets,
     }
     return render(request, f"sso/connection_form_{connection.kind}.html", context, status=400 if form.errors else 200)
@@ -239,30 +263,87 @@ def _allow_test_form(response: HttpResponse, connection: SSOConnection) -> HttpR
     return response
 
 
-def _status_change(request: TenantRequest, connection_id: int, *, enabled: bool) -> HttpResponse:
-    connection = _connection_or_404(request, connection_id)
-    try:
-        services.connection_set_status(connection=connection, enabled=enabled, actor=request.user)  # type: ignore[arg-type]
-    except SSOInputError as exc:
-        messages.error(request, exc.message)
-    else:
-        verb = "enabled: people can now sign in with it" if enabled else "disabled"
-        messages.success(request, f"Connection “{connection.name}” {verb}.")
-    return redirect(_settings_url(request.tenant, "detail", connection_id=connection.pk))
-
-
 @sso_settings_view
-@require_POST
+@require_http_methods(["GET", "HEAD", "POST"])
 def connection_enable(request: TenantRequest, connection_id: int) -> HttpResponse:
-    """Enable a connection that passed a test (sso.manage)."""
-    return _status_change(request, connection_id, enabled=True)
+    """Enable a connection (sso.manage): shows who loses password access and asks for confirmation.
+
+    The service refuses until the admin has tested the connection as themself (#9, item 2).
+    """
+    connection = _connection_or_404(request, connection_id)
+    form = EnableForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.connection_set_status(
+                connection=connection,
+                enabled=True,
+                actor=request.user,  # type: ignore[arg-type]
+                lockout_acknowledged=form.cleaned_data["confirm"],
+            )
+        except SSOInputError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Connection “{connection.name}” enabled: people can now sign in with it.")
+            return redirect(_settings_url(request.tenant, "detail", connection_id=connection.pk))
+    self_tested = (connection.self_tested or {}).get(str(request.user.pk)) == connection.trust_epoch
+    context = {
+        "connection": connection,
+        "form": form,
+        "losers": selectors.password_access_losers(tenant=request.tenant),
+        "self_tested": self_tested,
+        "tested_at": services.parse_iso((connection.config or {}).get("tested_at")),
+    }
+    response = render(request, "sso/connection_enable.html", context, status=400 if form.errors else 200)
+    return _allow_test_form(response, connection)
 
 
 @sso_settings_view
 @require_POST
 def connection_disable(request: TenantRequest, connection_id: int) -> HttpResponse:
     """Disable an enabled connection (sso.manage)."""
-    return _status_change(request, connection_id, enabled=False)
+    connection = _connection_or_404(request, connection_id)
+    try:
+        services.connection_set_status(connection=connection, enabled=False, actor=request.user)  # type: ignore[arg-type]
+    except SSOInputError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Connection “{connection.name}” disabled.")
+    return redirect(_settings_url(request.tenant, "detail", connection_id=connection.pk))
+
+
+@sso_settings_view
+@require_POST
+def connection_primary(request: TenantRequest, connection_id: int) -> HttpResponse:
+    """Make an enabled connection the primary one: discovery and sign-in messages name it (sso.manage)."""
+    connection = _connection_or_404(request, connection_id)
+    try:
+        services.connection_make_primary(connection=connection, actor=request.user)  # type: ignore[arg-type]
+    except SSOInputError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"“{connection.name}” is now the primary connection.")
+    return redirect(_settings_url(request.tenant, "detail", connection_id=connection.pk))
+
+
+@sso_settings_view
+@require_POST
+def connection_route(request: TenantRequest, connection_id: int) -> HttpResponse:
+    """Route a verified domain of the tenant to this connection, or (``unroute``) back to the primary."""
+    connection = _connection_or_404(request, connection_id)
+    form = DomainRouteForm(request.POST, domains=selectors.domain_list(tenant=request.tenant))
+    if not form.is_valid():
+        messages.error(request, "Choose one of this organisation's domains.")
+    else:
+        claim = form.cleaned_data["domain"]
+        target = None if request.POST.get("unroute") else connection
+        try:
+            services.domain_route(tenant=request.tenant, domain=claim, connection=target, actor=request.user)  # type: ignore[arg-type]
+        except SSOInputError as exc:
+            messages.error(request, exc.message)
+        else:
+            where = f"to “{connection.name}”" if target else "to the primary connection"
+            messages.success(request, f"Sign-ins from {claim.domain} now go {where}.")
+    return redirect(_settings_url(request.tenant, "detail", connection_id=connection.pk))
 
 
 @sso_settings_view
