@@ -35,6 +35,19 @@ app.conf.beat_schedule = {
         "task": "apps.sso.tasks.purge_abandoned_drafts",
         "schedule": 24 * 3600.0,
     },
+    # Pending e-mail domain claims: DNS changes usually show within minutes, and an admin who
+    # does not click "Check now" should not wait long; each claim is looked up at most once per
+    # run (one small TXT query to the claimant's DNS). The same run expires 14-day-old claims.
+    "sso-check-pending-domains": {
+        "task": "apps.sso.tasks.check_pending_domains",
+        "schedule": 15 * 60.0,
+    },
+    # Token-use counts wait in Redis (no database write per API call); every minute keeps the
+    # console's "last used" and hourly activity fresh while each flush stays one batch per hour hash.
+    "api-flush-token-use": {
+        "task": "apps.api.tasks.flush_token_use",
+        "schedule": 60.0,
+    },
     # Signing keys: hourly is far finer than the schedule's days (a next key is published
     # KEYS_SIGNING_KEY_PUBLISH_AHEAD_HOURS ahead, a retired one unpublished 15 minutes after its
     # last token expired), and a missed hour only delays a step. Every step is idempotent.
@@ -47,12 +60,6 @@ app.conf.beat_schedule = {
     "audit-seal-chains": {
         "task": "apps.audit.tasks.seal_audit_chains",
         "schedule": 15 * 60.0,
-    },
-    # Token-use counts wait in Redis (no database write per API call); every minute keeps the
-    # console's "last used" and hourly activity fresh while each flush stays one batch per hour hash.
-    "api-flush-token-use": {
-        "task": "apps.api.tasks.flush_token_use",
-        "schedule": 60.0,
     },
 }
 

@@ -104,6 +104,16 @@ class VerifiedDomain(OptionalTenantOwned):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     dns_token = models.CharField(max_length=64, blank=True, help_text="Value for a TXT record bastion-verify=<token>.")
+    # Automatic verification (#9, item 3): who claimed it (told of the result), how it was verified
+    # ("dns": Bastion found the TXT record; "staff": a platform admin's audited override, with its
+    # reason), and the last lookup (also the per-claim rate limit of "Check now").
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    verified_method = models.CharField(max_length=8, blank=True, default="")
+    verified_note = models.CharField(max_length=300, blank=True, default="")
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_check_status = models.CharField(max_length=16, blank=True, default="")
     # Sign-ins from this domain go to this connection (same tenant; checked by the service) while it is
     # enabled; otherwise to the tenant's primary connection (#9, item 4).
     connection = models.ForeignKey(

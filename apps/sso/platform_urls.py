@@ -2,8 +2,9 @@
 
 The same views as a tenant's SSO settings (``apps.sso.settings_urls``), in
 their ``.platform`` variant: connections and sign-in policy with tenant null.
-The platform's e-mail domains are claimed here and verified, like every
-claim, on the staff page under /sso/staff/domains/.
+The platform's e-mail domains are claimed and checked (DNS TXT) here; the
+staff page under /sso/staff/domains/ lists every claim and holds the
+"verify without DNS" override.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ urlpatterns = [
     path("connections/<int:connection_id>/delete/", views.connection_delete.platform, name="delete"),
     path("domains/", views.domains.platform, name="domains"),
     path("domains/<int:domain_id>/release/", views.domain_release.platform, name="domain_release"),
+    path("domains/<int:domain_id>/check/", views.domain_check.platform, name="domain_check"),
     path("policy/", views.policy.platform, name="policy"),
     # Tenants' connections, for staff to switch one off when a tenant locked itself out (#9, item 2).
     path("tenant-connections/", views.staff_tenant_connections, name="staff_connections"),

@@ -438,3 +438,31 @@ def connection_snapshot(connection: SSOConnection) -> dict[str, Any]:
         "attribute_mapping": dict(connection.attribute_mapping or {}),
         "client_auth": "stored" if connection.secret_encrypted else "none",
     }
+
+
+# --- domain verification (#9, item 3) ----------------------------------------------------------
+
+
+def pending_domain_ids() -> list[int]:
+    """Ids of every pending (unverified) domain claim, oldest check first (all tenants: the scheduler's)."""
+    return list(
+        VerifiedDomain.objects.filter(verified_at__isnull=True)
+        .order_by("last_checked_at", "pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def tenant_for_notice(*, tenant_id: int | None) -> Tenant | None:
+    """The tenant a notice is about (None for the platform or a tenant that no longer exists)."""
+    if tenant_id is None:
+        return None
+    return Tenant.objects.filter(pk=tenant_id).first()
+
+
+def active_user_email(*, user_id: int | None) -> str:
+    """The e-mail address of an active user, '' for None, an unknown or a deactivated user."""
+    from apps.accounts.models import User
+
+    if user_id is None:
+        return ""
+    return User.objects.filter(pk=user_id, is_active=True).values_list("email", flat=True).first() or ""

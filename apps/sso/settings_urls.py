@@ -23,6 +23,7 @@ urlpatterns = [
     path("connections/<int:connection_id>/delete/", views.connection_delete, name="delete"),
     path("domains/", views.domains, name="domains"),
     path("domains/<int:domain_id>/release/", views.domain_release, name="domain_release"),
+    path("domains/<int:domain_id>/check/", views.domain_check, name="domain_check"),
     path("policy/", views.policy, name="policy"),
     path("groups/", views.groups, name="groups"),
 ]

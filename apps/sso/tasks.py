@@ -8,6 +8,8 @@ from celery import shared_task
 
 from apps.core.tasking import EMAIL_RETRY_POLICY
 from apps.sso import replay, selectors
+from apps.sso.services.domain_notices import domain_notice_send
+from apps.sso.services.domains import domain_check, domain_claims_sweep
 from apps.sso.services.drafts import connection_drafts_purge
 from apps.sso.services.metadata_refresh import connection_metadata_refresh
 from apps.sso.services.notices import notice_send
@@ -55,3 +57,33 @@ def notify_certificate_event(connection_id: int, event: str, detail: dict[str, A
 def purge_abandoned_drafts() -> int:
     """Delete SSO drafts untouched and never successfully tested for 7 days; returns how many."""
     return connection_drafts_purge()
+
+
+# One claim's DNS check. Idempotent: ``domain_check`` claims the check with a conditional UPDATE
+# (at most one lookup per claim per 30 s) and verifies only a still-pending claim, so a
+# redelivery after a crash (acks_late) does nothing more. The lookup is bounded by SSO_DNS_TIMEOUT.
+@shared_task(name="apps.sso.tasks.check_domain_claim", acks_late=True, soft_time_limit=30, time_limit=45)
+def check_domain_claim(domain_id: int) -> str:
+    """Look up one pending claim's TXT record; returns the check's status."""
+    claim = selectors.domain_get_any(domain_id=domain_id)
+    if claim is None:
+        return "gone"
+    return domain_check(domain=claim, actor=None).status
+
+
+# config/celery.py's beat schedule runs this every 15 minutes: expires claims pending for 14 days,
+# then fans out one check per pending claim, so one slow DNS server never holds up the others.
+@shared_task(name="apps.sso.tasks.check_pending_domains", acks_late=True, soft_time_limit=60, time_limit=90)
+def check_pending_domains() -> int:
+    """Expire stale claims and enqueue a check for every other pending claim; returns how many."""
+    ids = domain_claims_sweep()
+    for domain_id in ids:
+        check_domain_claim.delay(domain_id)
+    return len(ids)
+
+
+# Only transient delivery failures are retried (EMAIL_RETRY_POLICY); a vanished tenant sends nothing.
+@shared_task(name="apps.sso.tasks.notify_domain_event", **EMAIL_RETRY_POLICY, soft_time_limit=60, time_limit=90)
+def notify_domain_event(tenant_id: int | None, claimant_id: int | None, domain: str, event: str) -> int:
+    """E-mail the claimant and the tenant's administrators that a domain claim was verified or expired."""
+    return domain_notice_send(tenant_id=tenant_id, claimant_id=claimant_id, domain=domain, event=event)

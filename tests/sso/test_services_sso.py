@@ -93,11 +93,15 @@ def test_domain_verify_is_staff_only(cast) -> None:
     claim = services.domain_claim(tenant=cast.acme, domain="acme.example", actor=cast.admin)
 
     with pytest.raises(SSOInputError):
-        services.domain_verify(domain=claim, actor=cast.owner)
-    verified = services.domain_verify(domain=claim, actor=cast.staff)
+        services.domain_verify(domain=claim, actor=cast.owner, reason="ticket 1")
+    with pytest.raises(SSOInputError):  # the override is explicit: no reason, no verification
+        services.domain_verify(domain=claim, actor=cast.staff, reason="  ")
+    verified = services.domain_verify(domain=claim, actor=cast.staff, reason="ticket 1")
 
     assert verified.verified_by == cast.staff
-    assert services.domain_verify(domain=verified, actor=cast.staff).verified_at == verified.verified_at  # idempotent
+    assert (verified.verified_method, verified.verified_note) == ("staff", "ticket 1")
+    again = services.domain_verify(domain=verified, actor=cast.staff, reason="again")
+    assert again.verified_at == verified.verified_at  # idempotent
 
 
 @pytest.mark.django_db

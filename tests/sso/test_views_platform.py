@@ -238,7 +238,7 @@ def test_staff_claim_verify_and_release_a_platform_domain(cast) -> None:
     page = staff.get(BASE + "domains/").content.decode()
     assert f"bastion-verify={claim.dns_token}" in page
     assert staff.post(BASE + "domains/", {"domain": "bastion.example"}).status_code == 400  # already ours
-    assert staff.post(f"/sso/staff/domains/{claim.pk}/verify/").status_code == 302
+    assert staff.post(f"/sso/staff/domains/{claim.pk}/verify/", {"reason": "our own domain"}).status_code == 302
     claim.refresh_from_db()
     assert claim.verified_at is not None
 

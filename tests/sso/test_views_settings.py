@@ -116,6 +116,14 @@ class TestSettingsPagesContract(PermissionContract):
             ok_status=302,
             foreign=({"domain_id": Ref("their_domain")},),
         ),
+        PageContract(
+            "sso_settings:domain_check",
+            "sso.manage",
+            kwargs={"domain_id": Ref("my_domain")},
+            method="post",
+            ok_status=302,
+            foreign=({"domain_id": Ref("their_domain")},),
+        ),
         PageContract("sso_settings:policy", "sso.manage"),
         PageContract("sso_settings:groups", "sso.manage"),
     )
@@ -476,7 +484,7 @@ def test_claim_domain_shows_the_txt_token(cast, admin) -> None:
     assert len(claim.dns_token) == 32
     html = admin.get(BASE + "domains/").content.decode()
     assert f"bastion-verify={claim.dns_token}" in html
-    assert "Waiting for verification" in html
+    assert "Waiting for DNS record" in html
 
 
 def test_a_domain_belongs_to_one_tenant(cast) -> None:
@@ -519,12 +527,16 @@ def test_staff_verify_domain(cast) -> None:
     assert page.status_code == 200
     assert "acme.example" in page.content.decode()
 
-    assert staff.post(f"/sso/staff/domains/{claim.pk}/verify/").status_code == 302
+    staff.post(f"/sso/staff/domains/{claim.pk}/verify/")  # no reason: the override is refused
+    claim.refresh_from_db()
+    assert claim.verified_at is None
+    assert staff.post(f"/sso/staff/domains/{claim.pk}/verify/", {"reason": "ticket 42"}).status_code == 302
 
     claim.refresh_from_db()
     assert claim.verified_at is not None
     assert claim.verified_by == cast.staff
-    assert events("sso.domain_verify", tenant=cast.acme)
+    assert claim.verified_method == "staff"
+    assert [e.metadata["reason"] for e in events("sso.domain_verify", tenant=cast.acme)] == ["ticket 42"]
     assert [e for e in events("sso.domain_verify") if e.tenant_id is None]
 
 

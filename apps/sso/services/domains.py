@@ -1,27 +1,39 @@
-"""Verified e-mail domains: normalisation, claims, staff verification and release, and discovery by e-mail.
+"""Verified e-mail domains: normalisation, claims, automatic DNS verification, release, and discovery by e-mail.
 
-A tenant (or the platform) claims a domain, platform staff verify it, and only
-then does it route sign-ins: ``connection_for_email`` finds the enabled
-connection of the tenant that owns the address's verified domain. Shared
-mailbox providers can never be claimed.
+A tenant (or the platform) claims a domain and publishes the claim's TXT record
+``bastion-verify=<token>`` on it; Bastion looks the record up itself
+(``domain_check``: when an admin clicks "Check now", and on a schedule for every
+pending claim, ``domain_claims_sweep``). Only a verified domain routes sign-ins:
+``connection_for_email`` finds the connection of the tenant that owns the
+address's verified domain. A claim still pending after ``CLAIM_PENDING_DAYS``
+expires, so nobody can sit on a domain they cannot prove. Platform staff may
+verify without DNS (``domain_verify``: an explicit override with a reason,
+audited). Releasing a domain ends the identity links made under it. The
+claiming admin and the tenant's owners and admins are e-mailed the result.
+Shared mailbox providers can never be claimed.
 """
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import idna
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.audit.services import record
-from apps.sso import selectors
-from apps.sso.models import SSOConnection, VerifiedDomain
+from apps.sso import dns, selectors
+from apps.sso.models import ExternalIdentity, SSOConnection, VerifiedDomain
 from apps.sso.services._common import _CONTROL_RE, _LABEL_RE, DOMAIN_MAX, SSOInputError, _audit_actor
+from apps.sso.services.domain_notices import DOMAIN_EXPIRED, DOMAIN_VERIFIED, domain_notice_enqueue
 from apps.tenants.models import Tenant
 
 # Shared mailbox providers: nobody can own these for a tenant.
@@ -55,6 +67,25 @@ PUBLIC_MAIL_DOMAINS = frozenset(
         "hey.com",
     }
 )
+
+# A pending claim expires after this long: nobody keeps a domain they cannot prove.
+CLAIM_PENDING_DAYS = 14
+# "Check now" and the scheduler look a claim up at most this often (the DNS server is someone else's).
+CHECK_MIN_INTERVAL = timedelta(seconds=30)
+METHOD_DNS = "dns"
+METHOD_STAFF = "staff"
+# What the last check found, in the words shown to the admin (``DomainCheck.status`` → message).
+CHECK_MESSAGES = {
+    "verified": "{domain} is verified: Bastion found its TXT record.",
+    "mismatch": "{domain} has TXT records, but none is exactly the bastion-verify value shown here.",
+    "no_records": "{domain} has no TXT record yet. DNS changes can take a while to appear.",
+    "nxdomain": "{domain} does not exist in DNS.",
+    "timeout": "The DNS lookup for {domain} timed out; Bastion tries again on its own.",
+    "failed": "The DNS servers of {domain} answered with an error; Bastion tries again on its own.",
+    "too_soon": "{domain} was checked a moment ago; try again in half a minute.",
+    "expired": "The claim on {domain} expired; claim it again to get a new record.",
+    "gone": "This claim no longer exists.",
+}
 
 # --- verified domains ---------------------------------------------------------------------------
 
@@ -115,7 +146,9 @@ def domain_claim(*, tenant: Tenant | None, domain: str, actor: User | None) -> V
             raise SSOInputError(taken, field="domain")
         try:
             with transaction.atomic():  # savepoint: a concurrent claim of the same domain ends as a form error
-                claim = VerifiedDomain.objects.create(tenant=tenant, domain=name, dns_token=secrets.token_hex(16))
+                claim = VerifiedDomain.objects.create(
+                    tenant=tenant, domain=name, dns_token=secrets.token_hex(16), claimed_by=actor
+                )
         except IntegrityError:
             raise SSOInputError(taken, field="domain") from None
         record(
@@ -133,44 +166,85 @@ def _require_staff(actor: Any) -> None:
         raise SSOInputError("Only platform staff can verify or release domains of other organisations.")
 
 
-def domain_verify(*, domain: VerifiedDomain, actor: User) -> VerifiedDomain:
-    """Mark a claimed domain verified (platform staff only, after checking the DNS TXT record).
+def _mark_verified(
+    locked: VerifiedDomain, *, method: str, verifier: User | None, note: str, audit_actor: User | None
+) -> None:
+    """Verify a locked pending claim: save, audit on the tenant's and the platform's chain, tell the claimants."""
+    locked.verified_at = timezone.now()
+    locked.verified_by = verifier
+    locked.verified_method = method
+    locked.verified_note = note
+    locked.last_check_status = "verified" if method == METHOD_DNS else locked.last_check_status
+    locked.save(update_fields=["verified_at", "verified_by", "verified_method", "verified_note", "last_check_status"])
+    meta: dict[str, Any] = {
+        "domain": locked.domain,
+        "method": method,
+        "before": {"verified": False},
+        "after": {"verified": True},
+    }
+    if note:
+        meta["reason"] = note
+    if locked.tenant_id is not None:
+        record(
+            "sso.domain_verify", tenant=locked.tenant_id, actor=_audit_actor(audit_actor), target=locked, metadata=meta
+        )
+    record(
+        "sso.domain_verify",
+        tenant=None,
+        actor=_audit_actor(audit_actor),
+        target=locked,
+        metadata={**meta, "tenant": locked.tenant.slug if locked.tenant else None},
+    )
+    domain_notice_enqueue(
+        tenant_id=locked.tenant_id, claimant_id=locked.claimed_by_id, domain=locked.domain, event=DOMAIN_VERIFIED
+    )
 
-    From then on the tenant's SSO connections may provision people of that
-    domain, and home-realm discovery sends them to the tenant's IdP. Audited
-    on the tenant's and the platform's chain. Raises SSOInputError for a
-    non-staff caller.
+
+def domain_verify(*, domain: VerifiedDomain, actor: User, reason: str) -> VerifiedDomain:
+    """Verify a claim without a DNS check: platform staff's explicit override, with the reason given.
+
+    For an organisation that cannot publish a TXT record (a registrar that
+    will not, an internal DNS Bastion cannot reach). From then on the tenant's
+    SSO connections may provision people of that domain. Audited on the
+    tenant's and the platform's chain with the reason; the claimants are
+    e-mailed. Raises SSOInputError for a non-staff caller or an empty reason.
     """
     _require_staff(actor)
+    note = " ".join((reason or "").split())[:300]
+    if not note:
+        raise SSOInputError("Say why the domain is verified without its DNS record (e.g. the support ticket).")
     with transaction.atomic():
         locked = VerifiedDomain.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=domain.pk)
         if locked.verified_at is not None:
             return locked
-        locked.verified_at = timezone.now()
-        locked.verified_by = actor
-        locked.save(update_fields=["verified_at", "verified_by"])
-        meta = {"domain": locked.domain, "before": {"verified": False}, "after": {"verified": True}}
-        if locked.tenant_id is not None:
-            record(
-                "sso.domain_verify", tenant=locked.tenant_id, actor=_audit_actor(actor), target=locked, metadata=meta
-            )
-        record(
-            "sso.domain_verify",
-            tenant=None,
-            actor=_audit_actor(actor),
-            target=locked,
-            metadata={**meta, "tenant": locked.tenant.slug if locked.tenant else None},
-        )
+        _mark_verified(locked, method=METHOD_STAFF, verifier=actor, note=note, audit_actor=actor)
     return locked
+
+
+def _end_links_under(claim: VerifiedDomain) -> int:
+    """Delete the identity links of the claim's tenant's connections whose user's e-mail is in the domain.
+
+    Those links were made because the domain was verified for that tenant
+    (``signin._identity_user``); without the domain they must not keep
+    signing people in. Returns how many were ended.
+    """
+    links = ExternalIdentity.objects.filter(
+        connection__in=SSOConnection.objects.for_tenant(claim.tenant_id),
+        user__email__iendswith="@" + claim.domain,
+    )
+    count, _ = links.delete()
+    return count
 
 
 def domain_release(*, domain: VerifiedDomain, actor: User | None, tenant: Tenant | None = None) -> None:
     """Remove a domain claim: by the owning tenant's admin (pass ``tenant``) or by platform staff.
 
     Once released, the domain's people are no longer provisioned by the
-    tenant's connections (identities already linked keep working) and
-    discovery stops routing them. Audited. Raises SSOInputError when ``tenant``
-    does not own the claim, or a staff-only release is asked by someone else.
+    tenant's connections, discovery stops routing them, and the identity links
+    of the tenant's connections for addresses in the domain are ended (their
+    next SSO sign-in is refused unless the domain is verified again). Audited
+    with the number of links ended. Raises SSOInputError when ``tenant`` does
+    not own the claim, or a staff-only release is asked by someone else.
     """
     if tenant is None:
         _require_staff(actor)
@@ -180,10 +254,12 @@ def domain_release(*, domain: VerifiedDomain, actor: User | None, tenant: Tenant
             return
         if tenant is not None and locked.tenant_id != tenant.pk:
             raise SSOInputError("This domain is not claimed by your organisation.")
+        ended = _end_links_under(locked) if locked.verified_at is not None else 0
         meta = {
             "domain": locked.domain,
             "before": {"verified": locked.verified_at is not None},
             "after": None,
+            "identity_links_ended": ended,
         }
         if locked.tenant_id is not None:
             record(
@@ -192,6 +268,124 @@ def domain_release(*, domain: VerifiedDomain, actor: User | None, tenant: Tenant
         if tenant is None:
             record("sso.domain_release", tenant=None, actor=_audit_actor(actor), target=locked, metadata=meta)
         locked.delete()
+
+
+# --- automatic verification ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DomainCheck:
+    """What one check of a claim found: ``status`` is stored on the claim; ``checked`` False if no lookup ran."""
+
+    domain: str
+    status: str
+    checked: bool
+
+    @property
+    def verified(self) -> bool:
+        return self.status == "verified"
+
+    @property
+    def message(self) -> str:
+        return CHECK_MESSAGES.get(self.status, "The check did not run.").format(domain=self.domain)
+
+
+def _resolver_config() -> dns.ResolverConfig:
+    return dns.ResolverConfig(
+        nameserver=settings.SSO_DNS_NAMESERVER, port=settings.SSO_DNS_PORT, timeout=settings.SSO_DNS_TIMEOUT
+    )
+
+
+def claim_expires_at(claim: VerifiedDomain) -> Any:
+    """When a pending claim expires (``CLAIM_PENDING_DAYS`` after it was made)."""
+    return claim.created_at + timedelta(days=CLAIM_PENDING_DAYS)
+
+
+def _not_checked(domain_id: int, now: Any) -> DomainCheck:
+    fresh = VerifiedDomain.objects.filter(pk=domain_id).first()
+    if fresh is None:
+        return DomainCheck(domain="", status="gone", checked=False)
+    if fresh.verified_at is not None:
+        return DomainCheck(domain=fresh.domain, status="verified", checked=False)
+    if fresh.created_at <= now - timedelta(days=CLAIM_PENDING_DAYS):
+        return DomainCheck(domain=fresh.domain, status="expired", checked=False)
+    return DomainCheck(domain=fresh.domain, status="too_soon", checked=False)
+
+
+def domain_check(*, domain: VerifiedDomain, actor: User | None, min_interval: timedelta | None = None) -> DomainCheck:
+    """Look the claim's TXT record up and verify the claim if ``bastion-verify=<its token>`` is there.
+
+    The caller has already scoped ``domain`` (the tenant's own claim, or the
+    scheduler's). At most one lookup per claim per ``min_interval``: the check
+    is claimed by a conditional UPDATE of ``last_checked_at`` (zero rows: someone
+    checked a moment ago, or the claim is verified, expired or gone), which also
+    makes a redelivered scheduler task harmless. The lookup runs outside any
+    transaction (a slow DNS server holds no lock). Only the exact name counts,
+    and only a whole TXT value equal to this claim's token; NXDOMAIN, SERVFAIL
+    and timeouts never verify. ``actor`` (the admin who clicked, None for the
+    scheduler) is the audit actor of a verification.
+    """
+    now = timezone.now()
+    min_interval = CHECK_MIN_INTERVAL if min_interval is None else min_interval
+    claimed = (
+        VerifiedDomain.objects.filter(
+            pk=domain.pk, verified_at__isnull=True, created_at__gt=now - timedelta(days=CLAIM_PENDING_DAYS)
+        )
+        .filter(Q(last_checked_at__isnull=True) | Q(last_checked_at__lte=now - min_interval))
+        .update(last_checked_at=now)
+    )
+    if not claimed:
+        return _not_checked(domain.pk, now)
+    claim = VerifiedDomain.objects.get(pk=domain.pk)
+    try:
+        lookup = dns.txt_lookup(claim.domain, config=_resolver_config())
+    except ValueError:  # not a valid DNS name (cannot happen for a normalised claim)
+        lookup = dns.TxtLookup(dns.LookupStatus.FAILED)
+    found = dns.has_token(lookup, claim.dns_token)
+    status = "verified" if found else ("mismatch" if lookup.status == dns.LookupStatus.FOUND else lookup.status.value)
+    with transaction.atomic():
+        locked = (
+            VerifiedDomain.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=claim.pk).first()
+        )
+        if locked is None:
+            return DomainCheck(domain=claim.domain, status="gone", checked=True)
+        if locked.verified_at is not None:
+            return DomainCheck(domain=locked.domain, status="verified", checked=True)
+        if found and locked.dns_token == claim.dns_token:
+            _mark_verified(locked, method=METHOD_DNS, verifier=None, note="", audit_actor=actor)
+        else:
+            locked.last_check_status = status
+            locked.save(update_fields=["last_check_status"])
+    return DomainCheck(domain=claim.domain, status=status, checked=True)
+
+
+def domain_claims_sweep() -> list[int]:
+    """Expire pending claims older than ``CLAIM_PENDING_DAYS``; return the ids of the others to check.
+
+    Each expiry deletes the claim (the domain is free to be claimed again),
+    is audited on the tenant's chain as ``sso.domain_expire`` and e-mailed to
+    the claimants. Idempotent: a second run finds nothing more to expire.
+    """
+    cutoff = timezone.now() - timedelta(days=CLAIM_PENDING_DAYS)
+    stale = list(
+        VerifiedDomain.objects.filter(verified_at__isnull=True, created_at__lte=cutoff).values_list("pk", flat=True)
+    )
+    for domain_id in stale:
+        with transaction.atomic():
+            locked = (
+                VerifiedDomain.objects.select_for_update(of=("self",))
+                .filter(pk=domain_id, verified_at__isnull=True, created_at__lte=cutoff)
+                .first()
+            )
+            if locked is None:
+                continue
+            meta = {"domain": locked.domain, "before": {"verified": False}, "after": None, "days": CLAIM_PENDING_DAYS}
+            record("sso.domain_expire", tenant=locked.tenant_id, actor=_audit_actor(None), target=locked, metadata=meta)
+            domain_notice_enqueue(
+                tenant_id=locked.tenant_id, claimant_id=locked.claimed_by_id, domain=locked.domain, event=DOMAIN_EXPIRED
+            )
+            locked.delete()
+    return selectors.pending_domain_ids()
 
 
 def connection_for_email(email: str) -> SSOConnection | None:

@@ -391,11 +391,32 @@ def domains(request: TenantRequest) -> HttpResponse:
             add_service_error(form, exc)
         else:
             messages.success(
-                request, f"{claim.domain} claimed. Add the TXT record below; Bastion staff then verify it."
+                request,
+                f"{claim.domain} claimed. Publish the TXT record below on {claim.domain}, then click "
+                "“Check now”; Bastion also checks by itself every 15 minutes.",
             )
             return redirect(_settings_url(request.tenant, "domains"))
-    context = {"form": form, "domains": list(selectors.domain_list(tenant=request.tenant))}
+    claims = list(selectors.domain_list(tenant=request.tenant))
+    for claim_row in claims:
+        claim_row.expires_at = services.claim_expires_at(claim_row)  # type: ignore[attr-defined]
+    context = {
+        "form": form,
+        "domains": claims,
+        "pending_days": services.CLAIM_PENDING_DAYS,
+    }
     return render(request, "sso/domains.html", context, status=400 if form.errors else 200)
+
+
+@sso_settings_view
+@require_POST
+def domain_check(request: TenantRequest, domain_id: int) -> HttpResponse:
+    """Look the claim's TXT record up now (sso.manage); at most once per claim every 30 seconds."""
+    claim = selectors.domain_get(tenant=request.tenant, domain_id=domain_id)
+    if claim is None:
+        raise Http404("No such domain")
+    result = services.domain_check(domain=claim, actor=request.user)  # type: ignore[arg-type]
+    (messages.success if result.verified else messages.warning)(request, result.message)
+    return redirect(_settings_url(request.tenant, "domains"))
 
 
 @sso_settings_view
