@@ -257,7 +257,7 @@ def api_view(
             return answer
 
         view.required_permission = permission  # type: ignore[attr-defined]
-        view.api_endpoint = True  # type: ignore[attr-defined]
+        view.api_face = True  # type: ignore[attr-defined]  # apps.api.middleware takes the short way
         return view
 
     return decorate

@@ -1,11 +1,13 @@
-"""Per-client rate limits and token-use counting, in one Redis round trip per request.
+"""Per-client rate limits and token-use counting: at most one Redis round trip per request, often none.
 
 Rate limit: a token bucket per API client (capacity = the per-minute limit,
 refilled continuously), configurable per client and per tenant
 (``apps.api.limits``). Token use: a counter per (client, audience, hour) with
 the last IP and user agent, in a Redis hash per hour; a beat task
 (``apps.api.tasks.flush_token_use``) moves the counts to the database in
-batches, so a request never writes a row for being made.
+batches, so a request never writes a row for being made. A busy client's
+tokens are leased to a process a few at a time (see ``LEASE_MAX``), and its
+use counts travel with the next lease, so most of its calls touch Redis not at all.
 
 Why a small Lua script rather than a library: the bucket, its refill and the
 usage counter must change together and atomically across processes, and the
@@ -26,6 +28,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -45,11 +48,13 @@ FLUSHING_PREFIX = "bastion:api:use-flushing:"
 USE_TTL_SECONDS = 2 * 24 * 3600
 FIELD_SEP = "|"
 
-# KEYS: bucket, use hash. ARGV: capacity, refill per second, use field, ip, user agent, use ttl.
-# Returns {allowed (0/1), whole tokens left, ms until the next token, ms until the bucket is full}.
+# KEYS: bucket. ARGV: capacity, refill per second, tokens wanted.
+# Takes up to the tokens wanted (as many as there are, whole ones only).
+# Returns {tokens granted, whole tokens left, ms until the next token, ms until the bucket is full}.
 _SCRIPT = """
 local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
@@ -57,23 +62,24 @@ local tokens = tonumber(state[1])
 local ts = tonumber(state[2])
 if tokens == nil or ts == nil then tokens = capacity; ts = now end
 tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate / 1000)
-local allowed = 0
+local granted = math.min(want, math.floor(tokens))
 local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
+if granted > 0 then
+  tokens = tokens - granted
 else
   wait = math.ceil((1 - tokens) * 1000 / rate)
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
 redis.call('PEXPIRE', KEYS[1], math.ceil(capacity * 1000 / rate) + 1000)
-local field = ARGV[3]
-redis.call('HINCRBY', KEYS[2], field .. '|n', 1)
-if allowed == 0 then redis.call('HINCRBY', KEYS[2], field .. '|limited', 1) end
-redis.call('HSET', KEYS[2], field .. '|ip', ARGV[4], field .. '|ua', ARGV[5])
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
-return {allowed, math.floor(tokens), wait, math.ceil((capacity - tokens) * 1000 / rate)}
+return {granted, math.floor(tokens), wait, math.ceil((capacity - tokens) * 1000 / rate)}
 """
+# A process takes tokens from a busy client's bucket a few at a time (a lease) and spends them
+# locally, so most calls make no Redis round trip for the limiter; the counts of use ride along with
+# the next lease. The bucket never hands out more than its rate: a lease only moves tokens from
+# Redis to one process. A lease covers at most a tenth of a second of the client's refill (so
+# tokens stranded in an idle process are few) and lives at most LEASE_SECONDS.
+LEASE_MAX = 20
+LEASE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,34 +138,98 @@ def use_field(client_id: str, audience: str) -> str:
     return f"{client_id}{FIELD_SEP}{audience}"
 
 
+@dataclass(slots=True)
+class _Lease:
+    left: int
+    expires: float
+    limit: Limit
+    bucket_left: int
+    reset_s: int
+
+
+@dataclass(slots=True)
+class _Pending:
+    count: int = 0
+    limited: int = 0
+    ip: str = ""
+    user_agent: str = ""
+
+
+_leases: dict[str, _Lease] = {}
+_pending: dict[tuple[str, str], _Pending] = {}  # (hour key, use field) -> uses not yet in Redis
+_lock = threading.Lock()
 _last_error_log = 0.0
 
 
-def take(*, client_id: str, audience: str, limit: Limit, ip: str, user_agent: str) -> Outcome:
-    """Take one token from the client's bucket and count the use; one Redis round trip.
+def lease_size(limit: Limit) -> int:
+    """Tokens one process takes at a time: a tenth of a second of refill, 1 to LEASE_MAX."""
+    return max(1, min(LEASE_MAX, limit.per_minute // 600))
 
-    Fails open: when Redis does not answer, the request is allowed and not counted.
+
+def _count(client_id: str, audience: str, ip: str, user_agent: str, *, limited: bool) -> None:
+    pending = _pending.setdefault((hour_key(), use_field(client_id, audience)), _Pending())
+    pending.count += 1
+    pending.limited += int(limited)
+    pending.ip, pending.user_agent = ip, user_agent[:256]
+
+
+def take(*, client_id: str, audience: str, limit: Limit, ip: str, user_agent: str) -> Outcome:
+    """Take one token from the client's bucket (from this process's lease when it has one) and count the use.
+
+    At most one Redis round trip (a pipeline: the pending use counts, then the bucket). Fails open:
+    when Redis does not answer, the request is allowed, and its use is kept for the next round trip.
     """
     global _last_error_log  # a per-process throttle for one log line
-    rate = limit.per_minute / 60.0
+    now = time.monotonic()
+    with _lock:
+        _count(client_id, audience, ip, user_agent, limited=False)
+        lease = _leases.get(client_id)
+        if lease is not None and lease.left > 0 and lease.expires > now and lease.limit == limit:
+            lease.left -= 1
+            return Outcome(True, limit, lease.bucket_left + lease.left, 0, lease.reset_s)
+        pending = dict(_pending)
+        _pending.clear()
     try:
-        allowed, remaining, wait_ms, full_ms = _script()(
-            keys=[BUCKET_PREFIX + client_id, hour_key()],
-            args=[limit.per_minute, rate, use_field(client_id, audience), ip, user_agent[:256], USE_TTL_SECONDS],
+        pipe = client().pipeline(transaction=False)
+        for (key, field), uses in pending.items():
+            pipe.hincrby(key, field + "|n", uses.count)
+            if uses.limited:
+                pipe.hincrby(key, field + "|limited", uses.limited)
+            pipe.hset(key, mapping={field + "|ip": uses.ip, field + "|ua": uses.user_agent})
+            pipe.expire(key, USE_TTL_SECONDS)
+        _script()(
+            keys=[BUCKET_PREFIX + client_id],
+            args=[limit.per_minute, limit.per_minute / 60.0, lease_size(limit)],
+            client=pipe,
         )
+        granted, bucket_left, wait_ms, full_ms = (int(v) for v in pipe.execute()[-1])
     except redis.RedisError:
-        now = time.monotonic()
+        with _lock:
+            for key, uses in pending.items():  # keep them for the next round trip
+                mine = _pending.setdefault(key, _Pending())
+                mine.count, mine.limited = mine.count + uses.count, mine.limited + uses.limited
+                mine.ip, mine.user_agent = mine.ip or uses.ip, mine.user_agent or uses.user_agent
         if now - _last_error_log > 60:
             _last_error_log = now
             logger.exception("api rate limiter: Redis unavailable; requests pass unlimited and uncounted")
         return Outcome(True, limit, limit.per_minute, 0, 0)
-    return Outcome(
-        bool(allowed),
-        limit,
-        int(remaining),
-        max(1, math.ceil(int(wait_ms) / 1000)) if not allowed else 0,
-        math.ceil(int(full_ms) / 1000),
-    )
+    reset_s = math.ceil(full_ms / 1000)
+    if granted == 0:
+        with _lock:
+            # The use itself was counted above; note that it was refused.
+            _pending.setdefault((hour_key(), use_field(client_id, audience)), _Pending()).limited += 1
+            _leases.pop(client_id, None)
+        return Outcome(False, limit, 0, max(1, math.ceil(wait_ms / 1000)), reset_s)
+    with _lock:
+        _leases[client_id] = _Lease(granted - 1, now + LEASE_SECONDS, limit, bucket_left, reset_s)
+    return Outcome(True, limit, bucket_left + granted - 1, 0, reset_s)
+
+
+def forget_leases() -> None:
+    """Drop this process's leases and unsent counts (tests)."""
+    with _lock:
+        _leases.clear()
+        _pending.clear()
 
 
 # --- moving the counts to the database ---------------------------------------------------------

@@ -162,3 +162,6 @@ def me(call: ApiCall, body: None) -> schemas.MeResponse:
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     """Any other path under /api/v1/: a problem document, not the console's HTML 404 page."""
     return problem(404, "not-found", "There is no such endpoint; see /api/v1/openapi.json.")
+
+
+not_found.api_face = True  # type: ignore[attr-defined]

@@ -76,6 +76,9 @@ MIDDLEWARE = [
     # response, errors included: outside everything that can answer early.
     "apps.core.middleware.CSPMiddleware",
     "django_permissions_policy.PermissionsPolicyMiddleware",
+    # Runtime API calls (bearer tokens, no cookies) go straight to their view from here: the
+    # session, CSRF, sign-in and htmx middleware below have nothing to do for them.
+    "apps.api.middleware.ApiShortcutMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -38,8 +38,10 @@ def _fresh_caches() -> None:
     cache.clear()
     reset_caches()
     hot.clear()
+    meter.forget_leases()
     yield
     hot.clear()
+    meter.forget_leases()
     reset_caches()
 
 

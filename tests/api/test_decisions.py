@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from apps.access.decisions import authorize
 from apps.access.models import DeniedDecision
 from tests.api.conftest import Api
@@ -86,3 +88,13 @@ def test_me_names_the_client_tenant_role_and_permissions(api: Api, cast) -> None
     assert answer["role"] == "developer"
     assert "dataset.read" in answer["permissions"]
     assert "billing.manage" not in answer["permissions"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_denial_outside_a_transaction_is_committed_to_the_log(api: Api, cast) -> None:
+    # The API's decisions run in autocommit: the log row commits on its own (without waiting for the WAL flush).
+    answer = api.post("authorize", {"subject": {"type": "client"}, "action": "billing.manage"}).json()
+    assert answer["allowed"] is False
+    row = DeniedDecision.objects.for_tenant(cast.acme).get(action="billing.manage")
+    assert row.request_id == answer["decision_id"]
+    assert row.subject_type == "client"

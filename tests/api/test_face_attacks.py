@@ -257,3 +257,12 @@ def test_the_tenant_comes_from_the_token_not_from_headers(api: Api, cast) -> Non
     assert response.status_code in {200, 400}
     if response.status_code == 200:
         assert response.json()["allowed"] is False
+
+
+def test_api_answers_keep_the_security_headers_and_set_no_cookie(api: Api) -> None:
+    for response in (api.post("authorize", _check(api)), api.get("nothing-here"), api.http.get("/api/v1/me")):
+        assert response["X-Content-Type-Options"] == "nosniff"
+        assert "Content-Security-Policy" in response
+        assert response["X-Frame-Options"] == "DENY"
+        assert response["X-Request-ID"]
+        assert not response.cookies

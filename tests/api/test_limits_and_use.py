@@ -89,3 +89,32 @@ def test_the_flush_task_hands_rows_to_the_keys_service(api: Api, monkeypatch) ->
     api.post("authorize", BODY)
     tasks.flush_token_use.delay()
     assert [row.count for row in got if row.client_id == api.created.client.client_id] == [1]
+
+
+def test_a_busy_clients_lease_never_lets_more_through_than_the_bucket(api: Api, settings) -> None:
+    import time
+
+    # 1,200 a minute: 20 tokens a second, leased 2 at a time. Start from a bucket holding 10.
+    settings.API_RATE_LIMITS = {f"client:{api.created.client.client_id}": 1200}
+    assert meter.lease_size(meter.Limit(1200, "client")) == 2
+    bucket = meter.BUCKET_PREFIX + api.created.client.client_id
+    api.post("authorize", BODY)
+    meter.client().hset(bucket, mapping={"tokens": "10", "ts": meter.client().time()[0] * 1000})
+    meter.forget_leases()
+    started = time.monotonic()
+    statuses = [api.post("authorize", BODY).status_code for _ in range(40)]
+    elapsed = time.monotonic() - started
+    allowed = statuses.count(200)
+    assert 10 <= allowed <= 10 + 20 * (elapsed + 1) + 2  # what the bucket held and refilled, nothing more
+    assert 429 in statuses
+
+
+def test_leased_uses_are_counted_with_the_next_round_trip(api: Api, settings) -> None:
+    settings.API_RATE_LIMITS = {f"client:{api.created.client.client_id}": 12_000}  # leases of 20
+    _drain_mine(api.created.client.client_id)
+    for _ in range(7):
+        api.post("authorize", BODY)  # one round trip (1 use sent), six uses from the lease, kept here
+    assert sum(row.count for row in _drain_mine(api.created.client.client_id)) == 1
+    meter._leases.clear()  # the lease ran out: the next call goes to Redis with what is pending
+    api.post("authorize", BODY)
+    assert sum(row.count for row in _drain_mine(api.created.client.client_id)) == 7
