@@ -164,6 +164,7 @@ def connection_create(request: TenantRequest, kind: str) -> HttpResponse:
 def _detail_context(request: TenantRequest, connection: SSOConnection) -> dict[str, Any]:
     config = connection.config or {}
     certs = [selectors.certificate_info(pem) for pem in config.get("idp_x509_certs") or []]
+    domains = list(selectors.domain_list(tenant=request.tenant))
     return {
         "connection": connection,
         "config": config,
@@ -179,7 +180,8 @@ def _detail_context(request: TenantRequest, connection: SSOConnection) -> dict[s
         "want_assertion_signed": config.get("want_assertion_signed", True) is not False,
         "allow_idp_initiated": bool(config.get("allow_idp_initiated", False)),
         "start_url": request.build_absolute_uri(reverse("sso:start", kwargs={"public_id": connection.public_id})),
-        "domains": list(selectors.domain_list(tenant=request.tenant)),
+        "domains": domains,
+        "routable_domains": [d for d in domains if d.connection_id != connection.pk],
         "self_tested": (connection.self_tested or {}).get(str(request.user.pk)) == connection.trust_epoch,
     }
 
