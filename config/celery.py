@@ -55,6 +55,13 @@ app.conf.beat_schedule = {
         "task": "apps.keys.tasks.rotate_signing_keys",
         "schedule": 3600.0,
     },
+    # Break-glass elevations: every minute, so the e-mail "your access ended" and the audit event
+    # follow the end within a minute. Access itself is refused at expires_at by authorize(),
+    # with or without this task; each run claims rows with SKIP LOCKED, so overlaps are harmless.
+    "breakglass-expire-elevations": {
+        "task": "apps.breakglass.tasks.expire_elevations",
+        "schedule": 60.0,
+    },
     # Seal the audit chains often enough that an operator can compare a recent
     # head with an off-site copy; sealing is cheap (one row per tenant chain).
     "audit-seal-chains": {

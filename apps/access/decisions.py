@@ -99,9 +99,11 @@ def authorize(
     ``for_reading``) → role permissions (membership role, assigned roles,
     IdP-group roles; dataset permissions only up to the role's clearance) →
     object grants (django-guardian, to the member or to one of its roles).
-    Break-glass elevations join here later. Denials are written to the
-    decision log unless ``log_denial`` is False. Raises ValueError for an
-    action that is not in the catalog.
+    Break-glass elevations are time-boxed role bindings: they count like an
+    assigned role until their ``expires_at``, compared with the clock at each
+    decision (``permsets.for_membership``), and the reasons name the
+    elevation. Denials are written to the decision log unless ``log_denial``
+    is False. Raises ValueError for an action that is not in the catalog.
     """
     decision, tenant_id = _decide(subject, action, resource, tenant=tenant, for_reading=for_reading, scope=scope)
     if not decision.allowed and log_denial and tenant_id is not None:
@@ -332,7 +334,9 @@ def administrator_ids(memberships: Iterable[Membership]) -> set[int]:
     for m in rest:
         if m.idp_groups:
             match |= Q(tenant_id=m.tenant_id, membership__isnull=True, idp_group__in=list(m.idp_groups))
-    admin_bindings = RoleBinding.objects.filter(match, role__permissions__overlap=sorted(ADMINISTRATIVE_PERMISSIONS))
+    admin_bindings = RoleBinding.objects.filter(
+        match, role__permissions__overlap=sorted(ADMINISTRATIVE_PERMISSIONS)
+    ).current()
     bound_members: set[int] = set()
     bound_groups: set[tuple[int, str]] = set()
     for membership_id, tenant_id, group in admin_bindings.values_list("membership_id", "tenant_id", "idp_group"):

@@ -7,13 +7,17 @@ auth ``Group``; a member's grants on their ``User``.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib.auth.models import Group
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Now
+from django.utils import timezone
 
 from apps.access.permissions import CLASSIFICATIONS, DEFAULT_CLEARANCE
 from apps.tenants.models import Membership, TenantOwned
+from apps.tenants.querysets import TenantScopedQuerySet
 
 CLEARANCE_CHOICES = [(value, value.capitalize()) for value in CLASSIFICATIONS]
 
@@ -52,8 +56,18 @@ class Role(TenantOwned):
         return self.name
 
 
+class RoleBindingQuerySet(TenantScopedQuerySet):
+    def current(self, now: datetime | None = None) -> RoleBindingQuerySet:
+        """Bindings in force at ``now`` (default: the clock): permanent ones and time boxes not yet over."""
+        return self.filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now or timezone.now()))
+
+    def permanent(self) -> RoleBindingQuerySet:
+        """Bindings without a time box (what the roles pages manage)."""
+        return self.filter(expires_at__isnull=True)
+
+
 class RoleBinding(TenantOwned):
-    """Gives a role to one member, or to everyone in an identity-provider group."""
+    """Gives a role to one member, or to everyone in an identity-provider group; possibly time-boxed."""
 
     role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="bindings")
     membership = models.ForeignKey(
@@ -61,6 +75,14 @@ class RoleBinding(TenantOwned):
     )
     idp_group = models.CharField(max_length=200, blank=True, help_text="Group name as the identity provider sends it.")
     created_at = models.DateTimeField(db_default=Now(), editable=False)
+    # A time box (a break-glass elevation): the binding gives nothing from this instant on, checked
+    # by every decision against the clock, whether or not a worker has tidied it up yet.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # Why a time-boxed binding exists, as decisions' reasons name it ("break-glass elevation #12,
+    # approved by …"). Written by the workflow that owns the time box; access only shows it.
+    reason = models.CharField(max_length=300, blank=True)
+
+    objects = RoleBindingQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -71,10 +93,15 @@ class RoleBinding(TenantOwned):
                 ),
                 name="rolebinding_member_xor_group",
             ),
+            # Only permanent bindings are unique: a member may hold a role and, on top, elevations to it.
             models.UniqueConstraint(
                 fields=["tenant", "role", "membership"],
-                condition=models.Q(membership__isnull=False),
+                condition=models.Q(membership__isnull=False, expires_at__isnull=True),
                 name="rolebinding_unique_member",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(expires_at__isnull=True) | models.Q(membership__isnull=False),
+                name="rolebinding_timebox_member_only",
             ),
             models.UniqueConstraint(
                 fields=["tenant", "role", "idp_group"],

@@ -33,11 +33,19 @@ Why this is safe without a shared cache:
   process committed is noticed (``_latest``) and its set loaded afresh; one
   kept across requests in another process is not, which is why every entry
   loads the tenant row. ``Tenant.save()`` never writes the version back.
+
+Time-boxed bindings (break-glass elevations) hold without any scheduler: the
+set records when each such source ends (``PermissionSet.ends_at`` is the
+earliest), and ``for_membership`` compares it with the clock on every call.
+A set whose source has ended, from the request memo or the LRU alike, is
+narrowed to what is still in force before anything decides with it. Sets
+without a time box pay one attribute check (``ends_at is None``), no clock read.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from threading import Lock
@@ -78,6 +86,29 @@ class PermissionSet:
     actions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     objects: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     clearance: dict[str, int] = field(default_factory=dict)
+    # Time-boxed sources (a break-glass elevation's binding) → when they end (epoch seconds).
+    expiring: dict[str, float] = field(default_factory=dict)
+    ends_at: float | None = None  # the earliest of ``expiring``; None: nothing in the set ends
+
+    def in_force(self, now: float) -> PermissionSet:
+        """This set without the sources that ended at or before ``now`` (self when none has)."""
+        if self.ends_at is None or self.ends_at > now:
+            return self
+        gone = {source for source, end in self.expiring.items() if end <= now}
+        actions = {a: kept for a, srcs in self.actions.items() if (kept := tuple(s for s in srcs if s not in gone))}
+        objects: dict[str, dict[str, tuple[str, ...]]] = {}
+        for action, by_pk in self.objects.items():
+            narrowed = {pk: kept for pk, srcs in by_pk.items() if (kept := tuple(s for s in srcs if s not in gone))}
+            if narrowed:
+                objects[action] = narrowed
+        expiring = {source: end for source, end in self.expiring.items() if source not in gone}
+        return PermissionSet(
+            actions=actions,
+            objects=objects,
+            clearance={s: rank for s, rank in self.clearance.items() if s not in gone},
+            expiring=expiring,
+            ends_at=min(expiring.values(), default=None),
+        )
 
     def sources_covering(self, action: str, rank: int) -> tuple[str, ...]:
         """The tenant-wide sources of ``action`` cleared for a resource of classification ``rank``."""
@@ -254,14 +285,27 @@ def load(membership: Membership) -> PermissionSet:
         for action in base.permissions:
             _add(actions, action, via)
     groups = list(membership.idp_groups or ())
-    bindings = RoleBinding.objects.filter(tenant_id=membership.tenant_id).filter(
-        Q(membership_id=membership.pk) | Q(idp_group__in=groups) if groups else Q(membership_id=membership.pk)
+    bindings = (
+        RoleBinding.objects.filter(tenant_id=membership.tenant_id)
+        .filter(Q(membership_id=membership.pk) | Q(idp_group__in=groups) if groups else Q(membership_id=membership.pk))
+        .current()
     )
     role_groups: dict[int, str] = {}
+    expiring: dict[str, float] = {}
     for binding in bindings.select_related("role"):
         role = binding.role
-        via = f"role {role.name} (group {binding.idp_group})" if binding.idp_group else f"role {role.name} (assigned)"
-        role_groups[role.group_id] = via
+        if binding.expires_at is not None:
+            # Each time box is its own source, so its end removes exactly what it gave.
+            via = f"role {role.name} ({binding.reason or f'time-boxed binding #{binding.pk}'})"
+            expiring[via] = binding.expires_at.timestamp()
+        elif binding.idp_group:
+            via = f"role {role.name} (group {binding.idp_group})"
+        else:
+            via = f"role {role.name} (assigned)"
+        # The role's object grants go to a permanent binding of it when there is one: a time box
+        # ending must not take away grants the member holds anyway.
+        if binding.expires_at is None or role.group_id not in role_groups:
+            role_groups[role.group_id] = via
         clearance[via] = classification_rank(role.clearance or DEFAULT_CLEARANCE)
         for action in role.permissions:
             _add(actions, action, via)
@@ -272,7 +316,13 @@ def load(membership: Membership) -> PermissionSet:
         else:
             via = "grant to " + role_groups.get(group_id, f"role {base.name if base else '?'} (membership role)")
         _add(objects.setdefault(CODENAME_ACTIONS[codename], {}), object_pk, via)
-    return PermissionSet(actions=actions, objects=objects, clearance=clearance)
+    return PermissionSet(
+        actions=actions,
+        objects=objects,
+        clearance=clearance,
+        expiring=expiring,
+        ends_at=min(expiring.values(), default=None),
+    )
 
 
 def for_membership(membership: Membership) -> PermissionSet:
@@ -285,6 +335,10 @@ def for_membership(membership: Membership) -> PermissionSet:
     """
     memo = membership.__dict__.get(MEMO_ATTR)
     if memo is not None:
+        if memo.ends_at is None:
+            return memo
+        # A time box in the set: the clock decides, whatever the memo or the LRU hold.
+        memo = membership.__dict__[MEMO_ATTR] = memo.in_force(time.time())
         return memo
     if type(membership) is not Membership:  # an API client (``subjects.Subject``); after the memo: warm stays as fast
         return for_subject(membership)
@@ -306,6 +360,8 @@ def for_membership(membership: Membership) -> PermissionSet:
         # and a rolled-back version number is reused by the next bump.
         if not _bumped_in_open_transaction(tenant_id):
             _local.put(key, permset)
+    if permset.ends_at is not None:
+        permset = permset.in_force(time.time())
     membership.__dict__[MEMO_ATTR] = permset
     return permset
 

@@ -87,6 +87,7 @@ def role_bindings(*, tenant: Tenant, role: Role) -> list[RoleBinding]:
     """The bindings of ``role``: members (by e-mail) first, then IdP groups (by name). One query."""
     return list(
         RoleBinding.objects.for_tenant(tenant)
+        .permanent()
         .filter(role=role)
         .select_related("membership__user")
         .order_by("idp_group", "membership__user__email", "pk")
@@ -99,6 +100,7 @@ def binding_get(*, tenant: Tenant, role: Role, binding_id: int) -> RoleBinding |
         return None
     return (
         RoleBinding.objects.for_tenant(tenant)
+        .permanent()
         .filter(role=role, pk=binding_id)
         .select_related("role", "membership__user")
         .first()
@@ -107,7 +109,7 @@ def binding_get(*, tenant: Tenant, role: Role, binding_id: int) -> RoleBinding |
 
 def binding_exists(*, tenant: Tenant, role: Role, membership: Membership | None = None, idp_group: str = "") -> bool:
     """True if ``role`` is already bound to ``membership`` or to ``idp_group``."""
-    qs = RoleBinding.objects.for_tenant(tenant).filter(role=role)
+    qs = RoleBinding.objects.for_tenant(tenant).permanent().filter(role=role)
     if membership is not None:
         return qs.filter(membership=membership).exists()
     return qs.filter(membership__isnull=True, idp_group=idp_group).exists()
@@ -154,7 +156,11 @@ def member_roles(*, tenant: Tenant, membership: Membership) -> MemberRoles:
     assigned: list[Role] = []
     via_groups: list[tuple[str, Role]] = []
     for binding in (
-        RoleBinding.objects.for_tenant(tenant).filter(match).select_related("role").order_by("idp_group", "role__name")
+        RoleBinding.objects.for_tenant(tenant)
+        .filter(match)
+        .current()
+        .select_related("role")
+        .order_by("idp_group", "role__name")
     ):
         if binding.membership_id:
             assigned.append(binding.role)

@@ -13,10 +13,12 @@ check. The decisions themselves live in ``apps.access.decisions``.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import Group
 from django.db import transaction
+from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from apps.access import permsets
@@ -39,6 +41,8 @@ __all__ = [
     "AccessError",
     "binding_create",
     "binding_delete",
+    "binding_timebox_create",
+    "binding_timebox_end",
     "builtin_roles_seed",
     "grant_assign",
     "grant_revoke",
@@ -226,7 +230,7 @@ def binding_create(
     if membership is not None and membership.tenant_id != role.tenant_id:
         raise AccessError("That member belongs to another tenant.")
     binding, created = RoleBinding.objects.get_or_create(
-        tenant_id=role.tenant_id, role=role, membership=membership, idp_group=idp_group.strip()
+        tenant_id=role.tenant_id, role=role, membership=membership, idp_group=idp_group.strip(), expires_at=None
     )
     if created:
         permsets.bump_version(role.tenant_id)
@@ -252,6 +256,72 @@ def binding_delete(*, binding: RoleBinding, actor: Membership | None = None) -> 
         metadata={"member": binding.membership_id, "group": binding.idp_group or None},
     )
     binding.delete()
+
+
+@transaction.atomic
+def binding_timebox_create(
+    *,
+    role: Role,
+    membership: Membership,
+    expires_at: datetime,
+    reason: str,
+    actor: Membership | None = None,
+) -> RoleBinding:
+    """Give ``role`` to ``membership`` until ``expires_at`` (a break-glass elevation's grant).
+
+    The caller owns the workflow that justified it (approvals, the
+    no-escalation rule at policy time) and passes ``actor`` None for the system.
+    Every decision compares ``expires_at`` with the clock, so the binding
+    gives nothing afterwards even if ``binding_end`` is never called.
+    ``reason`` is what decisions' reasons say the role comes from.
+    Raises AccessError for a member of another tenant or a time in the past.
+    """
+    if actor is not None:
+        ensure_may_hand_out_role(actor=actor, role=role)
+    if membership.tenant_id != role.tenant_id:
+        raise AccessError("That member belongs to another tenant.")
+    if expires_at <= timezone.now():
+        raise AccessError("A time-boxed binding must end in the future.")
+    binding = RoleBinding.objects.create(
+        tenant_id=role.tenant_id, role=role, membership=membership, expires_at=expires_at, reason=reason[:300]
+    )
+    permsets.bump_version(role.tenant_id)
+    record(
+        "role.bind",
+        tenant=role.tenant_id,
+        actor=_audit_actor(actor),
+        target=role,
+        metadata={
+            "member": membership.pk,
+            "binding": binding.pk,
+            "expires_at": expires_at.isoformat(),
+            "reason": reason,
+        },
+    )
+    return binding
+
+
+@transaction.atomic
+def binding_timebox_end(*, tenant_id: int, binding_id: int, actor: Membership | None = None) -> bool:
+    """End a time-boxed binding now (or leave it ended); returns whether it was still in force.
+
+    Idempotent: the row keeps its history (``expires_at`` becomes the end
+    time). Either way the tenant's access version is bumped, so cached sets
+    still holding the binding are dropped everywhere.
+    """
+    now = timezone.now()
+    changed = RoleBinding.objects.for_tenant(tenant_id).filter(pk=binding_id, expires_at__gt=now).update(expires_at=now)
+    permsets.bump_version(tenant_id)
+    if changed:
+        record(
+            "role.unbind",
+            tenant=tenant_id,
+            actor=_audit_actor(actor),
+            target_type="rolebinding",
+            target_id=binding_id,
+            metadata={"binding": binding_id, "ended_early": True},
+        )
+    return bool(changed)
 
 
 # --- object grants ---------------------------------------------------------

@@ -35,6 +35,8 @@ SSO_FETCH_ALLOWED_PORTS = tuple(int(port) for port in env.list("SSO_FETCH_ALLOWE
 SSO_DNS_NAMESERVER = env.str("SSO_DNS_NAMESERVER", default="")
 SSO_DNS_PORT = env.int("SSO_DNS_PORT", default=53)
 SSO_DNS_TIMEOUT = env.float("SSO_DNS_TIMEOUT", default=5.0)
+# Break-glass: no policy may grant an elevation for longer than this (hours), whatever its own cap.
+BREAKGLASS_MAX_DURATION_HOURS = env.float("BREAKGLASS_MAX_DURATION_HOURS", default=8.0)
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -65,6 +67,7 @@ INSTALLED_APPS = [
     "apps.sso",
     "apps.guardrails",
     "apps.keys",
+    "apps.breakglass",
     "apps.api",
     "apps.platform",
 ]
