@@ -26,6 +26,7 @@ urlpatterns = [
     path("t/<str:tenant_slug>/catalog/", include("apps.catalog.urls")),
     path("t/<str:tenant_slug>/settings/api-clients/", include("apps.keys.urls")),
     path("t/<str:tenant_slug>/guardrails/", include("apps.guardrails.urls")),
+    path("t/<str:tenant_slug>/break-glass/", include("apps.breakglass.urls")),
     path("t/<str:tenant_slug>/api/", include("apps.api.console_urls")),
 ]
 

@@ -1,0 +1,15 @@
+"""Break-glass console pages, mounted under /t/<tenant>/break-glass/."""
+
+from django.urls import path
+
+from apps.breakglass import views
+
+app_name = "breakglass"
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("policies/<int:policy_id>/request/", views.request_create, name="request_create"),
+    path("approvals/", views.approvals, name="approvals"),
+    path("<int:pk>/approve/", views.approve, name="approve"),
+    path("<int:pk>/deny/", views.deny, name="deny"),
+    path("<int:pk>/end/", views.end, name="end"),
+]

@@ -1,0 +1,113 @@
+"""Break-glass console pages: the permission contract, and the flow through the pages."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from apps.access import decisions
+from apps.access.models import Role
+from apps.breakglass.models import Approval, Elevation, Policy
+from tests.breakglass.conftest import ask, member
+from tests.contract import PageContract, PermissionContract, Ref
+
+pytestmark = pytest.mark.django_db
+
+ELEVATION = {"kwargs": {"pk": Ref("pending")}, "foreign": ({"pk": Ref("globex_elevation")},)}
+
+
+@pytest.fixture
+def pages_world(world):
+    """The cast, plus a pending Acme request and Globex's policy and request (what ``Ref`` names)."""
+    cast = world.cast
+    globex_policy = Policy.objects.create(
+        tenant=cast.globex,
+        name="Globex responder",
+        role=Role.objects.get(tenant=cast.globex, key="analyst", builtin=True),
+        approvals_required=1,
+        max_duration_minutes=60,
+    )
+    now = timezone.now()
+    cast.policy = world.policy
+    cast.globex_policy = globex_policy
+    cast.globex_elevation = Elevation.objects.create(
+        tenant=cast.globex,
+        policy=globex_policy,
+        requester=world.globex_owner,
+        role=globex_policy.role,
+        duration_minutes=10,
+        justification="x",
+        approvals_required=1,
+        requested_at=now,
+        pending_until=now + timezone.timedelta(hours=1),
+    )
+    cast.pending = ask(world)
+    return cast
+
+
+class TestBreakglassPagesContract(PermissionContract):
+    app_namespace = "breakglass"
+    contracts = (
+        PageContract("breakglass:index", "breakglass.request"),
+        PageContract(
+            "breakglass:request_create",
+            "breakglass.request",
+            method="post",
+            kwargs={"policy_id": Ref("policy")},
+            data={"duration_minutes": "10", "justification": "on call"},
+            ok_status=302,
+            foreign=({"policy_id": Ref("globex_policy")},),
+        ),
+        PageContract("breakglass:approvals", "breakglass.approve"),
+        PageContract("breakglass:approve", "breakglass.approve", method="post", ok_status=302, **ELEVATION),
+        PageContract("breakglass:deny", "breakglass.approve", method="post", ok_status=302, **ELEVATION),
+        PageContract("breakglass:end", "tenant.view", method="post", ok_status=302, **ELEVATION),
+    )
+
+    @pytest.fixture
+    def contract_world(self, pages_world):
+        return pages_world
+
+    def state(self, world):
+        return (
+            super().state(world),
+            tuple(Elevation.objects.order_by("pk").values_list("pk", "tenant_id", "status")),
+            tuple(Approval.objects.order_by("pk").values_list("pk", "elevation_id", "decision")),
+        )
+
+
+def test_request_approve_and_end_through_the_pages(world, client_for, django_capture_on_commit_callbacks) -> None:
+    acme = {"tenant_slug": "acme"}
+    requester = client_for(world.cast.member)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = requester.post(
+            reverse("breakglass:request_create", kwargs={**acme, "policy_id": world.policy.pk}),
+            {"duration_minutes": "15", "justification": "database on fire", "incident_ref": ""},
+        )
+    assert response.status_code == 302
+    elevation = Elevation.objects.get()
+    approver = client_for(world.approver1.user)
+    page = approver.get(reverse("breakglass:approvals", kwargs=acme))
+    assert "database on fire" in page.content.decode()
+    # The requester cannot approve their own request through the page either.
+    refused = requester.post(reverse("breakglass:approve", kwargs={**acme, "pk": elevation.pk}))
+    assert refused.status_code == 403  # a member does not hold breakglass.approve at all
+    approver.post(reverse("breakglass:approve", kwargs={**acme, "pk": elevation.pk}), {"comment": "ok"})
+    elevation.refresh_from_db()
+    assert elevation.status == Elevation.Status.ACTIVE
+    assert decisions.can(member(world.cast, world.cast.member), "dataset.write")
+    requester.post(reverse("breakglass:end", kwargs={**acme, "pk": elevation.pk}))
+    elevation.refresh_from_db()
+    assert elevation.status == Elevation.Status.ENDED
+    assert not decisions.can(member(world.cast, world.cast.member), "dataset.write")
+
+
+def test_over_cap_request_through_the_page_saves_nothing(world, client_for) -> None:
+    response = client_for(world.cast.member).post(
+        reverse("breakglass:request_create", kwargs={"tenant_slug": "acme", "policy_id": world.policy.pk}),
+        {"duration_minutes": "999", "justification": "please"},
+        follow=True,
+    )
+    assert "between 1 and 120" in response.content.decode()
+    assert not Elevation.objects.exists()
