@@ -6,7 +6,9 @@
 Data (in its own database, ``--database``, default ``bastion_bench_access``;
 ``--small`` uses a tenth of the people in ``bastion_bench_access_small`` for
 quick runs while iterating): 50 tenants, 10,000 users
-(200 per tenant, each with a membership role and one custom role binding),
+(200 per tenant, each with a membership role and one custom role binding;
+one in ten also holds an active break-glass elevation, a time-boxed binding to
+another custom role, and one in twenty one that has ended but was not tidied up),
 100 custom roles (2 per tenant), 1,000 datasets and tools (10 + 10 per tenant)
 with object grants to roles and to single members (django-guardian rows).
 
@@ -173,6 +175,48 @@ def seed(rng: random.Random) -> None:
         UserObjectPermission.objects.bulk_create(user_grants, batch_size=2000)
 
 
+def add_elevations(rng: random.Random) -> tuple[int, int]:
+    """Break-glass elevations in the data set, made afresh each run (their time boxes are relative to now).
+
+    Every tenth member gets an active elevation to one of its tenant's custom roles (ends in an
+    hour), every twentieth an elevation that already ended (the worker has not tidied it up):
+    the first kind pays the clock check on the warm path, the second must be refused.
+    """
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.access.models import Role, RoleBinding
+    from apps.tenants.models import Membership
+
+    RoleBinding.objects.filter(expires_at__isnull=False).delete()
+    custom_by_tenant: dict[int, list[tuple[int, str]]] = {}
+    for role_id, tenant_id, name in Role.objects.filter(builtin=False).values_list("pk", "tenant_id", "name"):
+        custom_by_tenant.setdefault(tenant_id, []).append((role_id, name))
+    now = timezone.now()
+    rows = []
+    active = ended = 0
+    members = Membership.objects.order_by("pk").values_list("pk", "tenant_id")
+    for index, (membership_id, tenant_id) in enumerate(members):
+        if index % 10 and index % 20 != 5:
+            continue
+        role_id, name = rng.choice(custom_by_tenant[tenant_id])
+        live = index % 10 == 0
+        expires_at = now + timedelta(hours=1) if live else now - timedelta(minutes=5)
+        active, ended = active + live, ended + (not live)
+        rows.append(
+            RoleBinding(
+                tenant_id=tenant_id,
+                role_id=role_id,
+                membership_id=membership_id,
+                expires_at=expires_at,
+                reason=f"break-glass elevation #{index}, approved by bench@example.com, until {expires_at:%H:%M} UTC",
+            )
+        )
+    RoleBinding.objects.bulk_create(rows, batch_size=2000)
+    return active, ended
+
+
 def casbin_policy() -> tuple[list[list[str]], list[list[str]]]:
     """The same policy as casbin lines: p (role/user, tenant, object|*, action) and g (user, role, tenant)."""
     from guardian.models import GroupObjectPermission, UserObjectPermission
@@ -202,7 +246,8 @@ def casbin_policy() -> tuple[list[list[str]], list[list[str]]]:
     ):
         member_of[user_id] = (membership_id, tenant_id)
         g_lines.append([f"m:{membership_id}", f"role:{tenant_id}:{role_key}", str(tenant_id)])
-    for membership_id, tenant_id, role_key in RoleBinding.objects.values_list(
+    # Only bindings in force now: casbin has no clock, so an ended elevation is simply left out.
+    for membership_id, tenant_id, role_key in RoleBinding.objects.current().values_list(
         "membership_id", "tenant_id", "role__key"
     ):
         g_lines.append([f"m:{membership_id}", f"role:{tenant_id}:{role_key}", str(tenant_id)])
@@ -275,6 +320,7 @@ def main() -> int:
         started = time.perf_counter()
         seed(rng)
         print(f"seeded in {time.perf_counter() - started:.1f} s")
+    elevations_active, elevations_ended = add_elevations(rng)
     resources: dict[int, dict[str, list]] = {}
     for ds in Dataset.objects.all():
         resources.setdefault(ds.tenant_id, {"dataset": [], "tool": []})["dataset"].append(ds)
@@ -369,6 +415,8 @@ def main() -> int:
             "datasets_and_tools": TENANTS * (DATASETS_PER_TENANT + TOOLS_PER_TENANT),
             "casbin_policy_lines": len(p_lines),
             "casbin_grouping_lines": len(g_lines),
+            "elevations_active": elevations_active,
+            "elevations_ended_not_tidied": elevations_ended,
         },
         "warm_authorize_per_s": round(bastion_rate),
         "warm_allowed_share": round(allowed / len(batch), 3),
