@@ -98,7 +98,10 @@ class SSOConnection(OptionalTenantOwned):
 class VerifiedDomain(OptionalTenantOwned):
     """An e-mail domain that belongs to one tenant (or the platform); drives home-realm discovery."""
 
-    domain = models.CharField(max_length=253, unique=True, help_text="Lowercase, IDNA-encoded, e.g. acme.com.")
+    # Several tenants may hold a pending claim on one domain (a squatter's claim blocks nobody); the
+    # first to prove it by DNS (or a staff override) wins and the other claims end. Uniqueness therefore
+    # holds among verified claims only, and a tenant holds at most one claim per domain (constraints).
+    domain = models.CharField(max_length=253, help_text="Lowercase, IDNA-encoded, e.g. acme.com.")
     verified_at = models.DateTimeField(null=True, blank=True)
     verified_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -122,7 +125,21 @@ class VerifiedDomain(OptionalTenantOwned):
     created_at = models.DateTimeField(db_default=Now(), editable=False)
 
     class Meta:
-        indexes = [models.Index(fields=["tenant", "domain"], name="verified_domain_tenant")]
+        indexes = [
+            models.Index(fields=["tenant", "domain"], name="verified_domain_tenant"),
+            # Every claim on one name (claiming, first-proof verification): the unique indexes below do not lead
+            # with the name alone.
+            models.Index(fields=["domain"], name="verified_domain_name"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["domain"], condition=models.Q(verified_at__isnull=False), name="verified_domain_one_owner"
+            ),
+            # NULLS NOT DISTINCT: the platform (tenant null) also holds one claim per domain at most.
+            models.UniqueConstraint(
+                fields=["tenant", "domain"], nulls_distinct=False, name="verified_domain_one_claim_per_tenant"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.domain

@@ -13,7 +13,7 @@ import pytest
 from django.test import Client
 
 from apps.access.models import Role, RoleBinding
-from apps.sso import oidc
+from apps.sso import oidc, services
 from apps.sso.models import SignInPolicy, SSOConnection, VerifiedDomain
 from apps.sso.saml import binding as saml_binding
 from apps.sso.saml import metadata
@@ -488,12 +488,19 @@ def test_claim_domain_shows_the_txt_token(cast, admin) -> None:
 
 
 def test_a_domain_belongs_to_one_tenant(cast) -> None:
+    # A pending claim blocks nobody (#9, squatting): Globex may claim too; the first proof wins.
     https_client(cast.admin).post(BASE + "domains/", {"domain": "acme.example"})
+    assert (
+        https_client(cast.globex_owner).post("/t/globex/settings/sso/domains/", {"domain": "acme.example"}).status_code
+        == 302
+    )
+    acme_claim = VerifiedDomain.objects.get(domain="acme.example", tenant=cast.acme)
+    services.domain_verify(domain=acme_claim, actor=cast.staff, reason="ticket 9")
 
     response = https_client(cast.globex_owner).post("/t/globex/settings/sso/domains/", {"domain": "acme.example"})
 
     assert response.status_code == 400
-    assert "already claimed" in response.content.decode()
+    assert "already verified for another organisation" in response.content.decode()
     assert "Acme" not in response.content.decode()
     assert VerifiedDomain.objects.get(domain="acme.example").tenant == cast.acme
 

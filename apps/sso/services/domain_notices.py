@@ -1,4 +1,5 @@
-"""E-mails about a domain claim's result: verified (by DNS or by staff) or expired unproven.
+"""E-mails about a domain claim's result: verified (by DNS or by staff), expired unproven, or ended (another
+organisation proved the domain first).
 
 ``domain_notice_enqueue`` is called inside the transaction that changed the
 claim; the Celery task ``apps.sso.tasks.notify_domain_event`` then calls
@@ -22,9 +23,11 @@ from apps.sso import selectors
 
 DOMAIN_VERIFIED = "domain_verified"
 DOMAIN_EXPIRED = "domain_expired"
+DOMAIN_LOST = "domain_claim_ended"
 SUBJECTS = {
     DOMAIN_VERIFIED: "{domain} is verified for {owner}",
     DOMAIN_EXPIRED: "The claim on {domain} expired without its DNS record",
+    DOMAIN_LOST: "The claim on {domain} ended: another organisation proved it first",
 }
 
 

@@ -3,7 +3,9 @@
 A tenant (or the platform) claims a domain and publishes the claim's TXT record
 ``bastion-verify=<token>`` on it; Bastion looks the record up itself
 (``domain_check``: when an admin clicks "Check now", and on a schedule for every
-pending claim, ``domain_claims_sweep``). Only a verified domain routes sign-ins:
+pending claim, ``domain_claims_sweep``). Several tenants may claim one domain;
+the first to prove it wins and the others' claims end (so a squatter's pending
+claim blocks nobody). Only a verified domain routes sign-ins:
 ``connection_for_email`` finds the connection of the tenant that owns the
 address's verified domain. A claim still pending after ``CLAIM_PENDING_DAYS``
 expires, so nobody can sit on a domain they cannot prove. Platform staff may
@@ -33,7 +35,7 @@ from apps.audit.services import record
 from apps.sso import dns, selectors
 from apps.sso.models import ExternalIdentity, SSOConnection, VerifiedDomain
 from apps.sso.services._common import _CONTROL_RE, _LABEL_RE, DOMAIN_MAX, SSOInputError, _audit_actor
-from apps.sso.services.domain_notices import DOMAIN_EXPIRED, DOMAIN_VERIFIED, domain_notice_enqueue
+from apps.sso.services.domain_notices import DOMAIN_EXPIRED, DOMAIN_LOST, DOMAIN_VERIFIED, domain_notice_enqueue
 from apps.tenants.models import Tenant
 
 # Shared mailbox providers: nobody can own these for a tenant.
@@ -85,6 +87,7 @@ CHECK_MESSAGES = {
     "too_soon": "{domain} was checked a moment ago; try again in half a minute.",
     "expired": "The claim on {domain} expired; claim it again to get a new record.",
     "gone": "This claim no longer exists.",
+    "taken": "Another organisation proved {domain} first; this claim has ended.",
 }
 
 # --- verified domains ---------------------------------------------------------------------------
@@ -126,31 +129,36 @@ def email_domain(email: str) -> str:
 
 
 def domain_claim(*, tenant: Tenant | None, domain: str, actor: User | None) -> VerifiedDomain:
-    """Claim ``domain`` for ``tenant`` (the platform for None) with a fresh DNS TXT token; staff verify it later.
+    """Claim ``domain`` for ``tenant`` (the platform for None) with a fresh DNS TXT token; proven later by DNS.
 
-    A domain belongs to one tenant only; shared mailbox providers (gmail.com…)
-    cannot be claimed. Raises SSOInputError (the message does not reveal which
-    tenant holds a taken domain).
+    Several tenants may hold a pending claim on the same domain, so a squatter's
+    claim blocks nobody: the first to prove it (``domain_check``, or staff's
+    ``domain_verify``) wins and the other claims end. A domain already verified
+    for someone cannot be claimed; a tenant holds one claim per domain; shared
+    mailbox providers (gmail.com…) cannot be claimed. Raises SSOInputError (the
+    message does not reveal which tenant holds a verified domain).
     """
     name = normalize_domain(domain)
     if name in PUBLIC_MAIL_DOMAINS:
         raise SSOInputError(
             f"{name} is a public e-mail provider; it cannot belong to one organisation.", field="domain"
         )
-    taken = "This domain is already claimed. If it is yours, contact Bastion support."
+    taken = "This domain is already verified for another organisation. If it is yours, contact Bastion support."
+    mine = f"{name} is already on your list."
+    tenant_id = tenant.pk if tenant is not None else None
     with transaction.atomic():
-        existing = VerifiedDomain.objects.filter(domain=name).first()
-        if existing is not None:
-            if existing.tenant_id == (tenant.pk if tenant is not None else None):
-                raise SSOInputError(f"{name} is already on your list.", field="domain")
-            raise SSOInputError(taken, field="domain")
+        for existing in VerifiedDomain.objects.filter(domain=name):
+            if existing.tenant_id == tenant_id:
+                raise SSOInputError(mine, field="domain")
+            if existing.verified_at is not None:
+                raise SSOInputError(taken, field="domain")
         try:
-            with transaction.atomic():  # savepoint: a concurrent claim of the same domain ends as a form error
+            with transaction.atomic():  # savepoint: the same tenant claiming twice at once ends as a form error
                 claim = VerifiedDomain.objects.create(
                     tenant=tenant, domain=name, dns_token=secrets.token_hex(16), claimed_by=actor
                 )
         except IntegrityError:
-            raise SSOInputError(taken, field="domain") from None
+            raise SSOInputError(mine, field="domain") from None
         record(
             "sso.domain_claim",
             tenant=tenant,
@@ -200,6 +208,53 @@ def _mark_verified(
     )
 
 
+def _end_claim(claim: VerifiedDomain, *, reason: str) -> None:
+    """End a pending claim another claim of its domain has won: delete, audit, tell its claimants."""
+    meta = {"domain": claim.domain, "before": {"verified": False}, "after": None, "reason": reason}
+    record("sso.domain_claim_end", tenant=claim.tenant_id, actor=_audit_actor(None), target=claim, metadata=meta)
+    domain_notice_enqueue(
+        tenant_id=claim.tenant_id, claimant_id=claim.claimed_by_id, domain=claim.domain, event=DOMAIN_LOST
+    )
+    claim.delete()
+
+
+def _verify_first_proof(
+    claim_id: int, *, method: str, verifier: User | None, note: str, audit_actor: User | None
+) -> tuple[str, VerifiedDomain | None]:
+    """Verify claim ``claim_id`` if no other claim of its domain is verified; end the domain's other claims.
+
+    Call inside a transaction. Every claim of the domain is locked, in id order
+    (two verifications of one domain queue up instead of deadlocking), so two
+    tenants proving the same domain at once cannot both win: the second one
+    sees the first one's verified row once it gets the lock, and its own claim
+    ends. The partial unique index ``verified_domain_one_owner`` is the last
+    line behind this. Returns ``(status, claim)``: "verified" (now or already),
+    "taken" (another claim won; this one has ended) or "gone".
+    """
+    target = VerifiedDomain.objects.filter(pk=claim_id).values_list("domain", flat=True).first()
+    if target is None:
+        return "gone", None
+    claims = list(
+        VerifiedDomain.objects.select_for_update(of=("self",))
+        .select_related("tenant")
+        .filter(domain=target)
+        .order_by("pk")
+    )
+    locked = next((c for c in claims if c.pk == claim_id), None)
+    if locked is None:  # ended while we waited for the lock: by a winner (taken), or released/expired (gone)
+        return ("taken" if any(c.verified_at is not None for c in claims) else "gone"), None
+    if locked.verified_at is not None:
+        return "verified", locked
+    if any(c.verified_at is not None for c in claims):
+        _end_claim(locked, reason="verified_elsewhere")
+        return "taken", None
+    _mark_verified(locked, method=method, verifier=verifier, note=note, audit_actor=audit_actor)
+    for other in claims:
+        if other.pk != locked.pk:
+            _end_claim(other, reason="verified_elsewhere")
+    return "verified", locked
+
+
 def domain_verify(*, domain: VerifiedDomain, actor: User, reason: str) -> VerifiedDomain:
     """Verify a claim without a DNS check: platform staff's explicit override, with the reason given.
 
@@ -214,10 +269,13 @@ def domain_verify(*, domain: VerifiedDomain, actor: User, reason: str) -> Verifi
     if not note:
         raise SSOInputError("Say why the domain is verified without its DNS record (e.g. the support ticket).")
     with transaction.atomic():
-        locked = VerifiedDomain.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=domain.pk)
-        if locked.verified_at is not None:
-            return locked
-        _mark_verified(locked, method=METHOD_STAFF, verifier=actor, note=note, audit_actor=actor)
+        status, locked = _verify_first_proof(
+            domain.pk, method=METHOD_STAFF, verifier=actor, note=note, audit_actor=actor
+        )
+    if status == "taken":
+        raise SSOInputError(f"{domain.domain} is already verified for another organisation; this claim has ended.")
+    if locked is None:
+        raise SSOInputError("This claim no longer exists.")
     return locked
 
 
@@ -344,18 +402,17 @@ def domain_check(*, domain: VerifiedDomain, actor: User | None, min_interval: ti
     found = dns.has_token(lookup, claim.dns_token)
     status = "verified" if found else ("mismatch" if lookup.status == dns.LookupStatus.FOUND else lookup.status.value)
     with transaction.atomic():
-        locked = (
-            VerifiedDomain.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=claim.pk).first()
-        )
+        if found:
+            # The token is this claim's own (tokens are never changed); the first proof of the domain wins.
+            outcome, _ = _verify_first_proof(claim.pk, method=METHOD_DNS, verifier=None, note="", audit_actor=actor)
+            return DomainCheck(domain=claim.domain, status=outcome, checked=True)
+        locked = VerifiedDomain.objects.select_for_update(of=("self",)).filter(pk=claim.pk).first()
         if locked is None:
             return DomainCheck(domain=claim.domain, status="gone", checked=True)
         if locked.verified_at is not None:
             return DomainCheck(domain=locked.domain, status="verified", checked=True)
-        if found and locked.dns_token == claim.dns_token:
-            _mark_verified(locked, method=METHOD_DNS, verifier=None, note="", audit_actor=actor)
-        else:
-            locked.last_check_status = status
-            locked.save(update_fields=["last_check_status"])
+        locked.last_check_status = status
+        locked.save(update_fields=["last_check_status"])
     return DomainCheck(domain=claim.domain, status=status, checked=True)
 
 

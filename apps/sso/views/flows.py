@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
+from typing import Any, cast
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
 from apps.access.decisions import can
+from apps.accounts.models import User
 from apps.sso import oidc, saml, selectors, services
 from apps.sso.models import SSOConnection
 from apps.sso.types import Assertion, SSOConfigError, SSOError
@@ -154,9 +155,11 @@ def _finish_test(
             message="Only the administrator who started the test can see its result. Sign in and run it again.",
             status=403,
         )
+    tester = cast(User, request.user)  # ``_may_test``: signed in, and the admin who started the test
     if assertion is not None:
-        report = services.connection_test_complete(connection=connection, assertion=assertion, actor=request.user)
+        report = services.connection_test_complete(connection=connection, assertion=assertion, actor=tester)
     else:
-        report = services.connection_test_fail(connection=connection, error=error, actor=request.user)  # type: ignore[arg-type]
+        failure = error if error is not None else SSOConfigError("The test ended without a result.")
+        report = services.connection_test_fail(connection=connection, error=failure, actor=tester)
     request.session[TEST_REPORT_KEY] = {str(connection.pk): report.as_dict()}
     return redirect(_settings_url(connection.tenant, "test_result", connection_id=connection.pk))

@@ -26,6 +26,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from apps.access.decorators import platform_view, public_view
 from apps.accounts.services import session_sign_in
+from apps.accounts.types import AuthenticatedRequest
 from apps.sso import boundary, oidc, policy, saml, selectors, services
 from apps.sso.forms import (
     DiscoverForm,
@@ -275,7 +276,7 @@ def discover(request: HttpRequest) -> HttpResponse:
 
 @platform_view
 @require_safe
-def staff_domains(request: HttpRequest) -> HttpResponse:
+def staff_domains(request: AuthenticatedRequest) -> HttpResponse:
     """Domain claims waiting for verification (``?all=1``: every claim), for platform staff."""
     show_all = request.GET.get("all") == "1"
     claims = list(selectors.domain_claims_for_staff(pending_only=not show_all)[:500])
@@ -291,11 +292,11 @@ def _staff_claim(domain_id: int) -> Any:
 
 @platform_view
 @require_POST
-def staff_domain_verify(request: HttpRequest, domain_id: int) -> HttpResponse:
+def staff_domain_verify(request: AuthenticatedRequest, domain_id: int) -> HttpResponse:
     """Verify a claim without its DNS record: the audited override, with the reason given (platform staff)."""
     claim = _staff_claim(domain_id)
     try:
-        services.domain_verify(domain=claim, actor=request.user, reason=request.POST.get("reason", ""))  # type: ignore[arg-type]
+        services.domain_verify(domain=claim, actor=request.user, reason=request.POST.get("reason", ""))
     except SSOInputError as exc:
         messages.error(request, exc.message)
     else:
@@ -307,11 +308,11 @@ def staff_domain_verify(request: HttpRequest, domain_id: int) -> HttpResponse:
 
 @platform_view
 @require_POST
-def staff_domain_release(request: HttpRequest, domain_id: int) -> HttpResponse:
+def staff_domain_release(request: AuthenticatedRequest, domain_id: int) -> HttpResponse:
     """Remove a claim (e.g. a squatted domain) so its rightful owner can claim it (platform staff)."""
     claim = _staff_claim(domain_id)
     try:
-        services.domain_release(domain=claim, actor=request.user)  # type: ignore[arg-type]
+        services.domain_release(domain=claim, actor=request.user)
     except SSOInputError as exc:
         messages.error(request, exc.message)
     else:

@@ -109,9 +109,9 @@ def _add_page_draft(request: TenantRequest, kind: str) -> SSOConnection | None:
                 tenant=request.tenant,
                 kind=kind,
                 public_id=public_id,
-                creator=request.user,  # type: ignore[arg-type]
+                creator=request.user,
             )
-    return services.connection_draft_open(tenant=request.tenant, kind=kind, actor=request.user)  # type: ignore[arg-type]
+    return services.connection_draft_open(tenant=request.tenant, kind=kind, actor=request.user)
 
 
 @sso_settings_view
@@ -141,7 +141,7 @@ def connection_create(request: TenantRequest, kind: str) -> HttpResponse:
                 attribute_mapping=form.mapping(),
                 preset=form.cleaned_data.get("preset", ""),
                 draft=draft,
-                actor=request.user,  # type: ignore[arg-type]
+                actor=request.user,
             )
         except SSOInputError as exc:
             add_service_error(form, exc, aliases=form.error_aliases())
@@ -213,7 +213,7 @@ def connection_edit(request: TenantRequest, connection_id: int) -> HttpResponse:
                 oidc_settings=form.oidc_settings() if connection.kind == Kind.OIDC else None,  # type: ignore[union-attr]
                 attribute_mapping=form.mapping(),
                 preset=form.cleaned_data.get("preset", ""),
-                actor=request.user,  # type: ignore[arg-type]
+                actor=request.user,
             )
         except SSOInputError as exc:
             add_service_error(form, exc, aliases=form.error_aliases())
@@ -279,7 +279,7 @@ def connection_enable(request: TenantRequest, connection_id: int) -> HttpRespons
             services.connection_set_status(
                 connection=connection,
                 enabled=True,
-                actor=request.user,  # type: ignore[arg-type]
+                actor=request.user,
                 lockout_acknowledged=form.cleaned_data["confirm"],
             )
         except SSOInputError as exc:
@@ -305,7 +305,7 @@ def connection_disable(request: TenantRequest, connection_id: int) -> HttpRespon
     """Disable an enabled connection (sso.manage)."""
     connection = _connection_or_404(request, connection_id)
     try:
-        services.connection_set_status(connection=connection, enabled=False, actor=request.user)  # type: ignore[arg-type]
+        services.connection_set_status(connection=connection, enabled=False, actor=request.user)
     except SSOInputError as exc:
         messages.error(request, exc.message)
     else:
@@ -319,7 +319,7 @@ def connection_primary(request: TenantRequest, connection_id: int) -> HttpRespon
     """Make an enabled connection the primary one: discovery and sign-in messages name it (sso.manage)."""
     connection = _connection_or_404(request, connection_id)
     try:
-        services.connection_make_primary(connection=connection, actor=request.user)  # type: ignore[arg-type]
+        services.connection_make_primary(connection=connection, actor=request.user)
     except SSOInputError as exc:
         messages.error(request, exc.message)
     else:
@@ -339,7 +339,7 @@ def connection_route(request: TenantRequest, connection_id: int) -> HttpResponse
         claim = form.cleaned_data["domain"]
         target = None if request.POST.get("unroute") else connection
         try:
-            services.domain_route(tenant=request.tenant, domain=claim, connection=target, actor=request.user)  # type: ignore[arg-type]
+            services.domain_route(tenant=request.tenant, domain=claim, connection=target, actor=request.user)
         except SSOInputError as exc:
             messages.error(request, exc.message)
         else:
@@ -354,7 +354,7 @@ def connection_refresh(request: TenantRequest, connection_id: int) -> HttpRespon
     """Ask for the IdP metadata to be downloaded again now (URL-configured SAML connections)."""
     connection = _connection_or_404(request, connection_id)
     try:
-        services.connection_request_metadata_refresh(connection=connection, actor=request.user)  # type: ignore[arg-type]
+        services.connection_request_metadata_refresh(connection=connection, actor=request.user)
     except SSOInputError as exc:
         messages.error(request, exc.message)
     else:
@@ -369,7 +369,7 @@ def connection_delete(request: TenantRequest, connection_id: int) -> HttpRespons
     connection = _connection_or_404(request, connection_id)
     if request.method == "POST" and ConfirmForm(request.POST).is_valid():
         try:
-            services.connection_delete(connection=connection, actor=request.user)  # type: ignore[arg-type]
+            services.connection_delete(connection=connection, actor=request.user)
         except SSOInputError as exc:
             messages.error(request, exc.message)
             return redirect(_settings_url(request.tenant, "detail", connection_id=connection.pk))
@@ -388,7 +388,7 @@ def domains(request: TenantRequest) -> HttpResponse:
     form = DomainClaimForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            claim = services.domain_claim(tenant=request.tenant, domain=form.cleaned_data["domain"], actor=request.user)  # type: ignore[arg-type]
+            claim = services.domain_claim(tenant=request.tenant, domain=form.cleaned_data["domain"], actor=request.user)
         except SSOInputError as exc:
             add_service_error(form, exc)
         else:
@@ -416,7 +416,7 @@ def domain_check(request: TenantRequest, domain_id: int) -> HttpResponse:
     claim = selectors.domain_get(tenant=request.tenant, domain_id=domain_id)
     if claim is None:
         raise Http404("No such domain")
-    result = services.domain_check(domain=claim, actor=request.user)  # type: ignore[arg-type]
+    result = services.domain_check(domain=claim, actor=request.user)
     (messages.success if result.verified else messages.warning)(request, result.message)
     return redirect(_settings_url(request.tenant, "domains"))
 
@@ -429,7 +429,7 @@ def domain_release(request: TenantRequest, domain_id: int) -> HttpResponse:
     if claim is None:
         raise Http404("No such domain")
     try:
-        services.domain_release(domain=claim, actor=request.user, tenant=request.tenant)  # type: ignore[arg-type]
+        services.domain_release(domain=claim, actor=request.user, tenant=request.tenant)
     except SSOInputError as exc:
         messages.error(request, exc.message)
     else:

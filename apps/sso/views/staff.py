@@ -8,12 +8,13 @@ tenant's owners sign in with their password and second factor again.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
 
 from apps.access.decorators import platform_view
+from apps.accounts.types import AuthenticatedRequest
 from apps.sso import selectors, services
 from apps.sso.forms import StaffDisableForm, add_service_error
 from apps.sso.services import SSOInputError
@@ -21,7 +22,7 @@ from apps.sso.services import SSOInputError
 
 @platform_view
 @require_safe
-def staff_tenant_connections(request: HttpRequest) -> HttpResponse:
+def staff_tenant_connections(request: AuthenticatedRequest) -> HttpResponse:
     """Enabled connections of every tenant (``?q=`` filters by tenant name or slug), platform staff only."""
     query = request.GET.get("q", "")[:100]
     connections = selectors.enabled_tenant_connections(query=query)
@@ -30,7 +31,7 @@ def staff_tenant_connections(request: HttpRequest) -> HttpResponse:
 
 @platform_view
 @require_http_methods(["GET", "HEAD", "POST"])
-def staff_connection_disable(request: HttpRequest, connection_id: int) -> HttpResponse:
+def staff_connection_disable(request: AuthenticatedRequest, connection_id: int) -> HttpResponse:
     """Confirm with a reason, then disable a tenant's enabled connection (platform staff only)."""
     connection = selectors.tenant_connection_for_staff(connection_id=connection_id)
     if connection is None:
@@ -40,7 +41,7 @@ def staff_connection_disable(request: HttpRequest, connection_id: int) -> HttpRe
         try:
             services.connection_staff_disable(
                 connection=connection,
-                actor=request.user,  # type: ignore[arg-type]
+                actor=request.user,
                 reason=form.cleaned_data["reason"],
             )
         except SSOInputError as exc:
