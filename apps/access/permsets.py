@@ -53,6 +53,7 @@ from threading import Lock
 from django.apps import apps
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
+from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Q
 from guardian.models import GroupObjectPermission, UserObjectPermission
@@ -72,6 +73,9 @@ LOCAL_CACHE_SIZE = 20_000
 MEMO_ATTR = "_bastion_permission_set"
 USER_GRANT = 0  # the holder column of a grant to the member itself (role groups have ids from 1)
 BUMPED_ATTR = "_bastion_access_bumped"  # on the connection: tenants bumped in its open transaction
+# The shared-cache copy of a tenant's access version (``published_version``) expires by itself, so a
+# lost or out-of-order publish is healed from the tenant row within this time instead of never.
+PUBLISHED_VERSION_TTL = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +187,45 @@ def bump_version(tenant_id: int) -> int:
 def _committed(tenant_id: int, version: int, bumped: set[int] | None = None) -> None:
     if bumped is not None:
         bumped.discard(tenant_id)
+    publish_version(tenant_id, version)
     # Several threads may race here; losing one only means a stale object goes unnoticed in this
     # process, the same as in every other process (the entry query is what keeps requests fresh).
     if _latest.get(tenant_id, 0) < version:
         _latest[tenant_id] = version
+
+
+def version_cache_key(tenant_id: int) -> str:
+    """The shared-cache key of the tenant's committed access version (read by the runtime API's token check)."""
+    return f"access:version:{tenant_id}"
+
+
+def publish_version(tenant_id: int, version: int) -> None:
+    """Put the committed ``version`` in the shared cache (after the commit that made it; never an older one).
+
+    Processes that keep subjects across requests (the runtime API) read this
+    value with their one per-call cache read and key their permission sets by
+    it, so a committed change is seen by the very next call in every process.
+    Two commits of one tenant can run their hooks out of order: an older
+    version never replaces a newer one that is already there. (The remaining
+    get/set interleaving is bounded by ``PUBLISHED_VERSION_TTL``.)
+    """
+    key = version_cache_key(tenant_id)
+    current = cache.get(key)
+    if isinstance(current, int) and current > version:
+        return
+    cache.set(key, version, PUBLISHED_VERSION_TTL)
+
+
+def published_version_load(tenant_id: int) -> int:
+    """The tenant's access version from its row (one query), put back in the shared cache if absent there.
+
+    For a reader whose shared-cache read missed. ``add``, not ``set``: a
+    publish that happened meanwhile (a newer version) is never overwritten
+    with the value this read may have seen before that commit.
+    """
+    version = Tenant.objects.filter(pk=tenant_id).values_list("access_version", flat=True).first() or 0
+    cache.add(version_cache_key(tenant_id), version, PUBLISHED_VERSION_TTL)
+    return version
 
 
 def _bumped_here() -> set[int]:

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ValidationError
 from apps.access import permsets
 from apps.access.decisions import authorize
 from apps.access.permissions import require_known
-from apps.api import hot, limits, meter
+from apps.api import limits, meter
 from apps.api.problems import ApiProblem, problem_response
 from apps.core import context
 from apps.keys import conf as keys_conf
@@ -61,7 +61,7 @@ class ApiCall:
     request: HttpRequest
     token: TokenContext
     client: ApiClient  # the calling client: also the access subject for its own questions
-    tenant: Tenant  # the token's tenant (a row at most API_HOT_CACHE_SECONDS old)
+    tenant: Tenant  # the token's tenant (a row read after the tenant's last published access change)
 
 
 Handler = Callable[[ApiCall, Any], BaseModel]
@@ -114,28 +114,40 @@ def _authenticate(request: HttpRequest) -> TokenContext:
         ) from None
 
 
+_callers: dict[tuple[int, int, int, int], tuple[ApiClient, Tenant]] = {}
+MAX_CALLERS = 10_000
+
+
 def _caller(token: TokenContext) -> tuple[ApiClient, Tenant]:
-    """The calling client as an access subject, with a tenant row at most ``API_HOT_CACHE_SECONDS`` old.
+    """The calling client as an access subject, with a tenant row as fresh as the tenant's access version.
 
     ``keys`` keeps the verified client (and the tenant row it was loaded with) for as long as the
     client does not change, and ``access`` memoises a permission set on the subject object. A
-    decision read from those would not see a role or grant change (the tenant's access version
-    moves, the cached row does not). So each process takes a copy of the client without the memo
-    and with the tenant row read afresh, and keeps that pair for the hot cache's lifetime: a
-    change reaches the API within that bound, and the warm path stays free of queries.
+    decision read from those would not see a role or grant change. So each process keeps a copy
+    of the client, without keys' memo and with the tenant row read afresh, per *published access
+    version* (``token.access_version``, read by keys in the same shared-cache read as the client
+    state): a committed change publishes a new version, and the very next call here misses, reads
+    the tenant row (one query) and decides with the new permission set. Warm: no query.
     """
+    key = (token.client.pk, id(token.client), token.tenant.id, token.access_version)
+    found = _callers.get(key)
+    if found is not None:
+        return found
+    tenant = tenant_get(slug=token.tenant.slug)
+    if tenant is None or tenant.id != token.tenant.id:
+        raise ApiProblem(401, "invalid-token", "The access token is not valid.", headers=_CHALLENGE)
+    client = copy.copy(token.client)  # Django copies _state and its field cache with the instance
+    permsets.forget(client)  # type: ignore[arg-type]  # drops the memo of any subject
+    client.tenant = tenant
+    if len(_callers) >= MAX_CALLERS:  # old versions are never asked for again: start over
+        _callers.clear()
+    _callers[key] = (client, tenant)
+    return client, tenant
 
-    def load() -> tuple[ApiClient, Tenant]:
-        tenant = tenant_get(slug=token.tenant.slug)
-        if tenant is None or tenant.id != token.tenant.id:
-            raise ApiProblem(401, "invalid-token", "The access token is not valid.", headers=_CHALLENGE)
-        client = copy.copy(token.client)  # Django copies _state and its field cache with the instance
-        permsets.forget(client)  # type: ignore[arg-type]  # drops the memo of any subject
-        client.tenant = tenant
-        return client, tenant
 
-    # The identity of keys' cached object is part of the key: a changed client is a new object there.
-    return hot.get_or_load(("caller", token.client.pk, id(token.client), token.tenant.id), load)
+def forget_callers() -> None:
+    """Drop this process's callers (tests)."""
+    _callers.clear()
 
 
 def _parse_body(request: HttpRequest, model: type[BaseModel]) -> BaseModel:

@@ -3,10 +3,12 @@
 ``/authorize`` is asked thousands of times a second with the same few subjects
 and resources. Each entry (the member a question is about, a dataset or tool
 row) is kept for ``settings.API_HOT_CACHE_SECONDS`` (default 2 s) and then read
-again. That is the bound on how long an API decision can lag a change made in
-the console (a role removed, a dataset reclassified): within it, the
-permission set cached with the member is the one ``access`` loaded. 0 turns
-the cache off (every call reads its rows). Entries are plain model instances
+again. Access changes (roles, bindings, grants, a member's role) do not wait
+for that: member entries are keyed by the tenant's published access version
+(``TokenContext.access_version``), so they are read afresh on the next call
+after such a change commits. The TTL bounds only what the access version does
+not cover: a dataset's or tool's own row (a reclassification). 0 turns the
+cache off (every call reads its rows). Entries are plain model instances
 that this process alone holds; nothing is shared, so there is nothing to
 invalidate across processes beyond the expiry.
 """

@@ -5,7 +5,7 @@ refilled continuously), configurable per client and per tenant
 (``apps.api.limits``). Token use: a counter per (client, audience, hour) with
 the last IP and user agent, in a Redis hash per hour; a beat task
 (``apps.api.tasks.flush_token_use``) moves the counts to the database in
-batches, so a request never writes a row for being made. A busy client's
+batches, exactly once (see ``drain``), so a request never writes a row for being made. A busy client's
 tokens are leased to a process a few at a time (see ``LEASE_MAX``), and its
 use counts travel with the next lease, so most of its calls touch Redis not at all.
 
@@ -270,14 +270,22 @@ def _rows(hour: str, raw: dict[bytes, bytes]) -> list[UseRow]:
     return rows
 
 
-def drain(write: Callable[[list[UseRow]], None]) -> int:
-    """Hand every counted use to ``write`` in batches (one per hour hash); returns the number of rows.
+def drain(write: Callable[[str, list[UseRow]], None]) -> int:
+    """Hand every counted use to ``write(batch_id, rows)`` (one batch per hour hash); returns the number of rows.
 
-    Each hash is first renamed to a private name (atomic: two flushers never get
-    the same counts; new uses start a fresh hash), then written, then deleted. A
-    flush that dies after the rename leaves the private hash, which the next one
-    picks up first; one that dies between ``write`` and the delete counts that
-    batch twice (at-least-once, the cheaper failure for usage figures).
+    Each hash is first claimed by renaming it to a private, unique name (atomic:
+    two flushers never claim the same counts; new uses start a fresh hash),
+    then written, then deleted. The claim's name is the batch id, and the
+    writer (``apps.keys.services.token_use_record``) records it in the same
+    transaction as the counts and writes a batch id it has seen before not at
+    all. So every count reaches the database exactly once:
+
+    - a flush that dies after the claim and before the write leaves the
+      private hash, which the next flush picks up first;
+    - one that dies after the write's commit and before the delete leaves it
+      too; the next flush hands it over again and the writer skips it;
+    - two flushers on the same leftover claim: the second one's insert of the
+      batch id waits for the first one's transaction and then skips.
     """
     r = client()
     written = 0
@@ -295,7 +303,7 @@ def drain(write: Callable[[list[UseRow]], None]) -> int:
         hour = target[len(FLUSHING_PREFIX) :].split(":", 1)[0]
         rows = _rows(hour, r.hgetall(target))
         if rows:
-            write(rows)
+            write(target, rows)
             written += len(rows)
         r.delete(target)
     return written

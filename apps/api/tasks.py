@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-
 from celery import shared_task
 
 from apps.api import meter
 
-logger = logging.getLogger(__name__)
-
 
 @shared_task(acks_late=True, soft_time_limit=120, time_limit=180)
 def flush_token_use() -> int:
-    """Move the token-use counts from Redis to the keys app's hourly rows (scheduled in config/celery.py)."""
+    """Move the token-use counts from Redis to the keys app's hourly rows (scheduled in config/celery.py).
+
+    Safe to run twice at once or again after a crash (``meter.drain``): each claimed batch is written once.
+    """
     from apps.keys import services as keys_services  # the face's one writer of token use
 
-    record = getattr(keys_services, "token_use_record", None)
-    if record is None:
-        logger.warning("apps.keys.services.token_use_record is missing; token-use counts stay in Redis")
-        return 0
-    return meter.drain(lambda rows: record(rows=rows))
+    return meter.drain(lambda batch_id, rows: keys_services.token_use_record(rows=rows, batch_id=batch_id))

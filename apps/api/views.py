@@ -39,11 +39,13 @@ def _subject(call: ApiCall, ref: schemas.ClientSubject | schemas.MemberSubject) 
         return call.client
     tenant = call.tenant
     if ref.user_id is not None:
-        key = ("member", tenant.id, "id", ref.user_id)
+        # Keyed by the access version too: a role change of the member is seen on the next call.
+        key = ("member", tenant.id, call.token.access_version, "id", ref.user_id)
         return hot.get_or_load(key, lambda: membership_for_decision(tenant=tenant, user_id=ref.user_id))
     email = (ref.email or "").strip().lower()
     return hot.get_or_load(
-        ("member", tenant.id, "email", email), lambda: membership_for_decision(tenant=tenant, email=email)
+        ("member", tenant.id, call.token.access_version, "email", email),
+        lambda: membership_for_decision(tenant=tenant, email=email),
     )
 
 

@@ -42,6 +42,13 @@ class ApiClient(TenantOwned):
     tokens_not_before = models.DateTimeField(null=True, blank=True)
     # Written at most once a minute per client (the token endpoint), never per API call.
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # The runtime API's token bucket for this client; null = the tenant's policy, else the installation default.
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Requests a minute this client may make to the API (bursts up to the same number). "
+        "Empty: the tenant's limit, else the installation default.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -96,6 +103,8 @@ class TokenPolicy(TenantOwned):
     """A tenant's token settings (absent row = the defaults)."""
 
     token_lifetime = models.PositiveIntegerField(default=MAX_TOKEN_LIFETIME)
+    # Each client's API rate limit unless the client sets its own; null = the installation default.
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -108,6 +117,51 @@ class TokenPolicy(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.token_lifetime}s"
+
+
+class TokenUse(TenantOwned):
+    """How often a client used the API in one hour for one audience (flushed in batches from Redis).
+
+    One row per (client, audience, hour); a flush adds its counts to the row
+    (``services.token_use_record``). Failures are not counted here: each one is
+    an audit event of its own (``apiclient.token_rejected``).
+    """
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="+")
+    audience = models.CharField(max_length=200)
+    hour = models.DateTimeField()  # the start of the hour, UTC
+    count = models.BigIntegerField(default=0)
+    limited = models.BigIntegerField(default=0)  # of which refused by the rate limit
+    last_ip = models.CharField(max_length=45, blank=True)
+    last_user_agent = models.CharField(max_length=256, blank=True)
+    updated_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["-hour", "audience"]
+        constraints = [
+            models.UniqueConstraint(fields=["client", "audience", "hour"], name="tokenuse_one_per_client_aud_hour"),
+        ]
+        indexes = [models.Index(fields=["tenant", "client", "-hour"], name="tokenuse_tenant_client_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} {self.audience} {self.hour:%Y-%m-%d %H}:00 x{self.count}"
+
+
+class TokenUseBatch(models.Model):
+    """A flushed batch of token-use counts, by its claim id: a batch is added to ``TokenUse`` once, ever.
+
+    The flush claims a Redis hash under a unique name, writes it, then deletes
+    it. The batch row is inserted in the same transaction as the counts, so a
+    flush that dies after the commit and before the delete, or two flushers
+    on the same orphaned claim, find the row and skip the batch.
+    """
+
+    batch_id = models.CharField(max_length=120, primary_key=True)
+    rows = models.PositiveIntegerField(default=0)
+    recorded_at = models.DateTimeField(db_default=Now())
+
+    def __str__(self) -> str:
+        return self.batch_id
 
 
 class SigningKey(models.Model):

@@ -36,6 +36,7 @@ from apps.audit.services import Actor, record
 from apps.core import context
 from apps.keys import conf, crypto, signing, tokens
 from apps.keys.models import MAX_TOKEN_LIFETIME, ApiClient, ClientSecret, SigningKey, TokenPolicy
+from apps.keys.usage import token_use_record  # noqa: F401 - the API face's flush calls it here
 from apps.tenants.models import Membership, Tenant
 
 CLIENT_ID_PREFIX = "bc_"
@@ -303,20 +304,65 @@ def token_lifetime(*, tenant_id: int) -> int:
     return min(value or MAX_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME)
 
 
+MAX_RATE_LIMIT = 1_000_000  # requests a minute; a typo guard, not a product limit
+
+
+def _check_rate_limit(value: int | None) -> int | None:
+    if value is not None and not 1 <= value <= MAX_RATE_LIMIT:
+        raise KeysError(f"A rate limit must be between 1 and {MAX_RATE_LIMIT:,} requests a minute (or empty).")
+    return value
+
+
 @transaction.atomic
-def token_policy_set(*, tenant: Tenant, token_lifetime: int, actor: Membership | None = None) -> TokenPolicy:
-    """Set the tenant's token lifetime (60 s to 15 min). Raises KeysError outside that range."""
+def token_policy_set(
+    *,
+    tenant: Tenant,
+    token_lifetime: int,
+    rate_limit_per_minute: int | None = None,
+    actor: Membership | None = None,
+) -> TokenPolicy:
+    """Set the tenant's token lifetime (60 s to 15 min) and its clients' default API rate limit (None: the default).
+
+    Raises KeysError outside those ranges. Every client of the tenant gets a new
+    shared state on commit, so each process reloads it with the new limit.
+    """
     if not 60 <= token_lifetime <= MAX_TOKEN_LIFETIME:
         raise KeysError(f"The token lifetime must be between 60 and {MAX_TOKEN_LIFETIME} seconds.")
-    policy, _ = TokenPolicy.objects.update_or_create(tenant=tenant, defaults={"token_lifetime": token_lifetime})
+    _check_rate_limit(rate_limit_per_minute)
+    policy, _ = TokenPolicy.objects.update_or_create(
+        tenant=tenant, defaults={"token_lifetime": token_lifetime, "rate_limit_per_minute": rate_limit_per_minute}
+    )
+    for client in ApiClient.objects.for_tenant(tenant).only("client_id", "status", "tokens_not_before"):
+        _publish_on_commit(client)
     record(
         "apiclient.token_policy",
         tenant=tenant,
         actor=_actor(actor),
         target=policy,
-        metadata={"token_lifetime": token_lifetime},
+        metadata={"token_lifetime": token_lifetime, "rate_limit_per_minute": rate_limit_per_minute},
     )
     return policy
+
+
+@transaction.atomic
+def apiclient_rate_limit_set(
+    *, client: ApiClient, rate_limit_per_minute: int | None, actor: Membership | None = None
+) -> ApiClient:
+    """Set the client's own API rate limit (None: the tenant's, else the default); every process sees it at once."""
+    _check_rate_limit(rate_limit_per_minute)
+    locked = ApiClient.objects.select_for_update().get(pk=client.pk)
+    before = locked.rate_limit_per_minute
+    locked.rate_limit_per_minute = rate_limit_per_minute
+    locked.save(update_fields=["rate_limit_per_minute"])
+    _publish_on_commit(locked)
+    record(
+        "apiclient.rate_limit",
+        tenant=locked.tenant_id,
+        actor=_actor(actor),
+        target=locked,
+        metadata={"client_id": locked.client_id, "before": before, "after": rate_limit_per_minute},
+    )
+    return locked
 
 
 # --- the token endpoint ------------------------------------------------------------------------

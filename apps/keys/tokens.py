@@ -10,7 +10,12 @@ call, warm or cold, through one shared-cache read (``cache.get_many``):
 
 - the client's state (``client_state_key``): disabled, or tokens issued before
   ``tokens_not_before`` (set by a disable), are refused at once in every process;
-- the signing key ring's version: a revoked ``kid`` is refused at once.
+- the signing key ring's version: a revoked ``kid`` is refused at once;
+- the tenant's access version (``apps.access.permsets.version_cache_key``),
+  published on commit of every role, binding or grant change: it is handed
+  out as ``TokenContext.access_version`` so a process that keeps subjects
+  across calls (the API face) keys its permission sets by it and sees a
+  revoked grant on the very next call, at no extra round trip.
 
 A value missing from the shared cache is read from the database and put back,
 so eviction costs a query, never a wrong answer. Each refusal is audited
@@ -31,10 +36,11 @@ from typing import Any
 import jwt
 from django.core.cache import cache
 
+from apps.access import permsets
 from apps.audit.models import AuditEvent
 from apps.audit.services import Actor, record
 from apps.keys import conf, signing
-from apps.keys.models import ApiClient
+from apps.keys.models import ApiClient, TokenPolicy
 from apps.tenants.models import Tenant
 
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - a JOSE header value  # RFC 9068 §2.1: the ``typ`` header of an access token
@@ -70,6 +76,11 @@ class TokenContext:
     jti: str
     exp: int
     kid: str
+    # The tenant's committed access version as published in the shared cache (read with the client state).
+    access_version: int = 0
+    # Requests a minute: the client's own limit and its tenant's (None = not set; the API face has the default).
+    client_rate_limit: int | None = None
+    tenant_rate_limit: int | None = None
 
     @property
     def client_id(self) -> str:
@@ -120,7 +131,8 @@ class _LRU(OrderedDict):
 
 
 _verified: _LRU = _LRU(VERIFIED_CACHE_SIZE)
-_clients: _LRU = _LRU(CLIENT_CACHE_SIZE)  # client_id -> (state version, ApiClient with tenant)
+# client_id -> (state version, ApiClient with tenant, the tenant policy's rate limit or None)
+_clients: _LRU = _LRU(CLIENT_CACHE_SIZE)
 
 
 def client_state_key(client_id: str) -> str:
@@ -193,19 +205,27 @@ def verify_access_token(token: str, *, audience: str) -> TokenContext:
     if audience not in entry.audiences:
         raise _refuse("wrong_audience", "The access token is not meant for this audience.", entry)
     state_key = client_state_key(entry.client_id)
-    shared = cache.get_many([signing.RING_VERSION_KEY, state_key])
+    version_key = permsets.version_cache_key(entry.tenant_id)
+    shared = cache.get_many([signing.RING_VERSION_KEY, state_key, version_key])
     ring = signing.ring(shared.get(signing.RING_VERSION_KEY), have_version=True)
     if ring.valid(entry.kid, now) is None:
         _verified.pop(token, None)
         raise _refuse("revoked_key", "The access token's signing key is no longer valid.", entry)
     state: ClientState | None = shared.get(state_key)
-    client = _client(entry.client_id, state)
-    if client is None or client.tenant_id != entry.tenant_id:
+    loaded = _client(entry.client_id, state)
+    if loaded is None or loaded[0].tenant_id != entry.tenant_id:
         raise _refuse("unknown_client", "The access token's client does not exist.", entry)
+    client, tenant_rate_limit = loaded
     state = state or client_state_of(client)
     if state.status != ApiClient.Status.ACTIVE or entry.iat < state.not_before:
         raise _refuse("revoked_client", "The access token's client is disabled.", entry)
+    access_version = shared.get(version_key)
+    if not isinstance(access_version, int):  # evicted or never published: the tenant row, once, and put back
+        access_version = permsets.published_version_load(entry.tenant_id)
     return TokenContext(
+        access_version=access_version,
+        client_rate_limit=client.rate_limit_per_minute,
+        tenant_rate_limit=tenant_rate_limit,
         client=client,
         tenant=client.tenant,
         scopes=entry.scopes,
@@ -216,19 +236,27 @@ def verify_access_token(token: str, *, audience: str) -> TokenContext:
     )
 
 
-def _client(client_id: str, state: ClientState | None) -> ApiClient | None:
-    """The client with its tenant: the process cache when its version is the shared one, else the database."""
+def _client(client_id: str, state: ClientState | None) -> tuple[ApiClient, int | None] | None:
+    """The client with its tenant and the tenant's rate limit: the process cache when its version is the shared one.
+
+    Otherwise the database (two queries). A change of the tenant policy
+    publishes a new state for each of the tenant's clients, so the limit
+    cached here moves with it.
+    """
     cached = _clients.get(client_id)
     if cached is not None and state is not None and cached[0] == state.version:
-        return cached[1]
+        return cached[1], cached[2]
     client = ApiClient.objects.select_related("tenant").filter(client_id=client_id).first()
     if client is None:
         return None
+    tenant_limit = (
+        TokenPolicy.objects.for_tenant(client.tenant_id).values_list("rate_limit_per_minute", flat=True).first()
+    )
     if state is None:
         state = client_state_of(client)
         cache.set(client_state_key(client_id), state, STATE_TTL)
-    _clients.put(client_id, (state.version, client))
-    return client
+    _clients.put(client_id, (state.version, client, tenant_limit))
+    return client, tenant_limit
 
 
 def _verify_cold(token: str, now: float) -> _Verified:

@@ -244,8 +244,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Runtime API (apps/api). Rate limits and token-use counts live in Redis, shared by every web
 # process: API_REDIS_URL, else the broker when it is Redis. Requests per minute per client (a token
 # bucket), unless the client or its tenant sets its own; API_RATE_LIMITS overrides by
-# "client:<client_id>" / "tenant:<tenant id>". API_HOT_CACHE_SECONDS bounds how long a process keeps
-# the rows a decision reads (members, datasets, tools): how far an API answer can lag a console change.
+# "client:<client_id>" / "tenant:<tenant id>". Access changes reach the API on the next call (the
+# tenant's access version is published to the shared cache on commit); API_HOT_CACHE_SECONDS bounds
+# only how long a process keeps dataset and tool rows (how far a reclassification can lag).
 _REDIS_DEFAULT = CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "redis://127.0.0.1:6379/0"
 API_REDIS_URL = env.str("API_REDIS_URL", default=_REDIS_DEFAULT)
 API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)

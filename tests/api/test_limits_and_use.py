@@ -50,7 +50,7 @@ def test_a_tenant_limit_applies_when_the_client_has_none(api: Api, cast, setting
 
 def _drain_mine(client_id: str) -> list[meter.UseRow]:
     rows: list[meter.UseRow] = []
-    meter.drain(rows.extend)
+    meter.drain(lambda batch_id, batch: rows.extend(batch))
     return [row for row in rows if row.client_id == client_id]
 
 
@@ -71,7 +71,7 @@ def test_a_crashed_flush_is_picked_up_by_the_next(api: Api) -> None:
     _drain_mine(api.created.client.client_id)
     api.post("authorize", BODY)
 
-    def crash(rows: list[meter.UseRow]) -> None:
+    def crash(batch_id: str, rows: list[meter.UseRow]) -> None:
         raise RuntimeError("database down")
 
     with pytest.raises(RuntimeError):
@@ -85,7 +85,7 @@ def test_the_flush_task_hands_rows_to_the_keys_service(api: Api, monkeypatch) ->
 
     _drain_mine(api.created.client.client_id)
     got: list[meter.UseRow] = []
-    monkeypatch.setattr(keys_services, "token_use_record", lambda *, rows: got.extend(rows), raising=False)
+    monkeypatch.setattr(keys_services, "token_use_record", lambda *, rows, batch_id: got.extend(rows))
     api.post("authorize", BODY)
     tasks.flush_token_use.delay()
     assert [row.count for row in got if row.client_id == api.created.client.client_id] == [1]
