@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
 from django import forms
+
+if TYPE_CHECKING:
+    from apps.access.models import Role
+    from apps.breakglass.models import Policy
 
 
 class RequestForm(forms.Form):
@@ -13,3 +20,98 @@ class RequestForm(forms.Form):
 
 class DecisionForm(forms.Form):
     comment = forms.CharField(max_length=500, required=False)
+
+
+def _split(value: str) -> list[str]:
+    """IdP group names, one a line or comma-separated; blanks dropped."""
+    return [part.strip() for line in value.splitlines() for part in line.split(",") if part.strip()]
+
+
+class PolicyForm(forms.Form):
+    """A policy's fields; the rules (approvals, cap, escalation) are checked by ``services.policy_create/update``.
+
+    ``roles`` are the tenant's roles (from ``access.selectors.role_list``), so a role id of another
+    tenant is not a valid choice here, and the service refuses it again anyway.
+    """
+
+    name = forms.CharField(max_length=80, help_text="What requesters see, e.g. “Incident responder”.")
+    role = forms.TypedChoiceField(coerce=int, help_text="The role an approved request grants for its time box.")
+    max_duration_minutes = forms.IntegerField(
+        min_value=1,
+        label="Maximum duration (minutes)",
+        help_text="A hard cap per request; never above the platform ceiling.",
+    )
+    approvals_required = forms.IntegerField(
+        min_value=1,
+        max_value=3,
+        initial=1,
+        label="Approvals needed",
+        help_text="Distinct approvers, 1 to 3. A role that manages roles, members, SSO or billing needs at least 2.",
+    )
+    pending_minutes = forms.IntegerField(
+        min_value=1,
+        initial=60,
+        label="Decide within (minutes)",
+        help_text="A request not decided in this time lapses and can no longer be approved.",
+    )
+    incident_required = forms.BooleanField(required=False, label="Requests must name an incident")
+    requester_roles = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Who may request (roles)",
+        help_text="Leave roles and groups empty to open the policy to everyone holding breakglass.request.",
+    )
+    requester_groups = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Who may request (IdP groups)",
+        help_text="One group a line, as your identity provider sends it.",
+    )
+    approver_roles = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Who may approve (roles)",
+        help_text="Approvers also need breakglass.approve; nobody may approve their own request.",
+    )
+    approver_groups = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Who may approve (IdP groups)",
+        help_text="One group a line.",
+    )
+
+    def __init__(self, *args: Any, roles: Iterable[Role], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        roles = list(roles)
+        self.roles_by_id = {role.pk: role for role in roles}
+        self.fields["role"].choices = [("", "Choose a role")] + [(role.pk, role.name) for role in roles]
+        keys = [(role.key, role.name) for role in roles]
+        self.fields["requester_roles"].choices = keys
+        self.fields["approver_roles"].choices = keys
+
+    @classmethod
+    def initial_for(cls, policy: Policy) -> dict[str, Any]:
+        return {
+            "name": policy.name,
+            "role": policy.role_id,
+            "max_duration_minutes": policy.max_duration_minutes,
+            "approvals_required": policy.approvals_required,
+            "pending_minutes": policy.pending_minutes,
+            "incident_required": policy.incident_required,
+            "requester_roles": list(policy.requester_roles),
+            "requester_groups": "\n".join(policy.requester_groups),
+            "approver_roles": list(policy.approver_roles),
+            "approver_groups": "\n".join(policy.approver_groups),
+        }
+
+    def clean_role(self) -> Role:
+        role = self.roles_by_id.get(self.cleaned_data["role"])
+        if role is None:
+            raise forms.ValidationError("Choose one of this tenant's roles.")
+        return role
+
+    def clean_requester_groups(self) -> list[str]:
+        return _split(self.cleaned_data["requester_groups"])
+
+    def clean_approver_groups(self) -> list[str]:
+        return _split(self.cleaned_data["approver_groups"])

@@ -8,14 +8,17 @@ changes nothing and says why.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from apps.access.decorators import TenantRequest, tenant_view
+from apps.access.selectors import role_list
 from apps.breakglass import selectors, services
-from apps.breakglass.forms import DecisionForm, RequestForm
+from apps.breakglass.forms import DecisionForm, PolicyForm, RequestForm
 from apps.core.shortcuts import found_or_404
 
 
@@ -30,6 +33,7 @@ def index(request: TenantRequest) -> HttpResponse:
         "mine": selectors.my_elevations(tenant=request.tenant, membership=request.membership),
         "form": RequestForm(),
         "can_approve": request.can("breakglass.approve"),
+        "can_edit_policies": request.can("role.manage"),
     }
     return render(request, "breakglass/index.html", context)
 
@@ -101,3 +105,69 @@ def end(request: TenantRequest, pk: int) -> HttpResponse:
         messages.success(request, f"Elevation #{elevation.pk} ended; its permissions are gone.")
     target = "breakglass:approvals" if request.POST.get("next") == "approvals" else "breakglass:index"
     return redirect(target, tenant_slug=request.tenant.slug)
+
+
+# --- policies (item 1) ---------------------------------------------------------------------
+# The pages open for role.manage; the service also demands breakglass.approve and refuses a
+# policy whose role the editor could not hand out, so a form error names what is missing.
+
+
+def _policy_form(request: TenantRequest, **kwargs: Any) -> PolicyForm:
+    return PolicyForm(request.POST or None, roles=role_list(tenant=request.tenant), **kwargs)
+
+
+def _policies(request: TenantRequest) -> HttpResponse:
+    return redirect("breakglass:policy_list", tenant_slug=request.tenant.slug)
+
+
+@tenant_view("role.manage")
+def policy_list(request: TenantRequest) -> HttpResponse:
+    context = {
+        "policies": selectors.policy_list(tenant=request.tenant),
+        "ceiling_hours": services.ceiling_minutes() // 60,
+    }
+    return render(request, "breakglass/policy_list.html", context)
+
+
+@tenant_view("role.manage")
+def policy_create(request: TenantRequest) -> HttpResponse:
+    form = _policy_form(request)
+    if request.method == "POST" and form.is_valid():
+        try:
+            policy = services.policy_create(tenant=request.tenant, actor=request.membership, **form.cleaned_data)
+        except services.BreakglassError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Policy “{policy.name}” created.")
+            return _policies(request)
+    return render(request, "breakglass/policy_form.html", {"form": form, "policy": None})
+
+
+@tenant_view("role.manage")
+def policy_edit(request: TenantRequest, policy_id: int) -> HttpResponse:
+    policy = found_or_404(selectors.policy_get(tenant=request.tenant, policy_id=policy_id))
+    form = _policy_form(request, initial=PolicyForm.initial_for(policy))
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.policy_update(policy=policy, actor=request.membership, **form.cleaned_data)
+        except services.BreakglassError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Policy “{form.cleaned_data['name']}” saved.")
+            return _policies(request)
+    return render(request, "breakglass/policy_form.html", {"form": form, "policy": policy})
+
+
+@tenant_view("role.manage")
+@require_POST
+def policy_pause(request: TenantRequest, policy_id: int) -> HttpResponse:
+    """Pause or resume (``paused=1`` / ``0``): a paused policy takes no new requests; open ones are untouched."""
+    policy = found_or_404(selectors.policy_get(tenant=request.tenant, policy_id=policy_id))
+    paused = request.POST.get("paused", "1") == "1"
+    try:
+        services.policy_update(policy=policy, actor=request.membership, paused=paused)
+    except services.BreakglassError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Policy “{policy.name}” {'paused' if paused else 'resumed'}.")
+    return _policies(request)

@@ -10,10 +10,18 @@ from apps.access import decisions
 from apps.access.models import Role
 from apps.breakglass.models import Approval, Elevation, Policy
 from tests.breakglass.conftest import ask, member
-from tests.contract import PageContract, PermissionContract, Ref
+from tests.contract import PageContract, PermissionContract, Ref, form_page
 
 pytestmark = pytest.mark.django_db
 
+POLICY_DATA = {
+    "role": Ref("policy.role"),
+    "max_duration_minutes": "45",
+    "approvals_required": "1",
+    "pending_minutes": "30",
+    "approver_roles": "owner",
+    "approver_groups": "oncall-leads",
+}
 ELEVATION = {"kwargs": {"pk": Ref("pending")}, "foreign": ({"pk": Ref("globex_elevation")},)}
 
 
@@ -63,6 +71,28 @@ class TestBreakglassPagesContract(PermissionContract):
         PageContract("breakglass:approve", "breakglass.approve", method="post", ok_status=302, **ELEVATION),
         PageContract("breakglass:deny", "breakglass.approve", method="post", ok_status=302, **ELEVATION),
         PageContract("breakglass:end", "tenant.view", method="post", ok_status=302, **ELEVATION),
+        PageContract("breakglass:policy_list", "role.manage"),
+        # A member holding only role.manage passes the gate; the service refuses (no breakglass.approve).
+        *form_page(
+            "breakglass:policy_create", "role.manage", data={**POLICY_DATA, "name": "Night shift"}, only_status=200
+        ),
+        *form_page(
+            "breakglass:policy_edit",
+            "role.manage",
+            kwargs={"policy_id": Ref("policy")},
+            data={**POLICY_DATA, "name": "Incident responder"},
+            only_status=200,
+            foreign=({"policy_id": Ref("globex_policy")},),
+        ),
+        PageContract(
+            "breakglass:policy_pause",
+            "role.manage",
+            method="post",
+            kwargs={"policy_id": Ref("policy")},
+            data={"paused": "1"},
+            ok_status=302,
+            foreign=({"policy_id": Ref("globex_policy")},),
+        ),
     )
 
     @pytest.fixture
@@ -74,6 +104,9 @@ class TestBreakglassPagesContract(PermissionContract):
             super().state(world),
             tuple(Elevation.objects.order_by("pk").values_list("pk", "tenant_id", "status")),
             tuple(Approval.objects.order_by("pk").values_list("pk", "elevation_id", "decision")),
+            tuple(
+                Policy.objects.order_by("pk").values_list("pk", "tenant_id", "name", "paused", "max_duration_minutes")
+            ),
         )
 
 
