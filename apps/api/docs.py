@@ -31,7 +31,8 @@ def _operations() -> list[dict[str, Any]]:
     rows = []
     for route, methods in document["paths"].items():
         for method, operation in methods.items():
-            body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            content = operation.get("requestBody", {}).get("content", {})  # JSON, or the token endpoint's form
+            body = next(iter(content.values()), {}).get("schema")
             answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
             rows.append(
                 {

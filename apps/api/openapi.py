@@ -52,6 +52,96 @@ RATE_HEADERS = {
 }
 
 
+OAUTH_ERRORS = (
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "invalid_target",
+)
+OAUTH_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 6749 §5.2 error response (RFC 8707 adds invalid_target).",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string", "enum": list(OAUTH_ERRORS)},
+        "error_description": {"type": "string"},
+    },
+}
+TOKEN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 6749 §5.1 access token response; the token is a JWT (RFC 9068 profile).",
+    "required": ["access_token", "token_type", "expires_in", "scope"],
+    "properties": {
+        "access_token": {"type": "string"},
+        "token_type": {"type": "string", "enum": ["Bearer"]},
+        "expires_in": {"type": "integer", "minimum": 1, "maximum": 900},
+        "scope": {"type": "string"},
+    },
+}
+
+
+def _token_path() -> dict[str, Any]:
+    """The keys app's token endpoint (a plain Django view, form-encoded): a hand-written path item."""
+
+    def error(description: str, **headers: dict[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": REF.format(model="OAuthError")}}},
+        }
+        if headers:
+            body["headers"] = headers
+        return body
+
+    string = {"schema": {"type": "string"}}
+    return {
+        "post": {
+            "operationId": "oauth_token",
+            "summary": "Get an access token (OAuth 2.0 client credentials)",
+            "description": "RFC 6749 §4.4. Authenticate with HTTP Basic (`client_secret_basic`, preferred) or "
+            "with `client_id` and `client_secret` in the body (`client_secret_post`), never both. "
+            "`audience` (or RFC 8707 `resource`) and `scope` are optional. Failed authentication is "
+            "rate limited per client id and per IP.",
+            "security": [{"clientBasic": []}, {}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["grant_type"],
+                            "properties": {
+                                "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                                "client_id": {"type": "string"},
+                                "client_secret": {"type": "string"},
+                                "scope": {
+                                    "type": "string",
+                                    "description": "Space-separated, of " + ", ".join(API_SCOPES),
+                                },
+                                "audience": {"type": "string"},
+                                "resource": {"type": "string", "format": "uri"},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "The access token",
+                    "headers": {"Cache-Control": string},
+                    "content": {"application/json": {"schema": {"$ref": REF.format(model="TokenResponse")}}},
+                },
+                "400": error("invalid_request, unsupported_grant_type, invalid_scope or invalid_target"),
+                "401": error("invalid_client", **{"WWW-Authenticate": string}),
+                "405": {"description": "Only POST", "headers": {"Allow": string}},
+                "429": error("Too many failed authentications", **{"Retry-After": string}),
+            },
+        }
+    }
+
+
 def _models() -> list[tuple[type[BaseModel], str]]:
     seen: list[tuple[type[BaseModel], str]] = []
     for endpoint in ENDPOINTS:
@@ -78,8 +168,13 @@ def _problem_response(status: int) -> dict[str, Any]:
 def document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document (the same dict for the life of the process: do not mutate)."""
     keyed, definitions = models_json_schema(_models(), ref_template=REF)
-    schemas: dict[str, Any] = {**definitions.get("$defs", {}), "Problem": PROBLEM_SCHEMA}
-    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {
+        **definitions.get("$defs", {}),
+        "Problem": PROBLEM_SCHEMA,
+        "OAuthError": OAUTH_ERROR_SCHEMA,
+        "TokenResponse": TOKEN_SCHEMA,
+    }
+    paths: dict[str, Any] = {BASE_PATH + "oauth/token": _token_path()}
     for endpoint in ENDPOINTS:
         operation: dict[str, Any] = {
             "operationId": endpoint.operation_id,
@@ -117,6 +212,11 @@ def document() -> dict[str, Any]:
         "components": {
             "schemas": schemas,
             "securitySchemes": {
+                "clientBasic": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "client_secret_basic: the client id and secret, each form-urlencoded first.",
+                },
                 "bearer": {
                     "type": "oauth2",
                     "description": "A JWT access token from the token endpoint (client credentials).",
@@ -126,7 +226,7 @@ def document() -> dict[str, Any]:
                             "scopes": {scope: f"The {scope} endpoints" for scope in API_SCOPES},
                         }
                     },
-                }
+                },
             },
         },
     }

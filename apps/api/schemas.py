@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from apps.access.permissions import PERMISSIONS
 
@@ -18,6 +18,16 @@ from apps.access.permissions import PERMISSIONS
 Action = Literal[tuple(sorted(PERMISSIONS))]  # type: ignore[valid-type]
 Id = Annotated[str, Field(min_length=1, max_length=64, description="The object's id in the token's tenant.")]
 MAX_BATCH = 100
+
+
+def _not_a_bool(value: Any) -> Any:
+    # JSON Schema's integer takes 2.0 (pydantic's lax mode too), but never ``true``: pydantic would read 1.
+    if isinstance(value, bool):
+        raise ValueError("must be an integer, not a boolean")
+    return value
+
+
+UserId = Annotated[int, Field(ge=1, le=2**62), BeforeValidator(_not_a_bool)]
 
 
 class Strict(BaseModel):
@@ -34,7 +44,7 @@ class MemberSubject(Strict):
     """A member of the token's tenant, by user id or by e-mail (exactly one)."""
 
     type: Literal["member"]
-    user_id: Annotated[int, Field(ge=1, le=2**62)] | None = None
+    user_id: UserId | None = None
     email: Annotated[str, Field(min_length=3, max_length=254)] | None = None
 
 

@@ -13,16 +13,37 @@ def test_the_document_is_openapi_3_1_with_every_endpoint(client: Client) -> None
     document = response.json()
     assert document["openapi"].startswith("3.1")
     assert set(document["paths"]) == {
+        "/api/v1/oauth/token",
         "/api/v1/authorize",
         "/api/v1/authorize/batch",
         "/api/v1/tool-calls/check",
         "/api/v1/me",
     }
-    for methods in document["paths"].values():
+    for path, methods in document["paths"].items():
+        if path == "/api/v1/oauth/token":
+            continue
         for operation in methods.values():
             assert operation["security"]
             assert {"401", "403", "429"} <= set(operation["responses"])
     assert document["components"]["schemas"]["AuthorizeRequest"]["additionalProperties"] is False
+
+
+def test_the_token_endpoint_is_documented_form_encoded_with_rfc6749_errors(client: Client) -> None:
+    document = client.get("/api/v1/openapi.json").json()
+    operation = document["paths"]["/api/v1/oauth/token"]["post"]
+    form = operation["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+    assert form["properties"]["grant_type"]["enum"] == ["client_credentials"]
+    assert {"200", "400", "401", "429"} <= set(operation["responses"])
+    error = document["components"]["schemas"]["OAuthError"]
+    assert {"invalid_client", "invalid_request", "unsupported_grant_type", "invalid_scope"} <= set(
+        error["properties"]["error"]["enum"]
+    )
+    assert operation["responses"]["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/OAuthError")
+    assert document["components"]["securitySchemes"]["clientBasic"] == {
+        "type": "http",
+        "scheme": "basic",
+        "description": document["components"]["securitySchemes"]["clientBasic"]["description"],
+    }
 
 
 def test_every_endpoint_declares_a_permission_and_a_scope() -> None:
