@@ -62,6 +62,13 @@ app.conf.beat_schedule = {
         "task": "apps.breakglass.tasks.expire_elevations",
         "schedule": 60.0,
     },
+    # Stripe webhook inbox: every minute re-enqueue rows left pending past their grace or failed past
+    # their backoff (a lost broker message, a killed worker), so nothing waits long after an outage.
+    # Each row is claimed with SKIP LOCKED, so an overlap or a second task is a no-op.
+    "billing-sweep-webhook-events": {
+        "task": "apps.billing.tasks.sweep_webhook_events",
+        "schedule": 60.0,
+    },
     # Seal the audit chains often enough that an operator can compare a recent
     # head with an off-site copy; sealing is cheap (one row per tenant chain).
     "audit-seal-chains": {

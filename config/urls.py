@@ -19,6 +19,7 @@ urlpatterns = [
     path("sso/", include("apps.sso.urls")),
     path("invitations/", include("apps.tenants.invitation_urls")),
     path("platform/", include("apps.platform.urls")),
+    path("billing/webhooks/", include("apps.billing.urls")),  # payment providers' signed events
     path("t/<str:tenant_slug>/", include("apps.tenants.urls")),
     path("t/<str:tenant_slug>/audit/", include("apps.audit.urls")),
     path("t/<str:tenant_slug>/access/", include("apps.access.urls")),

@@ -14,4 +14,5 @@ urlpatterns = [
     path("audit/", include("apps.audit.platform_urls")),
     path("sso/", include("apps.sso.platform_urls")),
     path("signing-keys/", include("apps.keys.platform_urls")),
+    path("billing/", include("apps.billing.platform_urls")),
 ]

@@ -37,6 +37,9 @@ SSO_DNS_PORT = env.int("SSO_DNS_PORT", default=53)
 SSO_DNS_TIMEOUT = env.float("SSO_DNS_TIMEOUT", default=5.0)
 # Break-glass: no policy may grant an elevation for longer than this (hours), whatever its own cap.
 BREAKGLASS_MAX_DURATION_HOURS = env.float("BREAKGLASS_MAX_DURATION_HOURS", default=8.0)
+# Stripe webhook endpoint secrets (whsec_…), comma-separated: during a rotation list both, the
+# new one first; a delivery verifies against any of them.
+STRIPE_WEBHOOK_SECRETS = env.list("STRIPE_WEBHOOK_SECRETS", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -68,6 +71,7 @@ INSTALLED_APPS = [
     "apps.guardrails",
     "apps.keys",
     "apps.breakglass",
+    "apps.billing",
     "apps.api",
     "apps.platform",
 ]

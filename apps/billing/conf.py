@@ -1,0 +1,23 @@
+"""Billing settings with their defaults, read at call time so tests can override them."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+
+def stripe_webhook_secrets() -> list[str]:
+    """Endpoint secrets (``whsec_…``); two during a rotation, the new one first."""
+    return [secret for secret in getattr(settings, "STRIPE_WEBHOOK_SECRETS", []) if secret]
+
+
+def webhook_max_bytes() -> int:
+    # Stripe event payloads are a few KiB; 256 KiB leaves room for large invoices.
+    return int(getattr(settings, "BILLING_WEBHOOK_MAX_BYTES", 256 * 1024))
+
+
+def webhook_max_attempts() -> int:
+    return int(getattr(settings, "BILLING_WEBHOOK_MAX_ATTEMPTS", 8))
+
+
+# Stripe's own default tolerance for the signed timestamp (replays older than this are refused).
+WEBHOOK_TOLERANCE_SECONDS = 300
