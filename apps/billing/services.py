@@ -381,8 +381,14 @@ def _subscription_changed(event: dict[str, Any]) -> int:
         sub = Subscription.objects.create(tenant_id=mapping.tenant_id, subscription_id=obj["id"], **values)
     elif sub.tenant_id != mapping.tenant_id:
         _refuse(event=event, claimed=str(mapping.tenant_id), owner_id=sub.tenant_id, customer_id=mapping.customer_id)
-    elif created < sub.last_event_created or (created == sub.last_event_created and sub.status == "canceled"):
-        return mapping.tenant_id  # older than what the mirror shows (or after the end): no overwrite
+    elif (
+        created < sub.last_event_created
+        # Stripe stamps events to the second: "created" and its first "updated" often share one.
+        # A created event is by definition the oldest, and canceled is final in Stripe.
+        or event["type"] == "customer.subscription.created"
+        or sub.status == "canceled"
+    ):
+        return mapping.tenant_id  # not newer than what the mirror shows: no overwrite
     else:
         for field, value in values.items():
             setattr(sub, field, value)
@@ -401,7 +407,9 @@ def _invoice(event: dict[str, Any]) -> int:
     obj = event["data"]["object"]
     mapping = _tenant_for(obj, event)
     created = int(event["created"])
-    if created >= mapping.payment_state_event_created:
+    # Newer wins; within the same second "paid" wins (a paid invoice cannot fail afterwards).
+    newer = created > mapping.payment_state_event_created
+    if newer or (created == mapping.payment_state_event_created and event["type"] == "invoice.paid"):
         mapping.delinquent = event["type"] == "invoice.payment_failed"
         mapping.payment_state_event_created = created
         mapping.last_invoice_id = str(obj.get("id") or "")

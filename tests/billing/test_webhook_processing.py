@@ -190,3 +190,48 @@ def test_failures_retry_then_dead_letter_and_staff_replay(cast, celery_worker, w
     assert WebhookEvent.objects.get().status == "done"
     assert Subscription.objects.get().tenant_id == cast.acme.pk
     assert AuditEvent.objects.filter(action="billing.webhook_replayed", actor_id=str(cast.staff.pk)).count() == 1
+
+
+def test_same_second_created_after_updated_and_nothing_after_cancel(cast, celery_worker, wait_for) -> None:
+    _link(cast.acme)
+    now = int(time.time())
+    client = Client()
+    updated = event("customer.subscription.updated", subscription("cus_acme", status="active", quantity=3), created=now)
+    created = event("customer.subscription.created", subscription("cus_acme", status="incomplete"), created=now)
+    deleted = event("customer.subscription.deleted", subscription("cus_acme", status="canceled"), created=now + 1)
+    late = event("customer.subscription.updated", subscription("cus_acme", status="active"), created=now + 1)
+    for payload in (updated, created):
+        deliver(client, payload)
+        wait_for(lambda payload=payload: _done(payload["id"]))
+    assert Subscription.objects.get().status == "active"
+    for payload in (deleted, late):
+        deliver(client, payload)
+        wait_for(lambda payload=payload: _done(payload["id"]))
+    assert Subscription.objects.get().status == "canceled"
+
+
+def test_a_crash_after_the_effect_leaves_no_trace_and_the_retry_applies_it_once(
+    cast, celery_worker, wait_for, monkeypatch
+) -> None:
+    """A worker dying mid-event: the effect and the "done" mark share one transaction."""
+    _link(cast.acme)
+    real = services.HANDLERS["customer.subscription.created"]
+    calls: list[int] = []
+
+    def crash_once(payload):
+        tenant_id = real(payload)  # the effect is written ...
+        calls.append(tenant_id)
+        if len(calls) == 1:
+            raise TimeoutError("worker lost mid-event")  # ... and the process dies before commit
+        return tenant_id
+
+    monkeypatch.setitem(services.HANDLERS, "customer.subscription.created", crash_once)
+    payload = event("customer.subscription.created", subscription("cus_acme"))
+    deliver(Client(), payload)
+    row = wait_for(lambda: WebhookEvent.objects.filter(status="failed").first())
+    assert not Subscription.objects.exists()  # the first attempt's effect was rolled back
+    assert not AuditEvent.objects.filter(action="billing.subscription_synced").exists()
+    assert services.webhooks_sweep(now=row.next_attempt_at) == 1
+    wait_for(lambda: _done(payload["id"]))
+    assert Subscription.objects.count() == 1
+    assert AuditEvent.objects.filter(action="billing.subscription_synced").count() == 1
