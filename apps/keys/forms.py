@@ -8,6 +8,7 @@ from django import forms
 
 from apps.access import selectors as access_selectors
 from apps.access.permissions import BUILTIN_ROLES, PERMISSIONS
+from apps.core.filtering import KeysetFilterForm
 from apps.keys.models import MAX_TOKEN_LIFETIME
 from apps.tenants.models import Tenant
 
@@ -51,6 +52,9 @@ class ApiClientForm(forms.Form):
         return data
 
 
+MAX_RATE_LIMIT = 1_000_000  # as apps.keys.services (a typo guard)
+
+
 class TokenPolicyForm(forms.Form):
     token_lifetime = forms.IntegerField(
         min_value=60,
@@ -58,6 +62,29 @@ class TokenPolicyForm(forms.Form):
         label="Token lifetime (seconds)",
         help_text="How long an access token is valid: 60 to 900 seconds (15 minutes).",
     )
+    rate_limit_per_minute = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_RATE_LIMIT,
+        label="API rate limit per client (requests a minute)",
+        help_text="Each client's limit on the runtime API unless the client has its own; bursts up to the same "
+        "number. Empty: the installation default.",
+    )
+
+
+class RateLimitForm(forms.Form):
+    rate_limit_per_minute = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_RATE_LIMIT,
+        label="API rate limit (requests a minute)",
+        help_text="How many calls a minute this client may make to the runtime API (bursts up to the same "
+        "number); over it, calls get 429 with Retry-After. Empty: the tenant's limit, else the default.",
+    )
+
+
+class ActivityForm(KeysetFilterForm):
+    """The activity page's failure list: only the page cursor."""
 
 
 class RotateForm(forms.Form):

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from datetime import timedelta
 
-from apps.keys.models import MAX_TOKEN_LIFETIME, ApiClient, ClientSecret, SigningKey, TokenPolicy
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from apps.audit.models import AuditEvent
+from apps.audit.selectors import AuditFilters, event_list
+from apps.core.pagination import Page
+from apps.keys.models import MAX_TOKEN_LIFETIME, ApiClient, ClientSecret, SigningKey, TokenPolicy, TokenUse
 from apps.tenants.models import Tenant
+
+ACTIVITY_HOURS = 48
+FAILURES_PAGE_SIZE = 50
 
 
 def apiclient_list(*, tenant: Tenant) -> QuerySet[ApiClient]:
@@ -34,6 +43,38 @@ def secret_get(*, client: ApiClient, pk: int) -> ClientSecret | None:
 def token_lifetime_of(*, tenant: Tenant) -> int:
     value = TokenPolicy.objects.for_tenant(tenant).values_list("token_lifetime", flat=True).first()
     return value or MAX_TOKEN_LIFETIME
+
+
+def token_policy_of(*, tenant: Tenant) -> TokenPolicy:
+    """The tenant's token policy (an unsaved one with the defaults when it has none)."""
+    return TokenPolicy.objects.for_tenant(tenant).first() or TokenPolicy(tenant=tenant)
+
+
+def token_use_hourly(*, client: ApiClient, hours: int = ACTIVITY_HOURS) -> list[TokenUse]:
+    """The client's hourly use rows of the last ``hours`` hours, newest first (as flushed; the last minute may lag)."""
+    since = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
+    return list(
+        TokenUse.objects.for_tenant(client.tenant_id)
+        .filter(client=client, hour__gte=since)
+        .order_by("-hour", "audience")
+    )
+
+
+def client_failures(*, client: ApiClient, cursor: str | None, size: int = FAILURES_PAGE_SIZE) -> Page:
+    """One page (newest first) of the client's individually recorded failures on its tenant's audit chain.
+
+    Failed client authentications (``apiclient.auth_failed``) and refused
+    tokens (``apiclient.token_rejected``) whose signature named this client.
+    Refusals of tokens no key verified are on the platform chain: nobody can
+    say which client they were. Raises InvalidCursorError for a bad cursor.
+    """
+    filters = AuditFilters(
+        action="apiclient.",
+        result=AuditEvent.Result.FAILURE,
+        target_type="api_client",
+        target_id=client.client_id,
+    )
+    return event_list(tenant=client.tenant, filters=filters, cursor=cursor, size=size)
 
 
 def signing_key_list() -> QuerySet[SigningKey]:

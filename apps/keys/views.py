@@ -22,7 +22,16 @@ from apps.access.escalation import AccessError
 from apps.catalog import selectors as catalog_selectors
 from apps.core.shortcuts import found_or_404
 from apps.keys import conf, selectors, services
-from apps.keys.forms import ApiClientForm, DisableForm, ExplainForm, RevokeKeyForm, RotateForm, TokenPolicyForm
+from apps.keys.forms import (
+    ActivityForm,
+    ApiClientForm,
+    DisableForm,
+    ExplainForm,
+    RateLimitForm,
+    RevokeKeyForm,
+    RotateForm,
+    TokenPolicyForm,
+)
 from apps.keys.models import ApiClient
 
 APICLIENT_MANAGE = "apiclient.manage"
@@ -45,11 +54,16 @@ def _secret_page(request: TenantRequest, client: ApiClient, secret: str, *, new_
     return response
 
 
+def _policy_initial(request: TenantRequest) -> dict[str, Any]:
+    policy = selectors.token_policy_of(tenant=request.tenant)
+    return {"token_lifetime": policy.token_lifetime, "rate_limit_per_minute": policy.rate_limit_per_minute}
+
+
 @tenant_view(APICLIENT_MANAGE)
 def client_list(request: TenantRequest) -> HttpResponse:
     context = {
         "clients": selectors.apiclient_list(tenant=request.tenant),
-        "policy_form": TokenPolicyForm(initial={"token_lifetime": selectors.token_lifetime_of(tenant=request.tenant)}),
+        "policy_form": TokenPolicyForm(initial=_policy_initial(request)),
     }
     return render(request, "keys/client_list.html", context)
 
@@ -97,6 +111,7 @@ def client_detail(request: TenantRequest, pk: int) -> HttpResponse:
         "client": client,
         "secrets": selectors.secret_list(client=client),
         "rotate_form": RotateForm(),
+        "rate_form": RateLimitForm(initial={"rate_limit_per_minute": client.rate_limit_per_minute}),
         "disable_form": DisableForm(),
         "explain": explain,
         "decision": decision,
@@ -170,12 +185,50 @@ def token_policy(request: TenantRequest) -> HttpResponse:
     form = TokenPolicyForm(request.POST)
     if form.is_valid():
         services.token_policy_set(
-            tenant=request.tenant, token_lifetime=form.cleaned_data["token_lifetime"], actor=request.membership
+            tenant=request.tenant,
+            token_lifetime=form.cleaned_data["token_lifetime"],
+            rate_limit_per_minute=form.cleaned_data["rate_limit_per_minute"],
+            actor=request.membership,
         )
-        messages.success(request, "Token lifetime saved; new tokens use it.")
+        messages.success(request, "Token policy saved; new tokens use the lifetime, API calls the limit at once.")
     else:
-        messages.error(request, "The token lifetime must be between 60 and 900 seconds.")
+        messages.error(
+            request, "The token lifetime must be between 60 and 900 seconds, the rate limit at least 1 (or empty)."
+        )
     return redirect("keys:client_list", tenant_slug=request.tenant.slug)
+
+
+@tenant_view(APICLIENT_MANAGE)
+@require_POST
+def client_rate_limit(request: TenantRequest, pk: int) -> HttpResponse:
+    client = _client(request, pk)
+    form = RateLimitForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "The rate limit must be a whole number of requests a minute, at least 1 (or empty).")
+    else:
+        limit = form.cleaned_data["rate_limit_per_minute"]
+        services.apiclient_rate_limit_set(client=client, rate_limit_per_minute=limit, actor=request.membership)
+        messages.success(request, f"Rate limit saved: {limit or 'the tenant default'}; it applies from the next call.")
+    return redirect("keys:client_detail", tenant_slug=request.tenant.slug, pk=client.pk)
+
+
+@tenant_view(APICLIENT_MANAGE)
+def client_activity(request: TenantRequest, pk: int) -> HttpResponse:
+    """Token activity: hourly use counts of the last 48 hours and the failures, one keyset page at a time."""
+    client = _client(request, pk)
+    form = ActivityForm(request.GET)
+    cursor = form.cleaned_data["cursor"] if form.is_valid() else None
+    hours = selectors.token_use_hourly(client=client)
+    context: dict[str, Any] = {
+        "client": client,
+        "form": form,
+        "hours": hours,
+        "total": sum(row.count for row in hours),
+        "limited": sum(row.limited for row in hours),
+        "window_hours": selectors.ACTIVITY_HOURS,
+        "failures": selectors.client_failures(client=client, cursor=cursor or None) if form.is_valid() else None,
+    }
+    return render(request, "keys/client_activity.html", context, status=400 if form.errors else 200)
 
 
 # --- platform staff: signing keys ----------------------------------------------------------------

@@ -50,6 +50,15 @@ class TestApiClientPagesContract(PermissionContract):
             ok_status=200,
         ),
         PageContract("keys:client_detail", "apiclient.manage", **CLIENT),
+        PageContract("keys:client_activity", "apiclient.manage", **CLIENT),
+        PageContract(
+            "keys:client_rate_limit",
+            "apiclient.manage",
+            method="post",
+            data={"rate_limit_per_minute": "120"},
+            ok_status=302,
+            **CLIENT,
+        ),
         PageContract("keys:client_rotate", "apiclient.manage", method="post", data={"overlap_hours": "1"}, **CLIENT),
         PageContract("keys:client_disable", "apiclient.manage", method="post", ok_status=302, **CLIENT),
         PageContract("keys:client_enable", "apiclient.manage", method="post", ok_status=302, **CLIENT),
@@ -66,9 +75,15 @@ class TestApiClientPagesContract(PermissionContract):
     def state(self, world):
         return (
             super().state(world),
-            tuple(ApiClient.objects.order_by("pk").values_list("pk", "tenant_id", "name", "status")),
+            tuple(
+                ApiClient.objects.order_by("pk").values_list(
+                    "pk", "tenant_id", "name", "status", "rate_limit_per_minute"
+                )
+            ),
             tuple(ClientSecret.objects.order_by("pk").values_list("pk", "client_id", "revoked_at", "expires_at")),
-            tuple(TokenPolicy.objects.order_by("pk").values_list("tenant_id", "token_lifetime")),
+            tuple(
+                TokenPolicy.objects.order_by("pk").values_list("tenant_id", "token_lifetime", "rate_limit_per_minute")
+            ),
         )
 
 
