@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from apps.access.decorators import platform_view, public_view
 from apps.billing import conf, selectors, services
+from apps.core.middleware import client_ip
 from apps.core.shortcuts import found_or_404
 
 
@@ -31,7 +32,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         services.stripe_webhook_receive(
             payload=body,
             signature=request.headers.get("Stripe-Signature"),
-            source=request.META.get("REMOTE_ADDR", ""),
+            source=client_ip(request) or "",
         )
     except services.WebhookRejectedError:
         return HttpResponse("invalid webhook", status=400, content_type="text/plain")
