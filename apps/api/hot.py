@@ -1,16 +1,15 @@
 """A short-lived, per-process cache of the rows a decision reads, so a warm call makes no query.
 
 ``/authorize`` is asked thousands of times a second with the same few subjects
-and resources. Each entry (the member a question is about, a dataset or tool
-row) is kept for ``settings.API_HOT_CACHE_SECONDS`` (default 2 s) and then read
-again. Access changes (roles, bindings, grants, a member's role) do not wait
-for that: member entries are keyed by the tenant's published access version
-(``TokenContext.access_version``), so they are read afresh on the next call
-after such a change commits. The TTL bounds only what the access version does
-not cover: a dataset's or tool's own row (a reclassification). 0 turns the
-cache off (every call reads its rows). Entries are plain model instances
-that this process alone holds; nothing is shared, so there is nothing to
-invalidate across processes beyond the expiry.
+and resources. Every entry (the member a question is about, a dataset or tool
+row) is keyed by the tenant's published access version
+(``TokenContext.access_version``), which every access change (roles, bindings,
+grants, a member's role) and every catalog write (a reclassification, a
+deleted tool) moves in its own transaction: the next call after such a change
+commits reads afresh. ``settings.API_HOT_CACHE_SECONDS`` (default 2 s) only
+bounds how long an entry lives in memory; 0 turns the cache off (every call
+reads its rows). Entries are plain model instances that this process alone
+holds; nothing is shared.
 """
 
 from __future__ import annotations

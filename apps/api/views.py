@@ -22,7 +22,6 @@ from apps.catalog.selectors import resource_for_decision
 from apps.core import context
 from apps.core.decorators import public_view
 from apps.guardrails.services import check_tool_call, check_tool_output
-from apps.tenants.models import Tenant
 from apps.tenants.selectors import membership_for_decision
 
 NO_SUCH_MEMBER = "no such member in this tenant"
@@ -49,9 +48,12 @@ def _subject(call: ApiCall, ref: schemas.ClientSubject | schemas.MemberSubject) 
     )
 
 
-def _resource(tenant: Tenant, kind: str, ident: str) -> Any:
+def _resource(call: ApiCall, kind: str, ident: str) -> Any:
+    tenant = call.tenant
+    # Keyed by the access version: every catalog write moves it, so a reclassified or deleted object counts next call.
     return hot.get_or_load(
-        ("resource", tenant.id, kind, ident), lambda: resource_for_decision(tenant=tenant, kind=kind, ident=ident)
+        ("resource", tenant.id, call.token.access_version, kind, ident),
+        lambda: resource_for_decision(tenant=tenant, kind=kind, ident=ident),
     )
 
 
@@ -61,7 +63,7 @@ def _decide(call: ApiCall, check: schemas.AuthorizeRequest) -> Decision:
         return Decision(False, check.action, (NO_SUCH_MEMBER,))
     resource = None
     if check.resource is not None:
-        resource = _resource(call.tenant, check.resource.type, check.resource.id)
+        resource = _resource(call, check.resource.type, check.resource.id)
         if resource is None:
             # Missing and another tenant's look the same; logged like any denial would be, without a row to name.
             return Decision(False, check.action, (f"no such {check.resource.type} in this tenant",))
@@ -122,14 +124,14 @@ def tool_call_check(call: ApiCall, body: schemas.ToolCallCheckRequest) -> schema
     """
     reasons: list[schemas.Reason] = []
     subject = _subject(call, body.subject)
-    tool = _resource(call.tenant, "tool", body.tool_id)
+    tool = _resource(call, "tool", body.tool_id)
     if subject is None:
         reasons.append(schemas.Reason(code="subject_not_found", message=f"The subject: {NO_SUCH_MEMBER}."))
     if not isinstance(tool, Tool):
         reasons.append(schemas.Reason(code="tool_not_found", message="No such tool in this tenant."))
     datasets = []
     for index, ident in enumerate(body.datasets):
-        dataset = _resource(call.tenant, "dataset", ident)
+        dataset = _resource(call, "dataset", ident)
         if dataset is None:
             reasons.append(
                 schemas.Reason(

@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
+from apps.access.permsets import bump_version
 from apps.accounts.models import User
 from apps.audit.services import Actor, record
 from apps.catalog.models import AIModel, Dataset, Tool
@@ -112,6 +113,19 @@ def _save_unique(obj: M, *, field: str, message: str) -> M:
     return obj
 
 
+def _catalog_changed(tenant_id: int) -> None:
+    """A row that decisions read was created, changed or deleted: move the tenant's access version.
+
+    Decisions read a dataset's classification and a tool's or model's state. The
+    runtime API keeps those rows per process keyed by the access version (no
+    query on its warm path), so moving the version in this transaction makes a
+    reclassified, disabled or deleted object count on the very next call in
+    every process. Catalog writes are rare; the permission sets they also
+    invalidate reload in two queries.
+    """
+    bump_version(tenant_id)
+
+
 def _locked(model: type[M], obj: M) -> M:
     """Re-read ``obj`` through its tenant's scope with a row lock: the base for a before/after diff."""
     return model.objects.for_tenant(obj.tenant_id).select_for_update().get(pk=obj.pk)  # type: ignore[attr-defined]
@@ -141,6 +155,7 @@ def _update(
         return locked
     locked.updated_at = timezone.now()  # type: ignore[attr-defined]
     _save_unique(locked, field=unique_field, message=unique_message(locked))
+    _catalog_changed(locked.tenant_id)  # type: ignore[attr-defined]
     record(action, tenant=locked.tenant_id, actor=_audit_actor(actor), target=locked, metadata={"changes": changes})  # type: ignore[attr-defined]
     return locked
 
@@ -150,6 +165,7 @@ def _delete(obj: models.Model, *, fields: tuple[str, ...], action: str, actor: U
     locked = _locked(type(obj), obj)
     pk, snapshot = locked.pk, _snapshot(locked, fields)
     locked.delete()
+    _catalog_changed(locked.tenant_id)  # type: ignore[attr-defined]
     record(
         action,
         tenant=locked.tenant_id,  # type: ignore[attr-defined]
@@ -209,6 +225,7 @@ def dataset_create(
     )
     _validate_dataset(dataset)
     _save_unique(dataset, field="name", message=f"A dataset named “{dataset.name}” already exists.")
+    _catalog_changed(dataset.tenant_id)
     record(
         "dataset.create",
         tenant=tenant,
@@ -299,6 +316,7 @@ def tool_create(
     )
     _validate_tool(tool)
     _save_unique(tool, field="name", message=f"A tool named “{tool.name}” already exists.")
+    _catalog_changed(tool.tenant_id)
     record("tool.create", tenant=tenant, actor=_audit_actor(actor), target=tool, metadata=_snapshot(tool, TOOL_FIELDS))
     return tool
 
@@ -373,6 +391,7 @@ def model_create(
     )
     _validate_model(model)
     _save_unique(model, field="model_name", message="This model is already registered.")
+    _catalog_changed(model.tenant_id)
     record(
         "model.create", tenant=tenant, actor=_audit_actor(actor), target=model, metadata=_snapshot(model, MODEL_FIELDS)
     )

@@ -83,3 +83,23 @@ def test_an_older_version_never_replaces_a_newer_one(cast) -> None:
     permsets.publish_version(cast.acme.pk, 7)
     permsets.publish_version(cast.acme.pk, 6)  # a commit hook running late
     assert cache.get(permsets.version_cache_key(cast.acme.pk)) == 7
+
+
+def test_a_reclassified_dataset_is_refused_on_the_very_next_call(
+    api: Api, cast, django_capture_on_commit_callbacks
+) -> None:
+    """A dataset made restricted stops being readable through a role-wide dataset.read at once (no TTL wait)."""
+    from apps.catalog import services as catalog_services
+    from apps.catalog.models import Dataset
+
+    reader = make_client(tenant=cast.acme, builtin_role="member")
+    headers = bearer(issue_token(reader))
+    _as_other_process()
+    assert _read(api, headers) is True
+    assert _read(api, headers) is True  # warm: the dataset row is held by this process
+    with django_capture_on_commit_callbacks(execute=True):
+        catalog_services.dataset_update(
+            dataset=Dataset.objects.get(pk=api.dataset.pk), data={"classification": "restricted"}, actor=None
+        )
+    _as_other_process()
+    assert _read(api, headers) is False
