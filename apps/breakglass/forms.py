@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 
+from apps.breakglass.services import ceiling_minutes
+
 if TYPE_CHECKING:
     from apps.access.models import Role
     from apps.breakglass.models import Policy
@@ -16,6 +18,20 @@ class RequestForm(forms.Form):
     duration_minutes = forms.IntegerField(min_value=1, label="Duration (minutes)")
     justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
     incident_ref = forms.CharField(max_length=100, required=False, label="Incident reference")
+
+    @classmethod
+    def for_policy(cls, policy: Policy) -> RequestForm:
+        """The empty form shown under ``policy``: its own field ids, the cap and the incident rule in the labels.
+
+        Display only: the service enforces the cap and the incident reference on whatever is posted.
+        """
+        form = cls(auto_id=f"id_policy{policy.pk}_%s")
+        form.fields["duration_minutes"].help_text = f"At most {policy.max_duration_minutes} minutes."
+        form.fields["duration_minutes"].widget.attrs["max"] = policy.max_duration_minutes
+        if policy.incident_required:
+            form.fields["incident_ref"].required = True
+            form.fields["incident_ref"].help_text = "This policy needs the incident you are working on, e.g. INC-123."
+        return form
 
 
 class DecisionForm(forms.Form):
@@ -85,6 +101,10 @@ class PolicyForm(forms.Form):
         roles = list(roles)
         self.roles_by_id = {role.pk: role for role in roles}
         self.fields["role"].choices = [("", "Choose a role")] + [(role.pk, role.name) for role in roles]
+        ceiling = ceiling_minutes()
+        self.fields[
+            "max_duration_minutes"
+        ].help_text = f"A hard cap per request; at most {ceiling} minutes ({ceiling / 60:g} h) on this installation."
         keys = [(role.key, role.name) for role in roles]
         self.fields["requester_roles"].choices = keys
         self.fields["approver_roles"].choices = keys

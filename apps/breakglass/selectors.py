@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.access.models import RoleBinding
 from apps.breakglass.models import Elevation, Policy
 from apps.breakglass.services import may_approve, may_request
 from apps.tenants.models import Membership, Tenant
@@ -71,5 +76,52 @@ def active_elevations(*, tenant: Tenant) -> list[Elevation]:
         Elevation.objects.for_tenant(tenant)
         .filter(status=Elevation.Status.ACTIVE)
         .select_related("policy", "role", "requester__user")
+        .order_by("expires_at", "id")
+    )
+
+
+def waiting_count(*, tenant: Tenant, membership: Membership) -> int:
+    """How many pending requests ``membership`` may decide now: the nav badge, in one COUNT query.
+
+    The same eligibility as ``waiting_for`` (the policy's approver roles and IdP groups, not
+    their own, not yet decided by them), but done in SQL so the badge on every page costs one
+    query: the member's role keys (base role, plus roles bound to them or to one of their groups
+    and still in force) are an array subquery overlapped with the policy's approver roles.
+    Requests past their pending lifetime are not counted: nobody can approve them any more (the
+    application clock, as the services read it, not the database's).
+    The caller asks first whether the member holds ``breakglass.approve`` (no query from the
+    request's permission set), as the service does again at decision time.
+    """
+    groups = list(membership.idp_groups or ())
+    bound = Q(membership=membership)
+    if groups:
+        bound |= Q(membership__isnull=True, idp_group__in=groups)
+    held_keys = ArraySubquery(
+        RoleBinding.objects.for_tenant(tenant).current().filter(bound).values("role__key").order_by()
+    )
+    open_to_all = Q(policy__approver_roles__len=0, policy__approver_groups__len=0)
+    eligible = (
+        open_to_all
+        | Q(policy__approver_roles__contains=[membership.role])
+        | Q(policy__approver_roles__overlap=held_keys)
+    )
+    if groups:
+        eligible |= Q(policy__approver_groups__overlap=groups)
+    return (
+        Elevation.objects.for_tenant(tenant)
+        .filter(status=Elevation.Status.PENDING, pending_until__gt=timezone.now())
+        .exclude(requester=membership)
+        .exclude(approvals__approver=membership)
+        .filter(eligible)
+        .count()
+    )
+
+
+def active_for(*, tenant: Tenant, membership: Membership) -> list[Elevation]:
+    """The member's own elevations in force now, soonest end first (one query): the banner's rows."""
+    return list(
+        Elevation.objects.for_tenant(tenant)
+        .filter(requester=membership, status=Elevation.Status.ACTIVE, expires_at__gt=timezone.now())
+        .select_related("role")
         .order_by("expires_at", "id")
     )

@@ -29,9 +29,11 @@ def _home(request: TenantRequest) -> HttpResponse:
 @tenant_view("breakglass.request")
 def index(request: TenantRequest) -> HttpResponse:
     context = {
-        "policies": selectors.requestable_policies(tenant=request.tenant, membership=request.membership),
+        "policies": [
+            (policy, RequestForm.for_policy(policy))
+            for policy in selectors.requestable_policies(tenant=request.tenant, membership=request.membership)
+        ],
         "mine": selectors.my_elevations(tenant=request.tenant, membership=request.membership),
-        "form": RequestForm(),
         "can_approve": request.can("breakglass.approve"),
         "can_edit_policies": request.can("role.manage"),
     }

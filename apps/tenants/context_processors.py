@@ -7,12 +7,16 @@ areas the member may open.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 
 from apps.access.decisions import Scope
+from apps.access.permsets import for_membership
+from apps.breakglass.selectors import active_for, waiting_count
 from apps.tenants.selectors import tenants_for_user
 
 # (label, permission that opens the area, its scope as the page's ``tenant_view`` declares it, URL name),
@@ -45,11 +49,35 @@ def _nav(request: HttpRequest) -> list[dict[str, str]]:
     ask = getattr(request, "can", None)
     if ask is None:
         return []
-    return [
+    items: list[dict[str, Any]] = [
         {"label": label, "url_name": url_name}
         for label, permission, scope, url_name in NAV_ITEMS
         if ask(permission, for_reading=True, scope=scope)
     ]
+    breakglass = _breakglass_item(request, ask)
+    if breakglass is not None:
+        items.append(breakglass)
+    return items
+
+
+def _breakglass_item(request: HttpRequest, ask: Any) -> dict[str, Any] | None:
+    """ "Break-glass", for requesters and approvers, with the count of requests waiting for this approver.
+
+    The entry opens the request page for a requester and the approvals page for an approver who
+    may not request. Only an approver pays for the badge, and only one COUNT query
+    (``breakglass.selectors.waiting_count``); everyone else adds no query at all.
+    """
+    may_request = ask("breakglass.request", for_reading=True)
+    may_approve = ask("breakglass.approve", for_reading=True)
+    if not (may_request or may_approve):
+        return None
+    waiting = waiting_count(tenant=request.tenant, membership=request.membership) if may_approve else 0  # type: ignore[attr-defined]
+    return {
+        "label": "Break-glass",
+        "url_name": "breakglass:index" if may_request else "breakglass:approvals",
+        "badge": waiting,
+        "badge_label": f"{waiting} request{'s' if waiting != 1 else ''} waiting for your approval",
+    }
 
 
 def console(request: HttpRequest) -> dict[str, Any]:
@@ -58,4 +86,28 @@ def console(request: HttpRequest) -> dict[str, Any]:
         "current_membership": getattr(request, "membership", None),
         "my_tenants": SimpleLazyObject(lambda: list(tenants_for_user(user=request.user))),
         "nav_items": SimpleLazyObject(lambda: _nav(request)),
+        "elevation_banner": SimpleLazyObject(lambda: _elevation_banner(request)),
     }
+
+
+def _elevation_banner(request: HttpRequest) -> list[dict[str, Any]]:
+    """The current person's break-glass elevations in force, for the banner on every page.
+
+    The member's permission set (memoised by the entry check) knows whether any time-boxed
+    binding is in it (``ends_at``); only then is there one query for the elevations themselves,
+    so nobody without an elevation pays anything.
+    """
+    membership = getattr(request, "membership", None)
+    if membership is None or getattr(request, "can", None) is None:
+        return []
+    if for_membership(membership).ends_at is None:
+        return []
+    now = timezone.now()
+    return [
+        {
+            "elevation": elevation,
+            # Rounded up: "1 min left" until the very end, never "0 min left" while it still holds.
+            "minutes_left": max(1, math.ceil((elevation.expires_at - now).total_seconds() / 60)),
+        }
+        for elevation in active_for(tenant=request.tenant, membership=membership)  # type: ignore[attr-defined]
+    ]

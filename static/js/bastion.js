@@ -69,10 +69,34 @@
     if (form) form.submit();
   }
 
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", function () { wireMappingPresets(); autosubmit(); });
-  } else {
+  // [data-elevation-ends="<epoch seconds>"]: the break-glass banner's "N min left", kept moving.
+  // The server rendered the first value and the end time; this only counts down (rounded up, like
+  // the server) and says so when the time box is over. The server refuses the rights either way.
+  function elevationCountdown() {
+    var banners = document.querySelectorAll("[data-elevation-ends]");
+    if (!banners.length) return;
+    function tick() {
+      var now = Date.now() / 1000;
+      banners.forEach(function (banner) {
+        var left = Number(banner.getAttribute("data-elevation-ends")) - now;
+        var label = banner.querySelector("[data-elevation-left]");
+        if (!label) return;
+        label.textContent = left > 0 ? Math.ceil(left / 60) + " min left" : "ended; reload the page";
+      });
+    }
+    tick();
+    window.setInterval(tick, 15000);
+  }
+
+  function ready() {
     wireMappingPresets();
     autosubmit();
+    elevationCountdown();
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", ready);
+  } else {
+    ready();
   }
 })();

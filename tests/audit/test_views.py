@@ -192,5 +192,9 @@ def test_query_count_does_not_grow_with_events(cast, client_for):
     with CaptureQueriesContext(connection) as queries:
         client.get(response.context["older_url"])
     assert len(queries) == large[0]
-    no_count = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    # The pager never counts the audit table. (Other COUNTs on the page are the layout's: an
+    # approver's nav badge counts the break-glass requests waiting for them, #11.)
+    no_count = [
+        q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper() and '"audit_auditevent"' in q["sql"]
+    ]
     assert no_count == []
