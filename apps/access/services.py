@@ -327,7 +327,13 @@ def binding_timebox_end(*, tenant_id: int, binding_id: int, actor: Membership | 
 # --- object grants ---------------------------------------------------------
 
 
-def _check_object_action(action: str, obj: Any) -> str:
+def object_permission(action: str, obj: Any) -> str:
+    """The guardian permission (``app.codename``) that grants ``action`` on ``obj``.
+
+    Raises AccessError when ``action`` cannot be granted on a single object or
+    does not apply to ``obj``'s kind. Every path that grants on one object (to a
+    member, a role or an API client) names its permission through this.
+    """
     if action not in OBJECT_ACTIONS:
         raise AccessError(f"{action} cannot be granted on a single object.")
     app_label, model, codename = OBJECT_ACTIONS[action]
@@ -381,7 +387,7 @@ def _change_object_grant(
     membership: Membership | None,
     actor: Membership | None,
 ) -> None:
-    perm = _check_object_action(action, obj)
+    perm = object_permission(action, obj)
     change(perm, _grant_holder(obj, role, membership), obj)
     permsets.bump_version(obj.tenant_id)
     record(

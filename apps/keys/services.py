@@ -30,7 +30,7 @@ from apps.access.escalation import (
     ensure_no_escalation,
 )
 from apps.access.models import Role
-from apps.access.permissions import OBJECT_ACTIONS
+from apps.access.services import object_permission
 from apps.audit.models import AuditEvent
 from apps.audit.services import Actor, record
 from apps.core import context
@@ -255,22 +255,13 @@ def _valid_secrets(client: ApiClient, now: Any) -> Any:
 # --- object grants to a client -----------------------------------------------------------------
 
 
-def _object_perm(action: str, obj: Any) -> str:
-    if action not in OBJECT_ACTIONS:
-        raise AccessError(f"{action} cannot be granted on a single object.")
-    app_label, model, codename = OBJECT_ACTIONS[action]
-    if (obj._meta.app_label, obj._meta.model_name) != (app_label, model):
-        raise AccessError(f"{action} applies to {model}s only.")
-    return f"{app_label}.{codename}"
-
-
 @transaction.atomic
 def apiclient_grant_assign(*, client: ApiClient, action: str, obj: Any, actor: Membership | None = None) -> None:
     """Grant ``action`` on one object of the client's tenant to the client (as ``grant_assign`` does for a member)."""
     if obj.tenant_id != client.tenant_id:
         raise AccessError("Grants cannot cross tenants.")
     ensure_no_escalation(actor=actor, tenant=obj.tenant, grants=[(action, obj)])
-    assign_perm(_object_perm(action, obj), client.group, obj)
+    assign_perm(object_permission(action, obj), client.group, obj)
     permsets.bump_version(client.tenant_id)
     record(
         "grant.add",
@@ -284,7 +275,7 @@ def apiclient_grant_assign(*, client: ApiClient, action: str, obj: Any, actor: M
 @transaction.atomic
 def apiclient_grant_revoke(*, client: ApiClient, action: str, obj: Any, actor: Membership | None = None) -> None:
     """Revoke a grant made by ``apiclient_grant_assign``; takes effect on the next decision."""
-    remove_perm(_object_perm(action, obj), client.group, obj)
+    remove_perm(object_permission(action, obj), client.group, obj)
     permsets.bump_version(client.tenant_id)
     record(
         "grant.remove",
