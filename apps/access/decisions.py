@@ -19,7 +19,6 @@ questions a page asks, the set is loaded (or taken from the process cache) once.
 from __future__ import annotations
 
 import functools
-import json
 import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Model, Q, QuerySet
 
-from apps.access import permsets
+from apps.access import denial_log, permsets
 from apps.access.models import DeniedDecision, RoleBinding
 from apps.access.permissions import (
     ADMINISTRATIVE_PERMISSIONS,
@@ -234,39 +233,7 @@ def _log_denial(subject: Membership | Subject | None, decision: Decision, resour
     if connection.in_atomic_block:
         row.save(force_insert=True)  # part of the caller's transaction: its commit decides
         return
-    # On its own (a runtime API decision, a page read), the row commits without waiting for the WAL
-    # flush: a decision log row is a record of a refusal, not security state, and waiting for the
-    # disk on every denial made denials ~5x slower than grants under load (benchmarks/bench_api.py).
-    # A database crash can lose the last fraction of a second of rows, never corrupt or reorder them.
-    # One round trip instead of four (BEGIN, SET LOCAL, INSERT, COMMIT): Django's psycopg cursors bind
-    # client-side, so one execute may carry several statements. Only outside a transaction, where
-    # this statement string is the whole transaction.
-    columns = ", ".join(_DENIAL_COLUMNS)
-    placeholders = ", ".join(["%s"] * len(_DENIAL_COLUMNS))
-    values = [
-        json.dumps(value) if name == "reasons" else value
-        for name, value in ((name, getattr(row, name)) for name in _DENIAL_COLUMNS)
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"BEGIN; SET LOCAL synchronous_commit TO OFF; "
-            f"INSERT INTO {DeniedDecision._meta.db_table} ({columns}) VALUES ({placeholders}); COMMIT",
-            values,
-        )
-
-
-# The columns a denial row is written with (``id`` and ``occurred_at`` come from the database).
-_DENIAL_COLUMNS = (
-    "tenant_id",
-    "subject_type",
-    "subject_id",
-    "subject_display",
-    "action",
-    "resource_type",
-    "resource_id",
-    "reasons",
-    "request_id",
-)
+    denial_log.write(row)  # on its own (a runtime API call, a page read): off the request path
 
 
 # --- lists -----------------------------------------------------------------

@@ -250,12 +250,15 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # bucket), unless the client or its tenant sets its own; API_RATE_LIMITS overrides by
 # "client:<client_id>" / "tenant:<tenant id>". Access changes reach the API on the next call (the
 # tenant's access version is published to the shared cache on commit); API_HOT_CACHE_SECONDS bounds
-# only how long a process keeps dataset and tool rows (how far a reclassification can lag).
+# only how long a process keeps dataset and tool rows in memory (catalog writes move the version too).
 _REDIS_DEFAULT = CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "redis://127.0.0.1:6379/0"
 API_REDIS_URL = env.str("API_REDIS_URL", default=_REDIS_DEFAULT)
 API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)
 API_RATE_LIMITS: dict[str, int] = {}
 API_HOT_CACHE_SECONDS = env.float("API_HOT_CACHE_SECONDS", default=2.0)
+# Decision-log rows of denials decided outside a transaction (runtime API calls) wait this long in a
+# per-process buffer and are written in batches, off the request path (apps/access/denial_log.py).
+ACCESS_DENIAL_LOG_FLUSH_MS = env.int("ACCESS_DENIAL_LOG_FLUSH_MS", default=200)
 # Workers keep Django's LOGGING (JSON lines with request/task context) instead of Celery's own handlers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"

@@ -34,3 +34,5 @@ SSO_ALLOW_INSECURE_LOOPBACK = True
 SSO_DNS_NAMESERVER = "127.0.0.1"
 SSO_DNS_PORT = 9
 SSO_DNS_TIMEOUT = 1.0
+# Tests read denial rows right after the decision: write them on the caller's thread.
+ACCESS_DENIAL_LOG_FLUSH_MS = 0
