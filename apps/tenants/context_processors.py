@@ -17,6 +17,7 @@ from django.utils.functional import SimpleLazyObject
 from apps.access.decisions import Scope
 from apps.access.permsets import for_membership
 from apps.breakglass.selectors import active_for, waiting_count
+from apps.core import context
 from apps.tenants.selectors import tenants_for_user
 
 # (label, permission that opens the area, its scope as the page's ``tenant_view`` declares it, URL name),
@@ -87,6 +88,8 @@ def console(request: HttpRequest) -> dict[str, Any]:
         "my_tenants": SimpleLazyObject(lambda: list(tenants_for_user(user=request.user))),
         "nav_items": SimpleLazyObject(lambda: _nav(request)),
         "elevation_banner": SimpleLazyObject(lambda: _elevation_banner(request)),
+        # The id the request context bound (also sent as X-Request-ID), for the footer and error pages.
+        "request_id": context.current().request_id,
     }
 
 

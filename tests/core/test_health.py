@@ -127,3 +127,10 @@ def test_readyz_is_public(client):
     """Probes carry no session: neither endpoint redirects to sign-in."""
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code in (200, 503)
+
+
+def test_pages_show_the_request_id_they_answer_with(client) -> None:
+    """The footer names the same request id as the X-Request-ID header (support asks for it)."""
+    response = client.get("/accounts/login/", HTTP_X_REQUEST_ID="abc123def456")
+    assert response["X-Request-ID"] == "abc123def456"
+    assert b"request abc123def456" in response.content
