@@ -317,14 +317,10 @@ def _check_decider(elevation: Elevation, approver: Membership, now: datetime) ->
         raise BreakglassError("You have already decided this request.")
 
 
-@transaction.atomic
-def elevation_approve(*, tenant: Tenant, elevation_id: int, approver: Membership, comment: str = "") -> Elevation:
-    """Record ``approver``'s approval; the last one needed activates the elevation.
-
-    The row lock orders concurrent approvals: each is recorded once, exactly
-    one of them activates. Raises Elevation.DoesNotExist for an id outside
-    ``tenant`` and BreakglassError for a refused decision.
-    """
+def _decide(
+    tenant: Tenant, elevation_id: int, approver: Membership, decision: str, comment: str
+) -> tuple[Elevation, Membership, datetime]:
+    """Lock the request, check the approver's right now, and record their decision (approve or deny)."""
     elevation = _lock(tenant, elevation_id)
     approver = _fresh(approver)
     now = timezone.now()
@@ -333,10 +329,22 @@ def elevation_approve(*, tenant: Tenant, elevation_id: int, approver: Membership
         tenant_id=elevation.tenant_id,
         elevation=elevation,
         approver=approver,
-        decision=Approval.Decision.APPROVE,
+        decision=decision,
         comment=(comment or "").strip()[:500],
         decided_at=now,
     )
+    return elevation, approver, now
+
+
+@transaction.atomic
+def elevation_approve(*, tenant: Tenant, elevation_id: int, approver: Membership, comment: str = "") -> Elevation:
+    """Record ``approver``'s approval; the last one needed activates the elevation.
+
+    The row lock orders concurrent approvals: each is recorded once, exactly
+    one of them activates. Raises Elevation.DoesNotExist for an id outside
+    ``tenant`` and BreakglassError for a refused decision.
+    """
+    elevation, approver, now = _decide(tenant, elevation_id, approver, Approval.Decision.APPROVE, comment)
     record(
         "breakglass.approve",
         tenant=elevation.tenant_id,
@@ -386,18 +394,7 @@ def _activate(elevation: Elevation, approvals: list[Approval], now: datetime) ->
 @transaction.atomic
 def elevation_deny(*, tenant: Tenant, elevation_id: int, approver: Membership, comment: str = "") -> Elevation:
     """Deny a pending request (one denial ends it). Same rules as approving; raises as elevation_approve."""
-    elevation = _lock(tenant, elevation_id)
-    approver = _fresh(approver)
-    now = timezone.now()
-    _check_decider(elevation, approver, now)
-    Approval.objects.create(
-        tenant_id=elevation.tenant_id,
-        elevation=elevation,
-        approver=approver,
-        decision=Approval.Decision.DENY,
-        comment=(comment or "").strip()[:500],
-        decided_at=now,
-    )
+    elevation, approver, now = _decide(tenant, elevation_id, approver, Approval.Decision.DENY, comment)
     elevation.status, elevation.ended_at, elevation.ended_by = Elevation.Status.DENIED, now, approver
     elevation.save(update_fields=["status", "ended_at", "ended_by"])
     record(

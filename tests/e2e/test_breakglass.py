@@ -7,11 +7,8 @@ Run with SCREENSHOT_DIR=… to keep the pictures.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.test import Client
 from playwright.sync_api import expect
 
 from apps.access.models import Role
@@ -19,34 +16,19 @@ from apps.access.services import builtin_roles_seed
 from apps.breakglass import services
 from apps.breakglass.models import Elevation
 from apps.tenants.models import Membership
+from tests.e2e.helpers import shot, signed_in_context
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def _signed_in_page(browser, live_server, user, errors: list[str]):
-    client = Client()
-    client.force_login(user)
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    context.add_cookies(
-        [
-            {
-                "name": settings.SESSION_COOKIE_NAME,
-                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                "url": live_server.url,
-            }
-        ]
-    )
-    page = context.new_page()
+    page = signed_in_context(browser, live_server, user).new_page()
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     # A CSP refusal shows up as a console error: the countdown must run from the static file.
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.on("dialog", lambda dialog: dialog.accept())  # "End now" asks first (data-confirm)
     return page
-
-
-def _shot(page, directory: Path, name: str) -> None:
-    page.screenshot(path=str(directory / f"{name}.png"), full_page=True)
 
 
 def test_request_approve_banner_and_end_now(live_server, browser, screenshot_dir) -> None:
@@ -75,15 +57,15 @@ def test_request_approve_banner_and_end_now(live_server, browser, screenshot_dir
     page = _signed_in_page(browser, live_server, owner_user, errors)
     page.goto(f"{base}/policies/")
     expect(page.get_by_role("cell", name="Incident responder")).to_be_visible()
-    _shot(page, screenshot_dir, "breakglass-01-policies")
+    shot(page, screenshot_dir, "breakglass-01-policies")
     page.get_by_role("link", name="New policy").click()
     expect(page.get_by_text("Distinct approvers, 1 to 3")).to_be_visible()
-    _shot(page, screenshot_dir, "breakglass-02-policy-form")
+    shot(page, screenshot_dir, "breakglass-02-policy-form")
 
     # The member asks.
     member_page = _signed_in_page(browser, live_server, requester, errors)
     member_page.goto(f"{base}/")
-    _shot(member_page, screenshot_dir, "breakglass-03-request")
+    shot(member_page, screenshot_dir, "breakglass-03-request")
     member_page.fill("input[name=duration_minutes]", "37")
     member_page.fill(
         "textarea[name=justification]", "Checkout failing for EU customers; need to read the orders dataset"
@@ -98,7 +80,7 @@ def test_request_approve_banner_and_end_now(live_server, browser, screenshot_dir
     badge = approver_page.get_by_label("1 request waiting for your approval")
     expect(badge).to_have_text("1")
     approver_page.get_by_role("link", name=re.compile("Break-glass")).click()
-    _shot(approver_page, screenshot_dir, "breakglass-04-approvals")
+    shot(approver_page, screenshot_dir, "breakglass-04-approvals")
     approver_page.get_by_role("button", name="Approve").click()
     expect(approver_page.get_by_text(re.compile(r"Request #\d+ approved"))).to_be_visible()
     expect(approver_page.get_by_label("1 request waiting for your approval")).to_have_count(0)
@@ -109,11 +91,11 @@ def test_request_approve_banner_and_end_now(live_server, browser, screenshot_dir
     expect(banner).to_contain_text("you hold the role Developer")
     expect(banner).to_contain_text(re.compile(r"until \d\d:\d\d UTC"))
     expect(banner.locator("[data-elevation-left]")).to_have_text(re.compile(r"^3[67] min left$"))
-    _shot(member_page, screenshot_dir, "breakglass-05-banner")
+    shot(member_page, screenshot_dir, "breakglass-05-banner")
     banner.get_by_role("button", name="End now").click()
     expect(member_page.get_by_text(re.compile(r"Elevation #\d+ ended"))).to_be_visible()
     expect(member_page.locator(".banner-elevation")).to_have_count(0)
-    _shot(member_page, screenshot_dir, "breakglass-06-ended")
+    shot(member_page, screenshot_dir, "breakglass-06-ended")
 
     assert Elevation.objects.get().status == Elevation.Status.ENDED
     assert errors == []

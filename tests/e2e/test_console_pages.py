@@ -5,8 +5,6 @@ Run with SCREENSHOT_DIR=docs/screenshots to refresh the pictures in the README.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from apps.access.services import builtin_roles_seed
@@ -14,6 +12,7 @@ from apps.audit.services import Actor, record
 from apps.catalog.models import Dataset, Tool
 from apps.tenants.models import Membership
 from tests.accounts.helpers import enrol_totp, totp_code
+from tests.e2e.helpers import shot
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -65,10 +64,6 @@ def world():
     return acme
 
 
-def _shot(page, directory: Path, name: str) -> None:
-    page.screenshot(path=str(directory / f"{name}.png"), full_page=True)
-
-
 def test_sign_in_and_walk_the_console(world, live_server, browser, screenshot_dir) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
@@ -76,13 +71,13 @@ def test_sign_in_and_walk_the_console(world, live_server, browser, screenshot_di
     page.on("pageerror", lambda exc: errors.append(str(exc)))
 
     page.goto(f"{live_server.url}/accounts/login/")
-    _shot(page, screenshot_dir, "01-sign-in")
+    shot(page, screenshot_dir, "01-sign-in")
     page.fill("input[name=login]", "owner@acme.example")
     page.fill("input[name=password]", PASSWORD)
     page.click("form button[type=submit]")
     # Owners signing in with a password give their second factor (TOTP) next.
     page.wait_for_url("**/accounts/2fa/authenticate/")
-    _shot(page, screenshot_dir, "01b-second-factor")
+    shot(page, screenshot_dir, "01b-second-factor")
     page.fill("input[name=code]", totp_code(world.owner_totp_secret))
     page.click("form button[type=submit]")
     page.wait_for_load_state()
@@ -113,9 +108,9 @@ def test_sign_in_and_walk_the_console(world, live_server, browser, screenshot_di
         assert response.status == 200, (path, response.status)
         content = page.content()
         if expected not in content:
-            _shot(page, screenshot_dir, name + "-FAILED")
+            shot(page, screenshot_dir, name + "-FAILED")
             raise AssertionError((path, expected, content[-3000:]))
-        _shot(page, screenshot_dir, name)
+        shot(page, screenshot_dir, name)
 
     # htmx is loaded and the CSRF header is on <body>, so partial updates can post.
     assert page.evaluate("typeof window.htmx") == "object"
@@ -130,7 +125,7 @@ def test_sign_in_and_walk_the_console(world, live_server, browser, screenshot_di
     mobile_page = mobile.new_page()
     mobile_page.context.add_cookies(context.cookies())
     mobile_page.goto(f"{live_server.url}/t/acme/audit/")
-    _shot(mobile_page, screenshot_dir, "10-audit-mobile")
+    shot(mobile_page, screenshot_dir, "10-audit-mobile")
     assert errors == []
     mobile.close()
     context.close()

@@ -8,15 +8,13 @@ SCREENSHOT_DIR (e.g. docs/screenshots) when set.
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.test import Client
 
 from apps.sso.models import VerifiedDomain
 from apps.sso.services import domains as domain_services
 from apps.tenants.models import Membership
+from tests.e2e.helpers import shot, signed_in_context
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
 from tests.sso.dns_server import LocalDNS
 
@@ -34,33 +32,13 @@ def dns_server(settings) -> LocalDNS:
     server.stop()
 
 
-def _signed_in_context(browser, live_server, user):
-    client = Client()
-    client.force_login(user)
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    context.add_cookies(
-        [
-            {
-                "name": settings.SESSION_COOKIE_NAME,
-                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                "url": live_server.url,
-            }
-        ]
-    )
-    return context
-
-
-def _shot(page, directory: Path, name: str) -> None:
-    page.screenshot(path=str(directory / f"{name}.png"), full_page=True)
-
-
 def test_claim_publish_check_verified(live_server, browser, screenshot_dir, dns_server: LocalDNS, monkeypatch) -> None:
     # The browser clicks "Check now" twice within seconds; the 30-second limit has its own test.
     monkeypatch.setattr(domain_services, "CHECK_MIN_INTERVAL", timedelta(0))
     acme = TenantFactory(slug="acme", name="Acme Corp")
     admin = UserFactory(email="ada@acme-corp.test", full_name="Ada Admin")
     MembershipFactory(tenant=acme, user=admin, role=Membership.Role.ADMIN)
-    context = _signed_in_context(browser, live_server, admin)
+    context = signed_in_context(browser, live_server, admin)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -72,13 +50,13 @@ def test_claim_publish_check_verified(live_server, browser, screenshot_dir, dns_
     assert "Publish the TXT record" in page.content()
     claim = VerifiedDomain.objects.get(domain="acme-corp.test")
     assert page.is_visible(f"text=bastion-verify={claim.dns_token}")
-    _shot(page, screenshot_dir, "20-domain-claimed")
+    shot(page, screenshot_dir, "20-domain-claimed")
 
     # Checked before the record exists: told so, still pending.
     page.click(f"#domain-{claim.pk} >> text=Check now")
     page.wait_for_load_state()
     assert "does not exist in DNS" in page.content()
-    _shot(page, screenshot_dir, "21-domain-check-not-yet")
+    shot(page, screenshot_dir, "21-domain-check-not-yet")
 
     # The admin publishes the record at their DNS provider (here: the loopback server) and checks again.
     dns_server.txt("acme-corp.test", "v=spf1 -all", f"bastion-verify={claim.dns_token}")
@@ -88,7 +66,7 @@ def test_claim_publish_check_verified(live_server, browser, screenshot_dir, dns_
     assert "acme-corp.test is verified" in content
     assert page.is_visible(f"#domain-{claim.pk} >> text=Verified")
     assert not page.is_visible(f"#domain-{claim.pk} >> text=Check now")
-    _shot(page, screenshot_dir, "22-domain-verified")
+    shot(page, screenshot_dir, "22-domain-verified")
 
     claim.refresh_from_db()
     assert claim.verified_method == "dns"

@@ -8,16 +8,13 @@ Run with SCREENSHOT_DIR=… to keep the pictures.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from django.conf import settings
-from django.test import Client
 from django.utils import timezone
 
 from apps.access.services import builtin_roles_seed
 from apps.sso.models import VerifiedDomain
 from apps.tenants.models import Membership
+from tests.e2e.helpers import shot, signed_in_context
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
 from tests.sso.test_flow_support import saml_connection
 
@@ -25,26 +22,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 INVITE = "/t/acme/members/invite/"
 OUTSIDER = "chris@contractor-mail.test"
-
-
-def _signed_in_context(browser, live_server, user):
-    client = Client()
-    client.force_login(user)
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    context.add_cookies(
-        [
-            {
-                "name": settings.SESSION_COOKIE_NAME,
-                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                "url": live_server.url,
-            }
-        ]
-    )
-    return context
-
-
-def _shot(page, directory: Path, name: str) -> None:
-    page.screenshot(path=str(directory / f"{name}.png"), full_page=True)
 
 
 def _invited(email: str) -> bool:
@@ -60,7 +37,7 @@ def test_admin_invite_outside_verified_domains_warns_then_invites_anyway(live_se
     connection = saml_connection(acme)
     connection.name = "Acme Okta"
     connection.save(update_fields=["name"])
-    context = _signed_in_context(browser, live_server, owner)
+    context = signed_in_context(browser, live_server, owner)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -69,7 +46,7 @@ def test_admin_invite_outside_verified_domains_warns_then_invites_anyway(live_se
     assert not page.is_visible("#invite-sign-in-warning")
     page.fill("input[name=email]", OUTSIDER)
     page.select_option("select[name=role]", "admin")
-    _shot(page, screenshot_dir, "30-invite-admin-filled")
+    shot(page, screenshot_dir, "30-invite-admin-filled")
     page.click("form button[type=submit]")
     page.wait_for_load_state()
 
@@ -80,7 +57,7 @@ def test_admin_invite_outside_verified_domains_warns_then_invites_anyway(live_se
     assert "acme-corp.test" in warning
     assert "They need an account at Acme Okta" in warning
     assert not _invited(OUTSIDER)
-    _shot(page, screenshot_dir, "31-invite-admin-warned")
+    shot(page, screenshot_dir, "31-invite-admin-warned")
 
     # "Invite anyway" sends it.
     page.click("#invite-sign-in-warning >> button:has-text('Invite anyway')")
@@ -89,6 +66,6 @@ def test_admin_invite_outside_verified_domains_warns_then_invites_anyway(live_se
     assert f"Invitation sent to {OUTSIDER}" in page.content()
     assert _invited(OUTSIDER)
     assert Membership.objects.get(user__email=OUTSIDER).role == Membership.Role.ADMIN
-    _shot(page, screenshot_dir, "32-invite-admin-sent")
+    shot(page, screenshot_dir, "32-invite-admin-sent")
     assert errors == []
     context.close()
