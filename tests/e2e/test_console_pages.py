@@ -79,8 +79,10 @@ def test_sign_in_and_walk_the_console(world, live_server, browser, screenshot_di
     page.wait_for_url("**/accounts/2fa/authenticate/")
     shot(page, screenshot_dir, "01b-second-factor")
     page.fill("input[name=code]", totp_code(world.owner_totp_secret))
-    page.click("form button[type=submit]")
-    page.wait_for_load_state()
+    # Wait for the navigation the submit starts: wait_for_load_state() alone could return while the
+    # old page was still current (seen once in CI as a flaky "/accounts/2fa/" URL).
+    with page.expect_navigation():
+        page.click("form button[type=submit]")
     assert "/accounts/login/" not in page.url
     assert "/accounts/2fa/" not in page.url
 
