@@ -73,8 +73,8 @@ def test_console_works_under_the_policy_and_nothing_is_blocked(acme, live_server
     page.click("form button[type=submit]")
     page.wait_for_url("**/accounts/2fa/authenticate/")
     page.fill("input[name=code]", totp_code(acme.owner_totp_secret))
-    page.click("form button[type=submit]")
-    page.wait_for_load_state()
+    with page.expect_navigation():  # wait for the submit's own navigation, not the page already loaded
+        page.click("form button[type=submit]")
     assert "/accounts/" not in page.url
 
     for path, expected in [
