@@ -6,8 +6,8 @@ never by a hand-kept list of file names:
 
 * a **face** is a module (or package) named ``views``, ``forms``, ``tasks``,
   ``urls`` (and ``*_urls``), ``admin``, ``context_processors``, ``middleware``,
-  ``templatetags``, ``management``, ``signals`` or ``adapters`` (the hooks into
-  allauth), ``apps`` (the AppConfig that wires them), or any module of the
+  ``templatetags``, ``management``, ``signals``, ``adapters`` (the hooks into
+  allauth), ``dashboard`` (tenant dashboard cards), ``apps`` (the AppConfig that wires them), or any module of the
   face-only apps ``api`` and ``platform``;
 * everything else under ``apps/`` is **domain** code.
 
@@ -76,6 +76,7 @@ FACE_PARTS = {
     "management",
     "signals",
     "adapters",
+    "dashboard",  # tenant dashboard cards (apps.tenants.dashboard): they render, so they are faces
 }
 THIRD_PARTY_PREFIXES = ("accounts/", "django-admin/")
 

@@ -28,6 +28,7 @@ from apps.access.services import AccessError
 from apps.accounts.models import User
 from apps.core.htmx import is_htmx, render_page
 from apps.core.shortcuts import found_or_404
+from apps.tenants import dashboard as dashboard_cards
 from apps.tenants import selectors, services
 from apps.tenants.forms import InvitationPasswordForm, InviteForm, MemberFilterForm, RoleForm, role_choices_for
 from apps.tenants.models import Membership
@@ -91,6 +92,7 @@ def dashboard(request: TenantRequest) -> HttpResponse:
         "recent_events": (
             selectors.recent_audit_events(tenant=request.tenant, limit=RECENT_EVENTS) if can_audit else []
         ),
+        "cards": dashboard_cards.cards_for(request),
     }
     return render(request, "tenants/dashboard.html", context)
 

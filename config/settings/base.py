@@ -109,6 +109,10 @@ MIDDLEWARE = [
 # tenant's console only if it came in by that tenant's way in.
 TENANT_ENTRY_CHECKS = ["apps.sso.views.entry.sso_boundary"]
 
+# Cards on the tenant dashboard (``apps.tenants.dashboard``), in order: each names a function in an
+# app's ``dashboard`` module that returns a card or None. Cards that ask for attention go first.
+TENANT_DASHBOARD_CARDS: list[str] = []
+
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 SITE_ID = 1
