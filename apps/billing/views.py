@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from apps.access.decorators import platform_view, public_view
 from apps.billing import conf, selectors, services
+from apps.billing.errors import BillingError, WebhookRejectedError
 from apps.core.middleware import client_ip
 from apps.core.shortcuts import found_or_404
 
@@ -34,7 +35,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
             signature=request.headers.get("Stripe-Signature"),
             source=client_ip(request) or "",
         )
-    except services.WebhookRejectedError:
+    except WebhookRejectedError:
         return HttpResponse("invalid webhook", status=400, content_type="text/plain")
     return HttpResponse("ok", content_type="text/plain")
 
@@ -50,7 +51,7 @@ def replay(request: HttpRequest, pk: int) -> HttpResponse:
     event = found_or_404(selectors.webhook_get(pk=pk))
     try:
         services.webhook_replay(event=event, by=request.user)
-    except services.BillingError as exc:
+    except BillingError as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Event {event.event_id} queued again.")
