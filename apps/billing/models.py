@@ -75,3 +75,108 @@ class Subscription(TenantOwned):
 
     def __str__(self) -> str:
         return self.subscription_id
+
+
+# --- plans, invoices, payment method, dunning (#12 item 1) ---------------------------------------
+
+
+class Plan(models.Model):
+    """A plan platform staff offer: its Stripe price, what it includes and its monthly spend limits.
+
+    Not tenant-owned: one catalogue for the installation. ``active`` plans are offered in "Change plan".
+    """
+
+    name = models.CharField(max_length=80, unique=True)
+    stripe_price_id = models.CharField(max_length=255, unique=True)
+    included_tokens = models.PositiveBigIntegerField(default=0)
+    currency = models.CharField(max_length=3, default="eur")
+    seat_price = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+    # Monthly spend (money, in ``currency``): the soft limit warns, the hard limit refuses more usage.
+    soft_limit = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    hard_limit = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(soft_limit__isnull=True)
+                | models.Q(hard_limit__isnull=True)
+                | models.Q(soft_limit__lte=models.F("hard_limit")),
+                name="billing_plan_soft_below_hard",
+            ),
+            models.CheckConstraint(condition=models.Q(seat_price__gte=0), name="billing_plan_seat_price_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Invoice(TenantOwned):
+    """Mirror of a Stripe invoice, written only by webhook handlers (finalized, paid, payment_failed)."""
+
+    invoice_id = models.CharField(max_length=255, unique=True)
+    customer_id = models.CharField(max_length=255)
+    subscription_id = models.CharField(max_length=255, blank=True, default="")
+    number = models.CharField(max_length=100, blank=True, default="")
+    status = models.CharField(max_length=20, blank=True, default="")
+    amount_due = models.BigIntegerField(default=0)  # minor units (cents), as Stripe sends them
+    amount_paid = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3, blank=True, default="")
+    hosted_invoice_url = models.URLField(max_length=2000, blank=True, default="")
+    invoice_pdf = models.URLField(max_length=2000, blank=True, default="")
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    issued_at = models.DateTimeField()  # the invoice's own ``created``: the list's order
+    payment_failed = models.BooleanField(default=False)
+    # ``created`` of the newest event applied; older events never overwrite (paid and void are final).
+    last_event_created = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "-issued_at", "-id"], name="billing_invoice_list")]
+
+    def __str__(self) -> str:
+        return self.number or self.invoice_id
+
+
+class PaymentProfile(TenantOwned):
+    """The customer's billing e-mail and default payment method summary (never a full card number)."""
+
+    customer_id = models.CharField(max_length=255)
+    email = models.EmailField(blank=True, default="")
+    payment_method_id = models.CharField(max_length=255, blank=True, default="")
+    brand = models.CharField(max_length=30, blank=True, default="")  # "visa", or the method's type ("sepa_debit")
+    last4 = models.CharField(max_length=4, blank=True, default="")
+    exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_event_created = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="billing_one_payment_profile_per_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.brand} {self.last4}".strip() or self.customer_id
+
+
+class DunningCase(TenantOwned):
+    """One failed invoice of a tenant: banner and e-mail now, suspension after the grace, closed when paid."""
+
+    invoice_id = models.CharField(max_length=255)
+    opened_at = models.DateTimeField()
+    grace_until = models.DateTimeField()
+    notified_at = models.DateTimeField(null=True, blank=True)  # the e-mail to billing admins went out
+    suspended_at = models.DateTimeField(null=True, blank=True)  # this case suspended the tenant
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    grace_extensions = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "invoice_id"], name="billing_one_dunning_case_per_invoice")
+        ]
+        indexes = [models.Index(fields=["tenant", "resolved_at"], name="billing_dunning_open")]
+
+    def __str__(self) -> str:
+        return f"dunning {self.invoice_id}"
