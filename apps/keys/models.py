@@ -8,7 +8,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Now
 
-from apps.tenants.models import TenantOwned
+from apps.tenants.models import OptionalTenantOwned, TenantOwned
 
 MAX_TOKEN_LIFETIME = 15 * 60  # seconds; a tenant may choose less, never more
 
@@ -207,3 +207,166 @@ class SigningKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kid} ({self.alg}, {self.status})"
+
+
+# --- provider credentials: references, rotation dates and reminders (#13) -----------------------
+
+
+class Credential(TenantOwned):
+    """A reference to one provider or tool secret of a tenant (never the value), with its rotation schedule.
+
+    ``reference`` names where the secret lives (``vault://<mount>/<path>#<field>``,
+    ``env://NAME``; see ``apps.keys.secretstores``). ``next_due_on`` is kept by the
+    services: (last rotation, else creation) + ``rotation_interval_days``.
+    """
+
+    class Environment(models.TextChoices):
+        DEV = "dev", "Development"
+        STAGING = "staging", "Staging"
+        PROD = "prod", "Production"
+
+    class CheckStatus(models.TextChoices):
+        NEVER = "never", "Never checked"
+        OK = "ok", "Resolved"
+        NOT_FOUND = "not_found", "Not found"
+        DENIED = "denied", "Permission denied"
+        SEALED = "sealed", "Vault sealed"
+        UNREACHABLE = "unreachable", "Vault unreachable"
+        NOT_CONFIGURED = "not_configured", "Backend not configured"
+        INVALID = "invalid", "Invalid reference"
+        ERROR = "error", "Error"
+
+    name = models.CharField(max_length=80)
+    provider = models.CharField(max_length=40)
+    environment = models.CharField(max_length=8, choices=Environment.choices, default=Environment.PROD)
+    purpose = models.CharField(max_length=300, blank=True)
+    # The member responsible for rotating it (reminders go to them first).
+    owner = models.ForeignKey("tenants.Membership", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reference = models.CharField(max_length=500)
+    rotation_interval_days = models.PositiveIntegerField(default=90)
+    last_rotated_at = models.DateTimeField(null=True, blank=True)
+    next_due_on = models.DateField()
+    # The last "check": whether the reference resolved and the secret's metadata (never its value).
+    last_check_at = models.DateTimeField(null=True, blank=True)
+    last_check_status = models.CharField(max_length=16, choices=CheckStatus.choices, default=CheckStatus.NEVER)
+    last_check_detail = models.CharField(max_length=300, blank=True)
+    last_check_version = models.PositiveIntegerField(null=True, blank=True)
+    last_check_created_time = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    updated_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["next_due_on", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="credential_unique_name_per_tenant"),
+            models.CheckConstraint(
+                condition=models.Q(rotation_interval_days__gte=1, rotation_interval_days__lte=3650),
+                name="credential_interval_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(environment__in=["dev", "staging", "prod"]), name="credential_environment_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "next_due_on", "id"], name="credential_tenant_due"),
+            models.Index(fields=["tenant", "name", "id"], name="credential_tenant_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.provider}, {self.environment})"
+
+
+class CredentialRotation(TenantOwned):
+    """One rotation of a credential: written to the vault by Bastion, or recorded as done elsewhere."""
+
+    class Method(models.TextChoices):
+        VAULT_WRITE = "vault_write", "Written to the vault by Bastion"
+        RECORDED = "recorded", "Recorded (rotated elsewhere)"
+
+    credential = models.ForeignKey(Credential, on_delete=models.CASCADE, related_name="rotations")
+    method = models.CharField(max_length=16, choices=Method.choices)
+    rotated_at = models.DateTimeField()
+    rotated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.CharField(max_length=300, blank=True)
+    # The secret's version after the rotation when Bastion wrote it (KV v2), else null.
+    new_version = models.PositiveIntegerField(null=True, blank=True)
+    recorded_at = models.DateTimeField(db_default=Now(), editable=False)
+
+    class Meta:
+        ordering = ["-rotated_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "credential", "-rotated_at"], name="credrotation_tenant_cred")]
+
+    def __str__(self) -> str:
+        return f"{self.credential_id} rotated {self.rotated_at:%Y-%m-%d} ({self.method})"
+
+
+class CredentialSettings(TenantOwned):
+    """A tenant's credential settings (absent row = the defaults: Bastion never writes to the vault)."""
+
+    # Whether "Rotate now" may write a new secret version to the vault for this tenant.
+    allow_vault_writes = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="credentialsettings_one_per_tenant")]
+
+    def __str__(self) -> str:
+        return f"vault writes {'on' if self.allow_vault_writes else 'off'}"
+
+
+class RotationReminder(OptionalTenantOwned):
+    """One reminder, claimed before it is sent: unique per (subject, due date, step).
+
+    The reminder run inserts the row with ``INSERT … ON CONFLICT DO NOTHING``;
+    only the run whose insert created it delivers it, so two runs at once or a
+    retried run never send the same step twice. Delivery: ``pending`` → claimed
+    (``lease_until`` in the future) → ``sent``. A delivery that died mid-way is
+    picked up again once its lease ran out (see ``apps.keys.reminders``).
+    ``tenant`` null: one of the platform's own secrets (signing keys).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    # What is due: "credential:<id>", "signing_key:<kid>", "idp_cert:<connection id>:<sha256>", …
+    subject_key = models.CharField(max_length=200)
+    subject_label = models.CharField(max_length=300)
+    due_on = models.DateField()
+    # "due_14", "due_7", "due_1", "overdue" (to the owner), "escalated" (to the admins, 7 days overdue),
+    # "failed" (an automatic rotation that did not happen).
+    step = models.CharField(max_length=16)
+    credential = models.ForeignKey(Credential, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    recipients = ArrayField(models.CharField(max_length=254), default=list, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["subject_key", "due_on", "step"], name="rotationreminder_once"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "sent", "failed"]), name="rotationreminder_status_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"], name="rotationreminder_tenant_new"),
+            models.Index(
+                fields=["tenant", "status", "lease_until"],
+                condition=models.Q(status="pending"),
+                name="rotationreminder_pending",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject_key} {self.due_on} {self.step} ({self.status})"
