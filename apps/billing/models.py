@@ -19,6 +19,8 @@ class WebhookEvent(models.Model):
         DONE = "done", "Done"
         REFUSED = "refused", "Refused"
         DEAD = "dead", "Dead-lettered"
+        # Stored and verified, but no handler applies (an Adyen event code or Stripe type we do not act on).
+        IGNORED = "ignored", "Ignored (no handler)"
 
     provider = models.CharField(max_length=20)
     event_id = models.CharField(max_length=255)
@@ -180,3 +182,26 @@ class DunningCase(TenantOwned):
 
     def __str__(self) -> str:
         return f"dunning {self.invoice_id}"
+
+
+class ProviderPayment(TenantOwned):
+    """A payment a provider reported (Adyen AUTHORISATION), one row per provider payment reference."""
+
+    provider = models.CharField(max_length=20)
+    psp_reference = models.CharField(max_length=255)
+    merchant_reference = models.CharField(max_length=255)
+    amount_minor = models.BigIntegerField()  # in the currency's minor unit, as the provider sends it
+    currency = models.CharField(max_length=3)
+    authorised = models.BooleanField()
+    # The provider's own time of the event applied: an older event never overwrites a newer one.
+    event_created = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "psp_reference"], name="billing_payment_unique_reference")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.psp_reference}"
