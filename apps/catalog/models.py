@@ -92,6 +92,8 @@ class AIModel(TenantOwned):
     )
     # Deny by default: a newly registered model is off until someone enables it.
     enabled = models.BooleanField(default=False)
+    # High-risk: a call needs a budget reservation first (POST /api/v1/budget/reservations).
+    requires_preauth = models.BooleanField(default=False)
     created_at = models.DateTimeField(db_default=Now(), editable=False)
     updated_at = models.DateTimeField(db_default=Now())
 
@@ -143,6 +145,8 @@ class Tool(TenantOwned):
     risk_level = models.CharField(max_length=8, choices=RiskLevel.choices, default=RiskLevel.MEDIUM)
     # Deny by default: a registered tool runs only once the tenant allowlists it.
     allowlisted = models.BooleanField(default=False)
+    # High-risk: a call needs a budget reservation first (POST /api/v1/budget/reservations).
+    requires_preauth = models.BooleanField(default=False)
     created_at = models.DateTimeField(db_default=Now(), editable=False)
     updated_at = models.DateTimeField(db_default=Now())
 
