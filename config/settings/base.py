@@ -37,9 +37,45 @@ SSO_DNS_PORT = env.int("SSO_DNS_PORT", default=53)
 SSO_DNS_TIMEOUT = env.float("SSO_DNS_TIMEOUT", default=5.0)
 # Break-glass: no policy may grant an elevation for longer than this (hours), whatever its own cap.
 BREAKGLASS_MAX_DURATION_HOURS = env.float("BREAKGLASS_MAX_DURATION_HOURS", default=8.0)
+# Incident webhook: largest body accepted (bytes; larger is 413 unread), and how long the previous
+# signing secret keeps verifying after a rotation (hours), so the sender can switch without a gap.
+BREAKGLASS_WEBHOOK_MAX_BYTES = env.int("BREAKGLASS_WEBHOOK_MAX_BYTES", default=256 * 1024)
+BREAKGLASS_WEBHOOK_ROTATION_GRACE_HOURS = env.float("BREAKGLASS_WEBHOOK_ROTATION_GRACE_HOURS", default=24.0)
 # Stripe webhook endpoint secrets (whsec_…), comma-separated: during a rotation list both, the
 # new one first; a delivery verifies against any of them.
 STRIPE_WEBHOOK_SECRETS = env.list("STRIPE_WEBHOOK_SECRETS", default=[])
+# Adyen standard-notification HMAC keys (hex, from the Customer Area), comma-separated: during a
+# rotation list both; every item of a delivery must verify against one. Empty = Adyen refused.
+ADYEN_HMAC_KEYS = env.list("ADYEN_HMAC_KEYS", default=[])
+# Optional Basic auth Adyen sends with each delivery, as "username:password" (empty = not required).
+ADYEN_BASIC_AUTH = env_secret("ADYEN_BASIC_AUTH", "") or ""
+# Largest webhook body accepted (bytes); a larger declared Content-Length is answered 413 unread.
+BILLING_WEBHOOK_MAX_BYTES = env.int("BILLING_WEBHOOK_MAX_BYTES", default=256 * 1024)
+# Provider credentials (apps/keys/credentials): Bastion stores references, the secrets live in a
+# HashiCorp Vault / OpenBao KV v2 engine. Empty VAULT_ADDR = no vault (vault:// references report
+# "not configured"; env:// ones still work). Authenticate with VAULT_TOKEN (or VAULT_TOKEN_FILE), or
+# with AppRole (VAULT_ROLE_ID + VAULT_SECRET_ID / VAULT_SECRET_ID_FILE). VAULT_NAMESPACE for Vault
+# Enterprise / OpenBao namespaces, VAULT_CACERT to trust a private CA, VAULT_TIMEOUT in seconds.
+VAULT_ADDR = env.str("VAULT_ADDR", default="")
+VAULT_TOKEN = env_secret("VAULT_TOKEN", "") or ""
+VAULT_ROLE_ID = env.str("VAULT_ROLE_ID", default="")
+VAULT_SECRET_ID = env_secret("VAULT_SECRET_ID", "") or ""
+VAULT_APPROLE_MOUNT = env.str("VAULT_APPROLE_MOUNT", default="approle")
+VAULT_NAMESPACE = env.str("VAULT_NAMESPACE", default="")
+VAULT_CACERT = env.str("VAULT_CACERT", default="")
+VAULT_TIMEOUT = env.float("VAULT_TIMEOUT", default=5.0)
+# The tenant boundary inside the vault: a tenant may reference only "<mount>/<path>" under this prefix
+# ({tenant} = its slug), so tenant A can never point Bastion at tenant B's secrets. Give Bastion's
+# vault policy the same prefix. env:// references must be named KEYS_ENV_REFERENCE_PREFIX + a name
+# without "__" ({TENANT} = the slug in capitals, "-" as "_").
+VAULT_TENANT_PATH_PREFIX = env.str("VAULT_TENANT_PATH_PREFIX", default="secret/bastion/{tenant}/")
+KEYS_ENV_REFERENCE_PREFIX = env.str("KEYS_ENV_REFERENCE_PREFIX", default="BASTION_CRED_{TENANT}__")
+# Rotation reminders (apps/keys/credentials/reminders.py): days before the due date, and how many
+# days overdue the owner's reminders escalate to the tenant's admins.
+KEYS_REMINDER_DAYS = tuple(int(day) for day in env.list("KEYS_REMINDER_DAYS", default=["14", "7", "1"]))
+KEYS_REMINDER_ESCALATE_AFTER_DAYS = env.int("KEYS_REMINDER_ESCALATE_AFTER_DAYS", default=7)
+# IdP / SP certificates expiring within this many days appear on "Due and overdue" and get reminders.
+KEYS_CERTIFICATE_WARNING_DAYS = env.int("KEYS_CERTIFICATE_WARNING_DAYS", default=30)
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -74,6 +110,7 @@ INSTALLED_APPS = [
     "apps.billing",
     "apps.api",
     "apps.platform",
+    "apps.runbook",  # quarterly runbook, restore drills, retention jobs (#13, items 3 and 5)
 ]
 
 MIDDLEWARE = [
@@ -86,6 +123,8 @@ MIDDLEWARE = [
     # Runtime API calls (bearer tokens, no cookies) go straight to their view from here: the
     # session, CSRF, sign-in and htmx middleware below have nothing to do for them.
     "apps.api.middleware.ApiShortcutMiddleware",
+    # Payment-provider webhooks (signed, no cookies) likewise go straight to their view (#12).
+    "apps.billing.middleware.WebhookShortcutMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -111,7 +150,9 @@ TENANT_ENTRY_CHECKS = ["apps.sso.views.entry.sso_boundary"]
 
 # Cards on the tenant dashboard (``apps.tenants.dashboard``), in order: each names a function in an
 # app's ``dashboard`` module that returns a card or None. Cards that ask for attention go first.
-TENANT_DASHBOARD_CARDS: list[str] = []
+TENANT_DASHBOARD_CARDS: list[str] = [
+    "apps.breakglass.dashboard.elevations_card",  # active elevations, requests waiting for the viewer (#11)
+]
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -263,6 +304,16 @@ API_HOT_CACHE_SECONDS = env.float("API_HOT_CACHE_SECONDS", default=2.0)
 # Decision-log rows of denials decided outside a transaction (runtime API calls) wait this long in a
 # per-process buffer and are written in batches, off the request path (apps/access/denial_log.py).
 ACCESS_DENIAL_LOG_FLUSH_MS = env.int("ACCESS_DENIAL_LOG_FLUSH_MS", default=200)
+# Metering and budgets (apps/billing/metering.py, budgets.py, ledger.py). Budget counters live in
+# Redis (BILLING_REDIS_URL, default the API's Redis) and are reconciled from the database by beat.
+# One currency per installation: catalog prices and budgets are read in it (ISO 4217).
+BILLING_REDIS_URL = env.str("BILLING_REDIS_URL", default=API_REDIS_URL)
+BILLING_CURRENCY = env.str("BILLING_CURRENCY", default="EUR").upper()
+# Longest a budget reservation holds its money before it expires (a caller may ask for less).
+BILLING_RESERVATION_MAX_SECONDS = env.int("BILLING_RESERVATION_MAX_SECONDS", default=3600)
+BILLING_RESERVATION_DEFAULT_SECONDS = env.int("BILLING_RESERVATION_DEFAULT_SECONDS", default=900)
+# Stripe meter (Billing → Meters) the usage is reported to, by its event name; empty = not reported.
+STRIPE_METER_EVENT_NAME = env.str("STRIPE_METER_EVENT_NAME", default="bastion_tokens")
 # Workers keep Django's LOGGING (JSON lines with request/task context) instead of Celery's own handlers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
@@ -343,3 +394,21 @@ PERMISSIONS_POLICY = {
 AUDIT_PAGE_SIZE_DEFAULT = 50
 AUDIT_PAGE_SIZE_MAX = 200
 ADMIN_ENABLED = env_bool("ADMIN_ENABLED", False)
+
+# Quarterly runbook and retention (apps.runbook, #13 items 3 and 5).
+# The platform's floor for audit-event retention: a tenant may keep events longer, never shorter.
+AUDIT_RETENTION_FLOOR_DAYS = env.int("AUDIT_RETENTION_FLOOR_DAYS", default=365)
+# Defaults for a tenant that never changed its retention settings. Denied decisions are kept at least
+# RETENTION_DENIED_MIN_DAYS because the quarterly drift review reads them (a quarter is ~92 days).
+RETENTION_DENIED_DEFAULT_DAYS = env.int("RETENTION_DENIED_DEFAULT_DAYS", default=365)
+RETENTION_DENIED_MIN_DAYS = env.int("RETENTION_DENIED_MIN_DAYS", default=92)
+RETENTION_USAGE_DEFAULT_DAYS = env.int("RETENTION_USAGE_DEFAULT_DAYS", default=400)
+RETENTION_PROMPT_DEFAULT_DAYS = env.int("RETENTION_PROMPT_DEFAULT_DAYS", default=30)
+# Rows (or audit events) one purge transaction deletes: small, so no lock is held for long.
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=1000)
+# Restore drill: where pg_dump/pg_restore live when neither the embedded server's nor
+# /usr/lib/postgresql/<major>/bin nor PATH has a matching pair; the maintenance database it
+# connects to for CREATE/DROP DATABASE; how long a drill may run before it counts as failed.
+RESTORE_DRILL_PG_BIN_DIR = env.str("RESTORE_DRILL_PG_BIN_DIR", default="")
+RESTORE_DRILL_MAINTENANCE_DB = env.str("RESTORE_DRILL_MAINTENANCE_DB", default="postgres")
+RESTORE_DRILL_TIMEOUT_SECONDS = env.int("RESTORE_DRILL_TIMEOUT_SECONDS", default=1800)

@@ -14,3 +14,7 @@ def _fresh_key_caches() -> None:
     yield
     cache.clear()
     reset_caches()
+
+
+# The real OpenBao dev server of the provider-credential tests (#13).
+from tests.keys.openbao import openbao, sealed_openbao, vault  # noqa: E402, F401
