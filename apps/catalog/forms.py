@@ -148,6 +148,11 @@ class ToolForm(forms.Form):
     allowlisted = forms.BooleanField(
         required=False, help_text="Allow this tenant's apps to call the tool. Unticked tools are always refused."
     )
+    requires_preauth = forms.BooleanField(
+        label="Requires preauthorisation",
+        required=False,
+        help_text="High-risk: each call needs a budget reservation first (POST /api/v1/budget/reservations).",
+    )
 
     @classmethod
     def initial_for(cls, tool: Tool | None) -> dict[str, Any]:
@@ -162,6 +167,7 @@ class ToolForm(forms.Form):
             "args_cap_bytes": tool.args_cap_bytes,
             "risk_level": tool.risk_level,
             "allowlisted": tool.allowlisted,
+            "requires_preauth": tool.requires_preauth,
         }
 
     def clean_args_schema(self) -> Any:
@@ -194,6 +200,11 @@ class AIModelForm(forms.Form):
         help_text="In the tenant's billing currency; up to 6 decimal places.",
     )
     enabled = forms.BooleanField(required=False, help_text="Members with model.use may send prompts to it.")
+    requires_preauth = forms.BooleanField(
+        label="Requires preauthorisation",
+        required=False,
+        help_text="High-risk: each call needs a budget reservation first (POST /api/v1/budget/reservations).",
+    )
 
     @classmethod
     def initial_for(cls, model: AIModel) -> dict[str, Any]:
@@ -203,6 +214,7 @@ class AIModelForm(forms.Form):
             "price_per_1k_input": model.price_per_1k_input,
             "price_per_1k_output": model.price_per_1k_output,
             "enabled": model.enabled,
+            "requires_preauth": model.requires_preauth,
         }
 
 

@@ -42,9 +42,10 @@ TOOL_FIELDS = (
     "args_cap_bytes",
     "risk_level",
     "allowlisted",
+    "requires_preauth",
 )
 PRICE_QUANTUM = Decimal("0.000001")
-MODEL_FIELDS = ("provider", "model_name", "price_per_1k_input", "price_per_1k_output", "enabled")
+MODEL_FIELDS = ("provider", "model_name", "price_per_1k_input", "price_per_1k_output", "enabled", "requires_preauth")
 
 
 def _audit_actor(actor: User | None) -> Actor:
@@ -294,6 +295,7 @@ def tool_create(
     args_cap_bytes: int | None = None,
     risk_level: str = Tool.RiskLevel.MEDIUM,
     allowlisted: bool = False,
+    requires_preauth: bool = False,
     actor: User | None = None,
 ) -> Tool:
     """Register a tool in ``tenant``. Raises ValidationError (by field) if anything is off.
@@ -313,6 +315,7 @@ def tool_create(
         args_cap_bytes=args_cap_bytes,
         risk_level=risk_level,
         allowlisted=allowlisted,
+        requires_preauth=requires_preauth,
     )
     _validate_tool(tool)
     _save_unique(tool, field="name", message=f"A tool named “{tool.name}” already exists.")
@@ -375,6 +378,7 @@ def model_create(
     price_per_1k_input: Decimal | int = 0,
     price_per_1k_output: Decimal | int = 0,
     enabled: bool = False,
+    requires_preauth: bool = False,
     actor: User | None = None,
 ) -> AIModel:
     """Register a provider model in ``tenant`` (disabled unless ``enabled``). Raises ValidationError by field.
@@ -388,6 +392,7 @@ def model_create(
         price_per_1k_input=price_per_1k_input,
         price_per_1k_output=price_per_1k_output,
         enabled=enabled,
+        requires_preauth=requires_preauth,
     )
     _validate_model(model)
     _save_unique(model, field="model_name", message="This model is already registered.")
