@@ -10,8 +10,18 @@ def stripe_webhook_secrets() -> list[str]:
     return [secret for secret in getattr(settings, "STRIPE_WEBHOOK_SECRETS", []) if secret]
 
 
+def adyen_hmac_keys() -> list[str]:
+    """Hex HMAC keys of the Adyen webhook; two during a rotation. Whitespace around each is dropped."""
+    return [key.strip() for key in getattr(settings, "ADYEN_HMAC_KEYS", []) if key and key.strip()]
+
+
+def adyen_basic_auth() -> str:
+    """``username:password`` Adyen sends as Basic auth; empty means no Basic auth is required."""
+    return str(getattr(settings, "ADYEN_BASIC_AUTH", "") or "")
+
+
 def webhook_max_bytes() -> int:
-    # Stripe event payloads are a few KiB; 256 KiB leaves room for large invoices.
+    # Stripe event payloads and Adyen batches are a few KiB; 256 KiB leaves room for large invoices.
     return int(getattr(settings, "BILLING_WEBHOOK_MAX_BYTES", 256 * 1024))
 
 

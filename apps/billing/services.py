@@ -7,89 +7,66 @@ duplicate, a redelivery, a crashed worker or a sweep can never apply it twice.
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import stripe
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.utils import timezone
 
 from apps.audit.services import Actor, record
-from apps.billing import conf
+from apps.billing import conf, providers
 from apps.billing.errors import BillingError, TenantMismatchError, WebhookRejectedError
 from apps.billing.models import WebhookEvent
-from apps.billing.stripe_handlers import HANDLERS
+from apps.billing.providers import Ignored, InboxEntry, WebhookRequest
+from apps.billing.stripe_handlers import HANDLERS  # noqa: F401 — Stripe's table, patched by tests through here
 
 logger = logging.getLogger(__name__)
 
 STRIPE = "stripe"
 # A freshly stored row gets this long for its enqueued task before the sweeper takes it too.
 INTAKE_GRACE = timedelta(minutes=2)
-# Rejected requests are audited at most once per source per window: a flood of forgeries
-# must not become a flood of audit rows.
+# Rejected requests are audited at most once per provider and source per window: a flood of
+# forgeries must not become a flood of audit rows.
 REJECT_AUDIT_WINDOW_SECONDS = 60
+
+_TABLE = WebhookEvent._meta.db_table
+_INSERT_ROW = "(%s, %s, %s, %s, %s::jsonb, 'pending', 0, '', %s, %s)"
 
 
 @dataclass(frozen=True)
 class Intake:
-    pk: int | None
-    stored: bool  # False for a duplicate delivery
+    """What one delivery stored: the new rows' ids (none for a pure duplicate) and how many events it carried."""
+
+    pks: tuple[int, ...]
+    received: int
+
+    @property
+    def stored(self) -> bool:
+        return bool(self.pks)
+
+    @property
+    def pk(self) -> int | None:
+        return self.pks[0] if self.pks else None
 
 
 # --- intake ------------------------------------------------------------------------------------
 
 
-def _verify(*, payload: bytes, signature: str | None) -> dict[str, Any]:
-    secrets = conf.stripe_webhook_secrets()
-    if not secrets:
-        raise WebhookRejectedError("no webhook secret configured")
-    if not signature:
-        raise WebhookRejectedError("unsigned")
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise WebhookRejectedError("malformed body") from exc
-    # The SDK's header check only (HMAC over "t.body", any v1 entry, 300 s tolerance): building
-    # a stripe.Event costs ~50x more and is not needed to store the event.
-    for secret in secrets:
-        try:
-            stripe.WebhookSignature.verify_header(text, signature, secret, tolerance=conf.WEBHOOK_TOLERANCE_SECONDS)
-            break
-        except stripe.SignatureVerificationError as exc:
-            last = str(exc)
-    else:
-        raise WebhookRejectedError(f"signature: {last}")
-    try:
-        event = json.loads(text)
-    except ValueError as exc:
-        raise WebhookRejectedError("malformed JSON") from exc
-    if not isinstance(event, dict):
-        raise WebhookRejectedError("malformed event")
-    event_id, event_type, created = event.get("id"), event.get("type"), event.get("created")
-    if not (isinstance(event_id, str) and event_id.startswith("evt_") and len(event_id) <= 255):
-        raise WebhookRejectedError("malformed event id")
-    if not (isinstance(event_type, str) and 0 < len(event_type) <= 100):
-        raise WebhookRejectedError("malformed event type")
-    if not isinstance(created, int) or isinstance(created, bool):
-        raise WebhookRejectedError("malformed event created")
-    return event
-
-
-def _audit_rejection(*, reason: str, source: str) -> None:
-    key = f"billing:webhook-reject:{source}"
+def _audit_rejection(*, provider: str, reason: str, source: str) -> None:
+    key = f"billing:webhook-reject:{provider}:{source}"
     if not cache.add(key, 1, REJECT_AUDIT_WINDOW_SECONDS):
-        return  # already audited for this source in this window
+        return  # already audited for this provider and source in this window
     record(
         "billing.webhook_rejected",
         actor=Actor.anonymous(source),
         target_type="webhook",
-        target_id=STRIPE,
+        target_id=provider,
         result="denied",
-        metadata={"provider": STRIPE, "reason": reason[:200], "window_seconds": REJECT_AUDIT_WINDOW_SECONDS},
+        metadata={"provider": provider, "reason": reason[:200], "window_seconds": REJECT_AUDIT_WINDOW_SECONDS},
     )
 
 
@@ -98,49 +75,70 @@ def _enqueue(pk: int) -> None:
     from apps.billing.tasks import process_webhook_event
 
     try:
-        process_webhook_event.delay(pk)
+        # No publish retries: the row is stored, and the sweeper re-enqueues it; retrying here would
+        # only hold the provider's request open while the broker is down.
+        process_webhook_event.apply_async((pk,), retry=False)
     except Exception:  # noqa: BLE001 — any broker error: the row is stored, the sweep re-enqueues it
         logger.warning("billing: could not enqueue webhook event %s; the sweeper will retry", pk, exc_info=True)
 
 
-def stripe_webhook_receive(*, payload: bytes, signature: str | None, source: str = "") -> Intake:
-    """Verify a Stripe delivery and store it once; the task is enqueued after commit.
+def _store(entries: list[InboxEntry]) -> tuple[int, ...]:
+    """One INSERT … ON CONFLICT DO NOTHING for all entries; returns the ids of the rows it created.
 
-    Raises WebhookRejectedError (audited, rate-limited per source) for anything not
-    verified and well-formed; nothing is stored then.
+    One statement: in autocommit it is its own transaction (one round trip, no BEGIN/COMMIT),
+    and a duplicate, even a concurrent one, inserts nothing and raises nothing.
     """
-    try:
-        event = _verify(payload=payload, signature=signature)
-    except WebhookRejectedError as exc:
-        _audit_rejection(reason=exc.reason, source=source)
-        raise
     now = timezone.now()
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            # ON CONFLICT DO NOTHING: a duplicate (even a concurrent one) inserts nothing and
-            # raises nothing; the first delivery's row and task stand.
-            cursor.execute(
-                f"INSERT INTO {WebhookEvent._meta.db_table} "  # table name from the model, values bound
-                "(provider, event_id, event_type, event_created, payload, status, attempts, last_error,"
-                " received_at, next_attempt_at) VALUES (%s, %s, %s, %s, %s::jsonb, %s, 0, '', %s, %s)"
-                " ON CONFLICT (provider, event_id) DO NOTHING RETURNING id",
-                [
-                    STRIPE,
-                    event["id"],
-                    event["type"],
-                    event["created"],
-                    payload.decode("utf-8"),
-                    WebhookEvent.Status.PENDING,
-                    now,
-                    now + INTAKE_GRACE,
-                ],
-            )
-            row = cursor.fetchone()
-        if row is None:
-            return Intake(pk=None, stored=False)
-        pk = int(row[0])
-        transaction.on_commit(lambda: _enqueue(pk))
-    return Intake(pk=pk, stored=True)
+    params: list[Any] = []
+    for entry in entries:
+        params += [
+            entry.provider,
+            entry.event_id,
+            entry.event_type,
+            entry.created,
+            entry.payload,
+            now,
+            now + INTAKE_GRACE,
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_TABLE} (provider, event_id, event_type, event_created, payload, status, attempts,"
+            " last_error, received_at, next_attempt_at) VALUES "
+            + ", ".join([_INSERT_ROW] * len(entries))
+            + " ON CONFLICT (provider, event_id) DO NOTHING RETURNING id",
+            params,
+        )
+        return tuple(int(row[0]) for row in cursor.fetchall())
+
+
+def webhook_receive(*, provider: str, body: bytes, headers: Mapping[str, str], source: str = "") -> Intake:
+    """Verify a provider's delivery and store each of its events once; tasks are enqueued after commit.
+
+    Raises WebhookRejectedError (audited, rate-limited per provider and source) for an
+    unknown provider or anything not verified and well-formed; nothing is stored then.
+    """
+    adapter = providers.get(provider)
+    try:
+        if adapter is None:
+            raise WebhookRejectedError("unknown provider")
+        entries = adapter.verify(WebhookRequest(body=body, headers=headers))
+        try:
+            pks = _store(entries)
+        except DataError as exc:  # e.g. a \u0000 escape jsonb refuses: not storable, so not accepted
+            raise WebhookRejectedError("payload not storable") from exc
+    except WebhookRejectedError as exc:
+        _audit_rejection(provider=provider if adapter else "unknown", reason=exc.reason, source=source)
+        raise
+    for pk in pks:
+        # At once in autocommit (the INSERT has committed); after the caller's commit inside one.
+        transaction.on_commit(lambda pk=pk: _enqueue(pk))
+    return Intake(pks=pks, received=len(entries))
+
+
+def stripe_webhook_receive(*, payload: bytes, signature: str | None, source: str = "") -> Intake:
+    """Stripe's intake (kept for callers of the first version): ``webhook_receive`` for provider "stripe"."""
+    headers = {"Stripe-Signature": signature} if signature else {}
+    return webhook_receive(provider=STRIPE, body=payload, headers=headers, source=source)
 
 
 # --- processing --------------------------------------------------------------------------------
@@ -173,10 +171,16 @@ def webhook_process(*, event_pk: int) -> Outcome:
         if row is None:
             return Outcome("skipped")
         now = timezone.now()
-        handler = HANDLERS.get(row.event_type) if row.provider == STRIPE else None
+        adapter = providers.get(row.provider)
+        handler = adapter.handler(row.event_type) if adapter else None
+        actor = Actor.system(f"{row.provider} webhook")
+        if handler is None:
+            return _finish_ignored(row, now, f"no handler for {row.provider} event type {row.event_type}")
         try:
             with transaction.atomic():  # savepoint: a failed handler leaves no partial effect
-                tenant_id = handler(row.payload) if handler else None
+                tenant_id = handler(row.payload)
+        except Ignored as exc:
+            return _finish_ignored(row, now, str(exc))
         except TenantMismatchError as exc:
             row.status, row.last_error, row.processed_at = WebhookEvent.Status.REFUSED, str(exc)[:2000], now
             row.attempts += 1
@@ -186,7 +190,7 @@ def webhook_process(*, event_pk: int) -> Outcome:
             record(
                 "billing.webhook_refused",
                 tenant=exc.owner_id,
-                actor=Actor.system("stripe webhook"),
+                actor=actor,
                 target=row,
                 result="denied",
                 metadata={
@@ -206,7 +210,7 @@ def webhook_process(*, event_pk: int) -> Outcome:
                 row.save(update_fields=["status", "attempts", "last_error"])
                 record(
                     "billing.webhook_dead_lettered",
-                    actor=Actor.system("stripe webhook"),
+                    actor=actor,
                     target=row,
                     result="failure",
                     metadata={"event_id": row.event_id, "type": row.event_type, "attempts": row.attempts},
@@ -219,6 +223,13 @@ def webhook_process(*, event_pk: int) -> Outcome:
         row.status, row.processed_at, row.tenant_id = WebhookEvent.Status.DONE, now, tenant_id
         row.save(update_fields=["status", "processed_at", "tenant_id"])
         return Outcome(row.status)
+
+
+def _finish_ignored(row: WebhookEvent, now: datetime, reason: str) -> Outcome:
+    """Verified and stored, but nothing to apply: done as "ignored", with the reason, never retried."""
+    row.status, row.processed_at, row.last_error = WebhookEvent.Status.IGNORED, now, reason[:2000]
+    row.save(update_fields=["status", "processed_at", "last_error"])
+    return Outcome(row.status)
 
 
 def webhooks_sweep(*, now: datetime | None = None, limit: int = 500) -> int:

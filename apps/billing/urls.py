@@ -9,4 +9,5 @@ from apps.billing import views
 app_name = "billing"
 urlpatterns = [
     path("stripe/", views.stripe_webhook, name="stripe_webhook"),
+    path("adyen/", views.adyen_webhook, name="adyen_webhook"),
 ]

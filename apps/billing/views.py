@@ -1,4 +1,4 @@
-"""Stripe webhook endpoint (public, signed) and the platform dead-letter page."""
+"""Payment-provider webhook endpoints (public, signed: Stripe, Adyen) and the platform dead-letter page."""
 
 from __future__ import annotations
 
@@ -9,35 +9,54 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from apps.access.decorators import platform_view, public_view
-from apps.billing import conf, selectors, services
+from apps.billing import conf, providers, selectors, services
 from apps.billing.errors import BillingError, WebhookRejectedError
 from apps.core.middleware import client_ip
 from apps.core.shortcuts import found_or_404
 
 
-@csrf_exempt  # Stripe cannot send a CSRF token; the signature on the raw body authenticates it
-@public_view
-@require_POST
-def stripe_webhook(request: HttpRequest) -> HttpResponse:
+def _receive(request: HttpRequest, provider: str) -> HttpResponse:
+    """Size check before the body is read, then the one service call; the provider names its ack."""
     limit = conf.webhook_max_bytes()
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
-        declared = 0
+        declared = -1
     if declared > limit:
+        # Refused on the declared length alone: nothing of the body is read.
         return HttpResponse("payload too large", status=413, content_type="text/plain")
-    body = request.body
+    # At most the declared length is read (Django's LimitedStream); a body without a length
+    # (chunked) reads as empty and is refused below as malformed.
+    body = request.read(limit + 1) if declared > 0 else b""
     if len(body) > limit:
         return HttpResponse("payload too large", status=413, content_type="text/plain")
     try:
-        services.stripe_webhook_receive(
-            payload=body,
-            signature=request.headers.get("Stripe-Signature"),
-            source=client_ip(request) or "",
-        )
+        services.webhook_receive(provider=provider, body=body, headers=request.headers, source=client_ip(request) or "")
     except WebhookRejectedError:
         return HttpResponse("invalid webhook", status=400, content_type="text/plain")
-    return HttpResponse("ok", content_type="text/plain")
+    ack = providers.get(provider).ack  # type: ignore[union-attr]  # the URL names a known provider
+    return HttpResponse(ack.body, content_type=ack.content_type)
+
+
+# Providers cannot send a CSRF token; the signature on the raw body authenticates each delivery.
+# ``webhook_face``: the billing shortcut middleware hands these straight to the view (no session,
+# CSRF, sign-in or messages middleware: a webhook carries no cookie).
+@csrf_exempt
+@public_view
+@require_POST
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    return _receive(request, "stripe")
+
+
+@csrf_exempt
+@public_view
+@require_POST
+def adyen_webhook(request: HttpRequest) -> HttpResponse:
+    return _receive(request, "adyen")
+
+
+stripe_webhook.webhook_face = True  # type: ignore[attr-defined]
+adyen_webhook.webhook_face = True  # type: ignore[attr-defined]
 
 
 @platform_view

@@ -147,7 +147,7 @@ def test_broker_down_rows_stored_and_swept_later(cast, celery_worker, wait_for, 
 
     payloads = [event("customer.subscription.created", subscription("cus_acme", sub_id=f"sub_{i}")) for i in range(5)]
     with monkeypatch.context() as patch:
-        patch.setattr(process_webhook_event, "delay", broker_down)
+        patch.setattr(process_webhook_event, "apply_async", broker_down)
         for payload in payloads:
             assert deliver(Client(), payload).status_code == 200  # stored before the 2xx
     assert WebhookEvent.objects.filter(status="pending").count() == 5
