@@ -20,15 +20,21 @@ urlpatterns = [
     path("invitations/", include("apps.tenants.invitation_urls")),
     path("platform/", include("apps.platform.urls")),
     path("billing/webhooks/", include("apps.billing.urls")),  # payment providers' signed events
+    path("breakglass/webhooks/", include("apps.breakglass.webhook_urls")),  # signed incident events
     path("t/<str:tenant_slug>/", include("apps.tenants.urls")),
     path("t/<str:tenant_slug>/audit/", include("apps.audit.urls")),
     path("t/<str:tenant_slug>/access/", include("apps.access.urls")),
     path("t/<str:tenant_slug>/settings/sso/", include("apps.sso.settings_urls")),
+    path("t/<str:tenant_slug>/sso/emergency/", include("apps.sso.emergency_urls")),  # emergency accounts (#11)
     path("t/<str:tenant_slug>/catalog/", include("apps.catalog.urls")),
     path("t/<str:tenant_slug>/settings/api-clients/", include("apps.keys.urls")),
+    path("t/<str:tenant_slug>/keys/credentials/", include("apps.keys.credentials.urls")),  # provider credentials
     path("t/<str:tenant_slug>/guardrails/", include("apps.guardrails.urls")),
     path("t/<str:tenant_slug>/break-glass/", include("apps.breakglass.urls")),
+    path("t/<str:tenant_slug>/billing/", include("apps.billing.console.urls")),
     path("t/<str:tenant_slug>/api/", include("apps.api.console_urls")),
+    path("t/<str:tenant_slug>/runbooks/", include("apps.runbook.urls")),
+    path("t/<str:tenant_slug>/alerts/", include("apps.alerts.urls")),  # alerts, webhooks, fraud queue
 ]
 
 # The Django admin is for superusers only, not for every platform staff member, signed

@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 
+from apps.breakglass.selectors import ElevationFilters
 from apps.breakglass.services import ceiling_minutes
+from apps.core.filtering import KeysetFilterForm
 
 if TYPE_CHECKING:
     from apps.access.models import Role
@@ -135,3 +137,64 @@ class PolicyForm(forms.Form):
 
     def clean_approver_groups(self) -> list[str]:
         return _split(self.cleaned_data["approver_groups"])
+
+
+class IncidentCloseForm(forms.Form):
+    incident_ref = forms.CharField(
+        max_length=100,
+        label="Incident reference",
+        help_text="As requesters typed it, e.g. INC-123 (letter case does not matter). Every active elevation "
+        "naming it ends now and every pending request naming it is cancelled.",
+    )
+
+
+STATUS_FILTERS = [
+    ("", "Any status"),
+    ("active", "Active"),
+    ("pending", "Waiting for approval"),
+    ("history", "History (finished)"),
+    ("denied", "Denied"),
+    ("lapsed", "Not decided in time"),
+    ("ended", "Ended early"),
+    ("expired", "Expired"),
+    ("cancelled", "Cancelled (incident closed)"),
+]
+
+
+class ElevationFilterForm(KeysetFilterForm):
+    """Filters of the elevations page; ``policies`` are the tenant's (another tenant's id is not a choice)."""
+
+    status = forms.ChoiceField(choices=STATUS_FILTERS, required=False, label="Status")
+    person = forms.EmailField(
+        required=False,
+        label="Person",
+        max_length=254,
+        help_text="The requester's e-mail address",
+        widget=forms.EmailInput(attrs={"placeholder": "alice@example.com", "autocomplete": "off"}),
+    )
+    policy = forms.TypedChoiceField(coerce=int, required=False, empty_value=None, label="Policy")
+    date_from = forms.DateField(
+        required=False, label="Requested from", help_text="UTC date", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = forms.DateField(
+        required=False,
+        label="Requested to",
+        help_text="Inclusive: the date covers its whole day",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+
+    filter_fields = ("status", "person", "policy", "date_from", "date_to")
+
+    def __init__(self, *args: Any, policies: Iterable[Policy], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["policy"].choices = [("", "Any policy"), *((p.pk, p.name) for p in policies)]
+
+    def filters(self) -> ElevationFilters:
+        data = self.cleaned_data
+        return ElevationFilters(
+            status=data.get("status") or "",
+            person=(data.get("person") or "").strip(),
+            policy_id=data.get("policy"),
+            requested_from=data.get("date_from"),
+            requested_before=data.get("date_to"),
+        )

@@ -54,6 +54,7 @@ class Elevation(TenantOwned):
         LAPSED = "lapsed", "Not decided in time"
         ENDED = "ended", "Ended early"
         EXPIRED = "expired", "Expired"
+        CANCELLED = "cancelled", "Cancelled (incident closed)"
 
     policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="elevations")
     requester = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="+")
@@ -84,6 +85,14 @@ class Elevation(TenantOwned):
                 condition=models.Q(status="pending"),
                 name="bg_elevation_pending_end",
             ),
+            # Closing an incident finds the open rows that name it.
+            models.Index(
+                fields=["tenant", "incident_ref"],
+                condition=models.Q(status__in=["pending", "active"]),
+                name="bg_elevation_open_incident",
+            ),
+            # The review page's person filter.
+            models.Index(fields=["tenant", "requester", "-requested_at"], name="bg_elevation_requester"),
         ]
 
     def __str__(self) -> str:
@@ -112,3 +121,64 @@ class Approval(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.decision} #{self.elevation_id}"
+
+
+class IncidentWebhook(TenantOwned):
+    """A tenant's incoming incident webhook: the URL token and its signing secrets (encrypted, never shown again)."""
+
+    # Random, in the URL only to find the tenant; the secret, not the token, authenticates a delivery.
+    token = models.CharField(max_length=64, unique=True)
+    # Fernet tokens (apps.breakglass.secretbox): the plain secret is needed to check an HMAC, so it
+    # is stored encrypted under a key derived from SECRET_KEY, never hashed and never in plain text.
+    secret_encrypted = models.TextField()
+    # During a rotation the previous secret keeps verifying until ``previous_valid_until``.
+    previous_secret_encrypted = models.TextField(blank=True)
+    previous_valid_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="bg_incident_webhook_one_per_tenant")]
+
+    def __str__(self) -> str:
+        return f"incident webhook of tenant {self.tenant_id}"
+
+
+class WebhookReceipt(TenantOwned):
+    """A verified delivery's replay key (its signature or its provider's event id), kept past the tolerance window."""
+
+    key = models.CharField(max_length=200)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # A replay inserts the same key: the unique constraint refuses it even when two arrive at once.
+            models.UniqueConstraint(fields=["tenant", "key"], name="bg_webhook_receipt_once"),
+        ]
+        indexes = [models.Index(fields=["received_at"], name="bg_webhook_receipt_age")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class IncidentClosure(TenantOwned):
+    """An incident closed from the console or by a verified webhook, and how many elevations it ended."""
+
+    class Source(models.TextChoices):
+        CONSOLE = "console", "Console"
+        GENERIC = "generic", "Webhook"
+        PAGERDUTY = "pagerduty", "PagerDuty"
+
+    incident_ref = models.CharField(max_length=100)
+    source = models.CharField(max_length=12, choices=Source.choices)
+    closed_by = models.ForeignKey(Membership, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    closed_at = models.DateTimeField()
+    ended = models.PositiveIntegerField(default=0)
+    cancelled = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-closed_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-closed_at"], name="bg_incident_closure_time")]
+
+    def __str__(self) -> str:
+        return f"{self.incident_ref} closed"

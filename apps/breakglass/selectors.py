@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from django.contrib.postgres.expressions import ArraySubquery
-from django.db.models import Q
+from django.db.models import Count, Min, Prefetch, Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 from apps.access.models import RoleBinding
-from apps.breakglass.models import Elevation, Policy
+from apps.breakglass.models import Approval, Elevation, IncidentClosure, IncidentWebhook, Policy
 from apps.breakglass.services import may_approve, may_request
+from apps.core.pagination import Page, keyset_page, within
 from apps.tenants.models import Membership, Tenant
 
 PG_BIGINT_MAX = 2**63 - 1
@@ -70,14 +75,15 @@ def waiting_for(*, tenant: Tenant, membership: Membership) -> list[Elevation]:
     return [e for e in pending if may_approve(policy=e.policy, membership=membership)]
 
 
-def active_elevations(*, tenant: Tenant) -> list[Elevation]:
-    """Elevations currently active in ``tenant`` (one query)."""
-    return list(
+def active_elevations(*, tenant: Tenant, limit: int | None = None) -> list[Elevation]:
+    """Elevations currently active in ``tenant``, soonest end first (one query; the first ``limit``)."""
+    qs = (
         Elevation.objects.for_tenant(tenant)
         .filter(status=Elevation.Status.ACTIVE)
         .select_related("policy", "role", "requester__user")
         .order_by("expires_at", "id")
     )
+    return list(qs[:limit] if limit else qs)
 
 
 def waiting_count(*, tenant: Tenant, membership: Membership) -> int:
@@ -125,3 +131,108 @@ def active_for(*, tenant: Tenant, membership: Membership) -> list[Elevation]:
         .select_related("role")
         .order_by("expires_at", "id")
     )
+
+
+# --- review (#11, item 7) and incidents (item 5) ------------------------------------------------
+
+HISTORY = ("denied", "lapsed", "ended", "expired", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class ElevationFilters:
+    """Cleaned filters of the elevations page (``forms.ElevationFilterForm``).
+
+    ``status`` is one status, "history" (every finished one) or empty; ``person`` an e-mail
+    (case-insensitive, exact); ``requested_from`` inclusive and ``requested_before`` exclusive.
+    """
+
+    status: str = ""
+    person: str = ""
+    policy_id: int | None = None
+    requested_from: datetime | None = None
+    requested_before: datetime | None = None
+
+
+def elevation_page(*, tenant: Tenant, filters: ElevationFilters, cursor: str | None, size: int) -> Page:
+    """One page of ``tenant``'s elevations, newest request first (one query, keyset on requested_at, id).
+
+    Raises apps.core.pagination.InvalidCursorError for a cursor this server did not issue.
+    """
+    qs = Elevation.objects.for_tenant(tenant).select_related("policy", "role", "requester__user", "ended_by__user")
+    if filters.status == "history":
+        qs = qs.filter(status__in=HISTORY)
+    elif filters.status:
+        qs = qs.filter(status=filters.status)
+    if filters.person:
+        qs = qs.filter(requester__user__email__iexact=filters.person)
+    if filters.policy_id:
+        qs = qs.filter(policy_id=filters.policy_id)
+    qs = within(qs, start=filters.requested_from, end=filters.requested_before, field="requested_at")
+    return keyset_page(qs, cursor=cursor, size=size, time_field="requested_at")
+
+
+def elevation_detail(*, tenant: Tenant, elevation_id: int) -> Elevation | None:
+    """One elevation of ``tenant`` with its approvals (two queries); None for any other id."""
+    if not _valid_id(elevation_id):
+        return None
+    return (
+        Elevation.objects.for_tenant(tenant)
+        .select_related("policy", "role", "requester__user", "ended_by__user")
+        .prefetch_related(Prefetch("approvals", queryset=Approval.objects.select_related("approver__user")))
+        .filter(pk=elevation_id)
+        .first()
+    )
+
+
+def elevation_window(elevation: Elevation) -> tuple[datetime, datetime] | None:
+    """The time the elevation was in force, [activated_at, end); None if it never was.
+
+    The end is when it ended, else its time box's end, but never later than now: an
+    active elevation's window grows as time passes.
+    """
+    if elevation.activated_at is None:
+        return None
+    end = elevation.ended_at or elevation.expires_at or timezone.now()
+    return elevation.activated_at, min(end, max(timezone.now(), elevation.activated_at))
+
+
+def elevation_counts(*, tenant: Tenant) -> dict[str, int]:
+    """Active and pending elevations of ``tenant`` (one query): the dashboard card's numbers."""
+    rows = (
+        Elevation.objects.for_tenant(tenant)
+        .filter(status__in=[Elevation.Status.ACTIVE, Elevation.Status.PENDING])
+        .values("status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counts = {"active": 0, "pending": 0}
+    counts.update({row["status"]: row["n"] for row in rows})
+    return counts
+
+
+def open_incidents(*, tenant: Tenant, limit: int = 50) -> list[dict[str, object]]:
+    """Incident references named by pending or active elevations, with counts (one query)."""
+    rows = (
+        Elevation.objects.for_tenant(tenant)
+        .filter(status__in=[Elevation.Status.ACTIVE, Elevation.Status.PENDING])
+        .exclude(incident_ref="")
+        .annotate(ref=Upper("incident_ref"))
+        .values("ref")
+        .annotate(
+            active=Count("id", filter=Q(status=Elevation.Status.ACTIVE)),
+            pending=Count("id", filter=Q(status=Elevation.Status.PENDING)),
+            label=Min("incident_ref"),
+        )
+        .order_by("ref")[:limit]
+    )
+    return list(rows)
+
+
+def incident_closures(*, tenant: Tenant, limit: int = 20) -> list[IncidentClosure]:
+    """The latest incident closures of ``tenant`` (one query)."""
+    return list(IncidentClosure.objects.for_tenant(tenant).select_related("closed_by__user")[:limit])
+
+
+def incident_webhook(*, tenant: Tenant) -> IncidentWebhook | None:
+    """``tenant``'s incident webhook, if enabled (its secrets stay encrypted; never render them)."""
+    return IncidentWebhook.objects.for_tenant(tenant).first()

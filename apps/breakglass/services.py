@@ -427,7 +427,18 @@ def elevation_end(*, tenant: Tenant, elevation_id: int, actor: Membership) -> El
         raise BreakglassError("Only the requester, an approver of this policy or a member manager can end it.")
     if elevation.status != Elevation.Status.ACTIVE:
         raise BreakglassError("This elevation is not active.")
-    now = timezone.now()
+    end_locked(elevation, actor=actor, now=timezone.now())
+    return elevation
+
+
+def end_locked(
+    elevation: Elevation, *, actor: Membership | None, now: datetime, system: str = "break-glass", **why: Any
+) -> str:
+    """End an active, locked ``elevation`` at ``now``: binding ended, audited, e-mailed; returns its new status.
+
+    ``actor`` None is the system named ``system`` (a webhook). ``why`` goes into the audit
+    event's data (the incident that closed it). The caller holds the row lock and checked the right.
+    """
     if elevation.binding_id is not None:
         access_services.binding_timebox_end(tenant_id=elevation.tenant_id, binding_id=elevation.binding_id)
     # Already past its time box (the worker has not run yet): it expired rather than ended.
@@ -439,12 +450,12 @@ def elevation_end(*, tenant: Tenant, elevation_id: int, actor: Membership) -> El
     record(
         "breakglass.expire" if expired else "breakglass.end",
         tenant=elevation.tenant_id,
-        actor=_actor(actor),
+        actor=_actor(actor) if actor is not None else Actor.system(system),
         target=elevation,
-        metadata={"elevation": elevation.pk},
+        metadata={"elevation": elevation.pk, **why},
     )
     notify_on_commit(elevation_id=elevation.pk, event="expired" if expired else "ended")
-    return elevation
+    return elevation.status
 
 
 def elevations_expire(*, now: datetime | None = None) -> dict[str, int]:
@@ -516,6 +527,7 @@ NOTICES = {
     "denied": "Break-glass request #{id} was denied",
     "ended": "Break-glass elevation #{id} ({role} for {member}) was ended early",
     "expired": "Break-glass elevation #{id} ({role} for {member}) has expired",
+    "cancelled": "Break-glass request #{id} was cancelled: its incident was closed",
 }
 
 
@@ -532,48 +544,3 @@ def notify_on_commit(*, elevation_id: int, event: str) -> None:
     if event not in NOTICES:
         raise ValueError(f"unknown break-glass notice: {event}")
     transaction.on_commit(functools.partial(_enqueue_now, elevation_id, event), robust=True)
-
-
-def approver_candidates(*, elevation: Elevation) -> list[Membership]:
-    """Active members who may decide ``elevation`` now (not the requester)."""
-    members = (
-        Membership.objects.for_tenant(elevation.tenant_id)
-        .filter(status=Membership.Status.ACTIVE)
-        .exclude(pk=elevation.requester_id)
-        .select_related("tenant", "user")
-    )
-    return [m for m in members if may_approve(policy=elevation.policy, membership=m)]
-
-
-def notice_send(*, elevation_id: int, event: str) -> int:
-    """Send ``event``'s e-mail: approvers for a request; requester and approvers afterwards. Returns how many."""
-    from django.core.mail import send_mail
-
-    if event not in NOTICES:
-        raise ValueError(f"unknown break-glass notice: {event}")
-    elevation = (
-        Elevation.objects.filter(pk=elevation_id).select_related("policy__tenant", "role", "requester__user").first()
-    )
-    if elevation is None:
-        return 0
-    if event == "requested":
-        recipients = [m.user.email for m in approver_candidates(elevation=elevation)]
-    else:
-        deciders = Approval.objects.for_tenant(elevation.tenant_id).filter(elevation=elevation)
-        recipients = [
-            elevation.requester.user.email,
-            *(a.approver.user.email for a in deciders.select_related("approver__user")),
-        ]
-    until = f"{elevation.expires_at:%H:%M} UTC" if elevation.expires_at else ""
-    subject = NOTICES[event].format(
-        id=elevation.pk, role=elevation.role.name, member=elevation.requester.user.email, until=until
-    )
-    body = (
-        f"{subject}.\n\nTenant: {elevation.policy.tenant.name}\nPolicy: {elevation.policy.name}\n"
-        f"Justification: {elevation.justification}\nIncident: {elevation.incident_ref or '-'}\n"
-    )
-    sent = 0
-    for address in dict.fromkeys(a for a in recipients if a):
-        send_mail(subject=subject, message=body, from_email=None, recipient_list=[address])
-        sent += 1
-    return sent

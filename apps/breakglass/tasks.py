@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from apps.breakglass.services import elevations_expire, notice_send
+from apps.breakglass.incidents import receipts_purge
+from apps.breakglass.notices import notice_send
+from apps.breakglass.services import elevations_expire
 from apps.core.tasking import EMAIL_RETRY_POLICY
 
 
@@ -12,8 +14,10 @@ from apps.core.tasking import EMAIL_RETRY_POLICY
 # decision; the sweep tidies up, audits and e-mails. Two runs at once claim disjoint rows.
 @shared_task(name="apps.breakglass.tasks.expire_elevations", acks_late=True, soft_time_limit=50, time_limit=55)
 def expire_elevations() -> dict[str, int]:
-    """Mark ended elevations expired and stale requests lapsed; returns the counts."""
-    return elevations_expire()
+    """Mark ended elevations expired and stale requests lapsed, forget old webhook replay keys; returns the counts."""
+    counts = elevations_expire()
+    counts["receipts_purged"] = receipts_purge()
+    return counts
 
 
 # Only transient delivery failures are retried; a redelivery may send a notice twice.

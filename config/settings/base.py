@@ -35,6 +35,9 @@ SSO_FETCH_ALLOWED_PORTS = tuple(int(port) for port in env.list("SSO_FETCH_ALLOWE
 SSO_DNS_NAMESERVER = env.str("SSO_DNS_NAMESERVER", default="")
 SSO_DNS_PORT = env.int("SSO_DNS_PORT", default=53)
 SSO_DNS_TIMEOUT = env.float("SSO_DNS_TIMEOUT", default=5.0)
+# Emergency accounts (apps/sso/emergency.py) sign in as break-glass-<random>@<tenant>.<this domain>:
+# a name nobody can receive mail at or claim for SSO (".invalid" is reserved by RFC 2606).
+SSO_EMERGENCY_LOGIN_DOMAIN = env.str("SSO_EMERGENCY_LOGIN_DOMAIN", default="emergency.invalid")
 # Break-glass: no policy may grant an elevation for longer than this (hours), whatever its own cap.
 BREAKGLASS_MAX_DURATION_HOURS = env.float("BREAKGLASS_MAX_DURATION_HOURS", default=8.0)
 # Incident webhook: largest body accepted (bytes; larger is 413 unread), and how long the previous
@@ -44,6 +47,14 @@ BREAKGLASS_WEBHOOK_ROTATION_GRACE_HOURS = env.float("BREAKGLASS_WEBHOOK_ROTATION
 # Stripe webhook endpoint secrets (whsec_…), comma-separated: during a rotation list both, the
 # new one first; a delivery verifies against any of them.
 STRIPE_WEBHOOK_SECRETS = env.list("STRIPE_WEBHOOK_SECRETS", default=[])
+# Stripe API secret key (sk_… or a restricted rk_…; STRIPE_SECRET_KEY_FILE works too) for Checkout, the
+# Customer Portal and reading payment methods. Empty (the embedded default): billing pages say Stripe
+# is not configured and offer no Stripe action; everything else works.
+STRIPE_SECRET_KEY = env_secret("STRIPE_SECRET_KEY", "") or ""
+# Where the Stripe SDK sends API calls; empty = Stripe itself. For stripe-mock or a test double only.
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+# Days a tenant may stay on a failed payment before it becomes read-only ("non-payment") until paid.
+BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=14)
 # Adyen standard-notification HMAC keys (hex, from the Customer Area), comma-separated: during a
 # rotation list both; every item of a delivery must verify against one. Empty = Adyen refused.
 ADYEN_HMAC_KEYS = env.list("ADYEN_HMAC_KEYS", default=[])
@@ -111,6 +122,7 @@ INSTALLED_APPS = [
     "apps.api",
     "apps.platform",
     "apps.runbook",  # quarterly runbook, restore drills, retention jobs (#13, items 3 and 5)
+    "apps.alerts",  # anomaly alerts and fraud screening, one engine, two queues (#13 item 4, #12 item 7)
 ]
 
 MIDDLEWARE = [
@@ -152,6 +164,11 @@ TENANT_ENTRY_CHECKS = ["apps.sso.views.entry.sso_boundary"]
 # app's ``dashboard`` module that returns a card or None. Cards that ask for attention go first.
 TENANT_DASHBOARD_CARDS: list[str] = [
     "apps.breakglass.dashboard.elevations_card",  # active elevations, requests waiting for the viewer (#11)
+    "apps.sso.dashboard.emergency_sign_ins_card",  # emergency-account sign-ins no Owner acknowledged yet (#11)
+    "apps.billing.dashboard.billing_card",  # plan, subscription status, period, failed payment (#12)
+    "apps.runbook.dashboard.runbook_card",  # the open quarterly runbook and its progress (#13)
+    "apps.alerts.dashboard.open_alerts_card",  # open alerts, and fraud cases for reviewers (#13, #12)
+    "apps.keys.dashboard.credentials_card",  # credentials overdue or due soon, expiring SSO certificates (#13)
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -169,6 +186,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "apps.tenants.context_processors.console",
+                "apps.billing.context_processors.billing",  # the failed-payment banner for billing admins
             ],
         },
     }
@@ -221,6 +239,8 @@ ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
 MFA_TOTP_ISSUER = "Bastion"
 MFA_PASSKEY_LOGIN_ENABLED = False
+# An emergency account may not remove the TOTP authenticator its Owners hold the secret of.
+MFA_ADAPTER = "apps.sso.adapters.MFAAdapter"
 SOCIALACCOUNT_ONLY = False
 USERSESSIONS_TRACK_ACTIVITY = True
 GUARDIAN_RAISE_403 = False
@@ -412,3 +432,20 @@ RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=1000)
 RESTORE_DRILL_PG_BIN_DIR = env.str("RESTORE_DRILL_PG_BIN_DIR", default="")
 RESTORE_DRILL_MAINTENANCE_DB = env.str("RESTORE_DRILL_MAINTENANCE_DB", default="postgres")
 RESTORE_DRILL_TIMEOUT_SECONDS = env.int("RESTORE_DRILL_TIMEOUT_SECONDS", default=1800)
+# Models that hold raw prompt/output text, as "app_label.Model:time_field", purged after the tenant's
+# prompt retention. None today: Bastion screens prompts and tool calls but stores no prompt or output text.
+RETENTION_PROMPT_MODELS = env.list("RETENTION_PROMPT_MODELS", default=[])
+# Alerts (apps/alerts): webhook deliveries go through apps.core.netfetch under their own policy.
+# https on these ports only; private networks (RFC 1918, ULA) only with ALERTS_WEBHOOK_ALLOW_PRIVATE
+# (an on-premises receiver); loopback and plain http to it only with ALERTS_WEBHOOK_ALLOW_LOOPBACK
+# (development and tests). Link-local and metadata addresses are refused whatever is set.
+ALERTS_WEBHOOK_ALLOWED_PORTS = tuple(int(port) for port in env.list("ALERTS_WEBHOOK_ALLOWED_PORTS", default=["443"]))
+ALERTS_WEBHOOK_ALLOW_PRIVATE = env_bool("ALERTS_WEBHOOK_ALLOW_PRIVATE", False)
+ALERTS_WEBHOOK_ALLOW_LOOPBACK = env_bool("ALERTS_WEBHOOK_ALLOW_LOOPBACK", DEBUG)
+# Seconds a receiver has to answer one delivery; attempts before a delivery is marked failed; the
+# first wait between attempts (doubling each time, at most an hour: 30 s, 1, 2, 4, 8 min ≈ 15 min in all).
+ALERTS_WEBHOOK_TIMEOUT_SECONDS = env.float("ALERTS_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+ALERTS_DELIVERY_MAX_ATTEMPTS = env.int("ALERTS_DELIVERY_MAX_ATTEMPTS", default=6)
+ALERTS_DELIVERY_BACKOFF_SECONDS = env.float("ALERTS_DELIVERY_BACKOFF_SECONDS", default=30.0)
+# Hours the previous webhook signing secret keeps signing (a second v1) after a rotation.
+ALERTS_WEBHOOK_SECRET_OVERLAP_HOURS = env.int("ALERTS_WEBHOOK_SECRET_OVERLAP_HOURS", default=24)

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from apps.access import decisions
 from apps.access.models import Role
-from apps.breakglass.models import Approval, Elevation, Policy
+from apps.breakglass.models import Approval, Elevation, IncidentClosure, IncidentWebhook, Policy
 from tests.breakglass.conftest import ask, member
 from tests.contract import PageContract, PermissionContract, Ref, form_page
 
@@ -23,6 +23,7 @@ POLICY_DATA = {
     "approver_groups": "oncall-leads",
 }
 ELEVATION = {"kwargs": {"pk": Ref("pending")}, "foreign": ({"pk": Ref("globex_elevation")},)}
+
 
 
 @pytest.fixture
@@ -84,6 +85,36 @@ class TestBreakglassPagesContract(PermissionContract):
             only_status=200,
             foreign=({"policy_id": Ref("globex_policy")},),
         ),
+        # Review (#11, item 7): audit.read, like the audit log it shows.
+        PageContract("breakglass:elevation_list", "audit.read"),
+        PageContract("breakglass:elevation_detail", "audit.read", **ELEVATION),
+        # Never active: the export has nothing to give and sends the reader back to the page.
+        PageContract(
+            "breakglass:elevation_export",
+            "audit.read",
+            kwargs={"pk": Ref("pending"), "fmt": "csv"},
+            foreign=({"pk": Ref("globex_elevation")},),
+            ok_status=302,
+        ),
+        # Incidents (#11, item 5).
+        PageContract("breakglass:incident_list", "breakglass.approve"),
+        PageContract(
+            "breakglass:incident_close",
+            "tenant.view",
+            method="post",
+            data={"incident_ref": "INC-404"},
+            ok_status=302,
+        ),
+        PageContract("breakglass:incident_webhook", "role.manage"),
+        # A member holding only role.manage passes the gate; the service refuses (no breakglass.approve).
+        PageContract(
+            "breakglass:incident_webhook",
+            "role.manage",
+            method="post",
+            data={"action": "enable"},
+            ok_status=200,
+            only_status=302,
+        ),
         PageContract(
             "breakglass:policy_pause",
             "role.manage",
@@ -107,6 +138,8 @@ class TestBreakglassPagesContract(PermissionContract):
             tuple(
                 Policy.objects.order_by("pk").values_list("pk", "tenant_id", "name", "paused", "max_duration_minutes")
             ),
+            tuple(IncidentWebhook.objects.order_by("pk").values_list("pk", "tenant_id", "secret_encrypted")),
+            tuple(IncidentClosure.objects.order_by("pk").values_list("pk", "tenant_id", "incident_ref")),
         )
 
 

@@ -36,6 +36,7 @@ def index(request: TenantRequest) -> HttpResponse:
         "mine": selectors.my_elevations(tenant=request.tenant, membership=request.membership),
         "can_approve": request.can("breakglass.approve"),
         "can_edit_policies": request.can("role.manage"),
+        "can_review": request.can("audit.read"),
     }
     return render(request, "breakglass/index.html", context)
 
@@ -63,6 +64,7 @@ def approvals(request: TenantRequest) -> HttpResponse:
         "waiting": selectors.waiting_for(tenant=request.tenant, membership=request.membership),
         "active": selectors.active_elevations(tenant=request.tenant),
         "form": DecisionForm(),
+        "can_review": request.can("audit.read"),
     }
     return render(request, "breakglass/approvals.html", context)
 
