@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from celery import Celery, signals
+from celery.schedules import crontab
 
 from apps.core import context
 
@@ -69,11 +70,87 @@ app.conf.beat_schedule = {
         "task": "apps.billing.tasks.sweep_webhook_events",
         "schedule": 60.0,
     },
+    # Dunning: a grace is counted in days (BILLING_GRACE_DAYS), so once a day suspends a tenant at most
+    # a day late and costs one small query; 03:30 UTC is off-peak in Europe and the Americas. Payment
+    # itself lifts the suspension at once (the invoice.paid webhook), not this task.
+    "billing-enforce-dunning": {
+        "task": "apps.billing.tasks.enforce_dunning",
+        "schedule": crontab(hour=3, minute=30),
+    },
+    # Budget counters (Redis) against the database: every minute, so a counter that drifted (Redis
+    # restarted, a request died between Redis and its commit) is right again within a minute; a few
+    # indexed sums per tenant with budgets. A counter that moved meanwhile is left for the next run.
+    "billing-reconcile-budgets": {
+        "task": "apps.billing.tasks.reconcile_budgets",
+        "schedule": 60.0,
+    },
+    # Reservations: expiry already holds without this (Redis drops an expired hold on the next use and
+    # settling checks expires_at); the task only marks the rows, so every minute keeps pages current.
+    "billing-expire-reservations": {
+        "task": "apps.billing.tasks.expire_reservations",
+        "schedule": 60.0,
+    },
+    # Usage rollups: every 5 minutes keeps the usage page at most 5 minutes behind; each run rewrites
+    # only the hours that newly received events touch (idempotent upserts, so overlaps are harmless).
+    "billing-rollup-usage": {
+        "task": "apps.billing.tasks.rollup_usage",
+        "schedule": 5 * 60.0,
+    },
+    # Stripe meter events: every minute, well inside Stripe's 35-day window and its rate limits (500
+    # events a run); identifiers are our event ids, so a resend after a crash is counted once by Stripe.
+    "billing-report-usage-to-stripe": {
+        "task": "apps.billing.tasks.report_usage_to_stripe",
+        "schedule": 60.0,
+    },
+    # Rotation reminders (#13): due dates are days, so once a day is exact; 07:00 UTC lands at the start
+    # of the European working day and before the Americas'. Each (credential, due date, step) is a unique
+    # row claimed before sending, so a second run or a retry sends nothing twice.
+    "keys-send-rotation-reminders": {
+        "task": "apps.keys.tasks.send_rotation_reminders",
+        "schedule": crontab(hour=7, minute=0),
+    },
+    # A reminder whose delivery died mid-way (worker killed, SMTP down) is retried once its 10-minute
+    # lease has run out; every 10 minutes keeps that delay short. Claims use SKIP LOCKED: overlaps are no-ops.
+    "keys-deliver-rotation-reminders": {
+        "task": "apps.keys.tasks.deliver_rotation_reminders",
+        "schedule": 10 * 60.0,
+    },
+    # Alert rules and fraud screening: rules are "per hour" over a sliding 60-minute window, so every
+    # 5 minutes finds a surge within 5 minutes of it crossing the line, while each run stays a few
+    # indexed aggregates per rule and tenant (per minute would multiply that load by five for little
+    # gain; retry storms are counted per clock minute from the stored events, so none is missed between
+    # runs). Rules and the fraud policy are locked with SKIP LOCKED and alerts de-duplicated by a unique
+    # index, so an overlap raises nothing twice.
+    "alerts-evaluate": {
+        "task": "apps.alerts.tasks.evaluate_all",
+        "schedule": 5 * 60.0,
+    },
+    # Alert deliveries whose task message was lost (broker restart, killed worker) or whose lease ran
+    # out: every minute, so a lost retry waits at most a minute longer than its backoff. Claims make a
+    # second enqueue of the same delivery a no-op.
+    "alerts-sweep-deliveries": {
+        "task": "apps.alerts.tasks.sweep_deliveries",
+        "schedule": 60.0,
+    },
     # Seal the audit chains often enough that an operator can compare a recent
     # head with an off-site copy; sealing is cheap (one row per tenant chain).
     "audit-seal-chains": {
         "task": "apps.audit.tasks.seal_audit_chains",
         "schedule": 15 * 60.0,
+    },
+    # Quarterly runbooks: hourly, so a quarter's runbooks exist within the hour after it starts, a
+    # tenant created mid-quarter gets its runbook within the hour, and a beat that was down on the
+    # 1st catches up. Cheap when there is nothing to do (one query finds tenants without one), and
+    # unique per (tenant, quarter), so an overlap opens nothing twice.
+    "runbook-open-quarter": {
+        "task": "apps.runbook.tasks.open_quarter_runbooks",
+        "schedule": 3600.0,
+    },
+    # Retention: daily is as fine as retention in days needs to be. Batches are small and each its own
+    # transaction, so the run never holds a long lock; it also runs right after a start-up.
+    "runbook-purge-retention": {
+        "task": "apps.runbook.tasks.purge_retention",
+        "schedule": 24 * 3600.0,
     },
 }
 

@@ -7,6 +7,7 @@ from django.contrib.auth.models import Group
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Now
+from django.utils import timezone
 
 from apps.tenants.models import OptionalTenantOwned, TenantOwned
 
@@ -211,6 +212,8 @@ class SigningKey(models.Model):
 
 # --- provider credentials: references, rotation dates and reminders (#13) -----------------------
 
+DUE_SOON_DAYS = 14  # the first rotation reminder: "due soon" from here on
+
 
 class Credential(TenantOwned):
     """A reference to one provider or tool secret of a tenant (never the value), with its rotation schedule.
@@ -277,6 +280,21 @@ class Credential(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.provider}, {self.environment})"
+
+    @property
+    def days_left(self) -> int:
+        """Days until the due date (negative: overdue), in UTC days."""
+        return (self.next_due_on - timezone.now().date()).days
+
+    @property
+    def days_overdue(self) -> int:
+        return max(0, -self.days_left)
+
+    @property
+    def due_state(self) -> str:
+        """ "overdue", "soon" (within the first reminder, 14 days) or "ok"."""
+        days = self.days_left
+        return "overdue" if days < 0 else "soon" if days <= DUE_SOON_DAYS else "ok"
 
 
 class CredentialRotation(TenantOwned):

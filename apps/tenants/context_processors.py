@@ -31,11 +31,16 @@ NAV_ITEMS: tuple[tuple[str, str, Scope, str], ...] = (
     ("Try a tool call", "tool.execute", "tenant", "guardrails:try"),
     ("SSO", "sso.manage", "tenant", "sso_settings:list"),
     ("API clients", "apiclient.manage", "tenant", "keys:client_list"),
+    ("Credentials", "key.manage", "tenant", "credentials:list"),
     ("Roles", "role.manage", "tenant", "access:role_list"),
     ("Grants", "role.manage", "tenant", "access:grants"),
     ("Explain access", "role.manage", "tenant", "access:explain"),
     ("Denied checks", "audit.read", "tenant", "access:denied"),
     ("Audit log", "audit.read", "tenant", "audit:tenant_list"),
+    ("Alerts", "audit.read", "tenant", "alerts:alert_list"),
+    ("Fraud cases", "apiclient.manage", "tenant", "alerts:case_list"),
+    ("Runbooks", "audit.read", "tenant", "runbook:list"),
+    ("Billing", "billing.view", "tenant", "billing_console:overview"),
 )
 
 

@@ -12,11 +12,8 @@ from datetime import date, timedelta
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from apps.keys.models import Credential, CredentialRotation, CredentialSettings, RotationReminder
+from apps.keys.models import DUE_SOON_DAYS, Credential, CredentialRotation, CredentialSettings, RotationReminder
 from apps.tenants.models import Tenant
-
-# Reminders start this many days before the due date; the due page shows what falls inside it.
-DUE_SOON_DAYS = 14
 
 
 @dataclass(frozen=True, slots=True)
