@@ -8,131 +8,260 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('keys', '0002_token_use_and_rate_limits'),
-        ('tenants', '0004_tenant_access_version'),
+        ("keys", "0002_token_use_and_rate_limits"),
+        ("tenants", "0004_tenant_access_version"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Credential',
+            name="Credential",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=80)),
-                ('provider', models.CharField(max_length=40)),
-                ('environment', models.CharField(choices=[('dev', 'Development'), ('staging', 'Staging'), ('prod', 'Production')], default='prod', max_length=8)),
-                ('purpose', models.CharField(blank=True, max_length=300)),
-                ('reference', models.CharField(max_length=500)),
-                ('rotation_interval_days', models.PositiveIntegerField(default=90)),
-                ('last_rotated_at', models.DateTimeField(blank=True, null=True)),
-                ('next_due_on', models.DateField()),
-                ('last_check_at', models.DateTimeField(blank=True, null=True)),
-                ('last_check_status', models.CharField(choices=[('never', 'Never checked'), ('ok', 'Resolved'), ('not_found', 'Not found'), ('denied', 'Permission denied'), ('sealed', 'Vault sealed'), ('unreachable', 'Vault unreachable'), ('not_configured', 'Backend not configured'), ('invalid', 'Invalid reference'), ('error', 'Error')], default='never', max_length=16)),
-                ('last_check_detail', models.CharField(blank=True, max_length=300)),
-                ('last_check_version', models.PositiveIntegerField(blank=True, null=True)),
-                ('last_check_created_time', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False)),
-                ('updated_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='tenants.membership')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=80)),
+                ("provider", models.CharField(max_length=40)),
+                (
+                    "environment",
+                    models.CharField(
+                        choices=[("dev", "Development"), ("staging", "Staging"), ("prod", "Production")],
+                        default="prod",
+                        max_length=8,
+                    ),
+                ),
+                ("purpose", models.CharField(blank=True, max_length=300)),
+                ("reference", models.CharField(max_length=500)),
+                ("rotation_interval_days", models.PositiveIntegerField(default=90)),
+                ("last_rotated_at", models.DateTimeField(blank=True, null=True)),
+                ("next_due_on", models.DateField()),
+                ("last_check_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "last_check_status",
+                    models.CharField(
+                        choices=[
+                            ("never", "Never checked"),
+                            ("ok", "Resolved"),
+                            ("not_found", "Not found"),
+                            ("denied", "Permission denied"),
+                            ("sealed", "Vault sealed"),
+                            ("unreachable", "Vault unreachable"),
+                            ("not_configured", "Backend not configured"),
+                            ("invalid", "Invalid reference"),
+                            ("error", "Error"),
+                        ],
+                        default="never",
+                        max_length=16,
+                    ),
+                ),
+                ("last_check_detail", models.CharField(blank=True, max_length=300)),
+                ("last_check_version", models.PositiveIntegerField(blank=True, null=True)),
+                ("last_check_created_time", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_at",
+                    models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False),
+                ),
+                ("updated_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="tenants.membership",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['next_due_on', 'name'],
+                "ordering": ["next_due_on", "name"],
             },
         ),
         migrations.CreateModel(
-            name='CredentialRotation',
+            name="CredentialRotation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('method', models.CharField(choices=[('vault_write', 'Written to the vault by Bastion'), ('recorded', 'Recorded (rotated elsewhere)')], max_length=16)),
-                ('rotated_at', models.DateTimeField()),
-                ('note', models.CharField(blank=True, max_length=300)),
-                ('new_version', models.PositiveIntegerField(blank=True, null=True)),
-                ('recorded_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False)),
-                ('credential', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rotations', to='keys.credential')),
-                ('rotated_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "method",
+                    models.CharField(
+                        choices=[
+                            ("vault_write", "Written to the vault by Bastion"),
+                            ("recorded", "Recorded (rotated elsewhere)"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("rotated_at", models.DateTimeField()),
+                ("note", models.CharField(blank=True, max_length=300)),
+                ("new_version", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "recorded_at",
+                    models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False),
+                ),
+                (
+                    "credential",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="rotations", to="keys.credential"
+                    ),
+                ),
+                (
+                    "rotated_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-rotated_at', '-id'],
+                "ordering": ["-rotated_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='CredentialSettings',
+            name="CredentialSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('allow_vault_writes', models.BooleanField(default=False)),
-                ('updated_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("allow_vault_writes", models.BooleanField(default=False)),
+                ("updated_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="tenants.tenant"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='RotationReminder',
+            name="RotationReminder",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('subject_key', models.CharField(max_length=200)),
-                ('subject_label', models.CharField(max_length=300)),
-                ('due_on', models.DateField()),
-                ('step', models.CharField(max_length=16)),
-                ('recipients', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=254), blank=True, default=list, size=None)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('sent', 'Sent'), ('failed', 'Failed')], default='pending', max_length=8)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('lease_until', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.CharField(blank=True, max_length=300)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('credential', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='keys.credential')),
-                ('tenant', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("subject_key", models.CharField(max_length=200)),
+                ("subject_label", models.CharField(max_length=300)),
+                ("due_on", models.DateField()),
+                ("step", models.CharField(max_length=16)),
+                (
+                    "recipients",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=254), blank=True, default=list, size=None
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("sent", "Sent"), ("failed", "Failed")],
+                        default="pending",
+                        max_length=8,
+                    ),
+                ),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("lease_until", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.CharField(blank=True, max_length=300)),
+                (
+                    "created_at",
+                    models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False),
+                ),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "credential",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="keys.credential",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenants.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddIndex(
-            model_name='credential',
-            index=models.Index(fields=['tenant', 'next_due_on', 'id'], name='credential_tenant_due'),
+            model_name="credential",
+            index=models.Index(fields=["tenant", "next_due_on", "id"], name="credential_tenant_due"),
         ),
         migrations.AddIndex(
-            model_name='credential',
-            index=models.Index(fields=['tenant', 'name', 'id'], name='credential_tenant_name'),
+            model_name="credential",
+            index=models.Index(fields=["tenant", "name", "id"], name="credential_tenant_name"),
         ),
         migrations.AddConstraint(
-            model_name='credential',
-            constraint=models.UniqueConstraint(fields=('tenant', 'name'), name='credential_unique_name_per_tenant'),
+            model_name="credential",
+            constraint=models.UniqueConstraint(fields=("tenant", "name"), name="credential_unique_name_per_tenant"),
         ),
         migrations.AddConstraint(
-            model_name='credential',
-            constraint=models.CheckConstraint(condition=models.Q(('rotation_interval_days__gte', 1), ('rotation_interval_days__lte', 3650)), name='credential_interval_range'),
+            model_name="credential",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("rotation_interval_days__gte", 1), ("rotation_interval_days__lte", 3650)),
+                name="credential_interval_range",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='credential',
-            constraint=models.CheckConstraint(condition=models.Q(('environment__in', ['dev', 'staging', 'prod'])), name='credential_environment_valid'),
+            model_name="credential",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("environment__in", ["dev", "staging", "prod"])), name="credential_environment_valid"
+            ),
         ),
         migrations.AddIndex(
-            model_name='credentialrotation',
-            index=models.Index(fields=['tenant', 'credential', '-rotated_at'], name='credrotation_tenant_cred'),
+            model_name="credentialrotation",
+            index=models.Index(fields=["tenant", "credential", "-rotated_at"], name="credrotation_tenant_cred"),
         ),
         migrations.AddConstraint(
-            model_name='credentialsettings',
-            constraint=models.UniqueConstraint(fields=('tenant',), name='credentialsettings_one_per_tenant'),
+            model_name="credentialsettings",
+            constraint=models.UniqueConstraint(fields=("tenant",), name="credentialsettings_one_per_tenant"),
         ),
         migrations.AddIndex(
-            model_name='rotationreminder',
-            index=models.Index(fields=['tenant', '-created_at'], name='rotationreminder_tenant_new'),
+            model_name="rotationreminder",
+            index=models.Index(fields=["tenant", "-created_at"], name="rotationreminder_tenant_new"),
         ),
         migrations.AddIndex(
-            model_name='rotationreminder',
-            index=models.Index(condition=models.Q(('status', 'pending')), fields=['tenant', 'status', 'lease_until'], name='rotationreminder_pending'),
+            model_name="rotationreminder",
+            index=models.Index(
+                condition=models.Q(("status", "pending")),
+                fields=["tenant", "status", "lease_until"],
+                name="rotationreminder_pending",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rotationreminder',
-            constraint=models.UniqueConstraint(fields=('subject_key', 'due_on', 'step'), name='rotationreminder_once'),
+            model_name="rotationreminder",
+            constraint=models.UniqueConstraint(fields=("subject_key", "due_on", "step"), name="rotationreminder_once"),
         ),
         migrations.AddConstraint(
-            model_name='rotationreminder',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['pending', 'sent', 'failed'])), name='rotationreminder_status_valid'),
+            model_name="rotationreminder",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["pending", "sent", "failed"])), name="rotationreminder_status_valid"
+            ),
         ),
     ]
