@@ -15,4 +15,6 @@ urlpatterns = [
     path("sso/", include("apps.sso.platform_urls")),
     path("signing-keys/", include("apps.keys.platform_urls")),
     path("billing/", include("apps.billing.platform_urls")),
+    path("runbook/", include("apps.runbook.platform_urls")),  # restore drills (#13, item 3)
+    path("billing/", include("apps.billing.console.platform_urls")),  # plans and dunning
 ]
