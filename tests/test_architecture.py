@@ -59,6 +59,7 @@ FLOORS = {
     "keys": 3,
     "sso": 3,
     "alerts": 4,
+    "runbook": 4,
 }
 FACE_ONLY_APPS = {"api", "platform"}
 # Floor 1 apps may use each other's models only; catalog may ask access for decisions.

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from apps.audit import chain as audit_chain
 from apps.audit.models import EVENT_FIELDS, PLATFORM_CHAIN, AuditChainHead, AuditEvent, AuditRetentionCut, AuditSeal
@@ -79,8 +79,11 @@ class VerifyReport:
         return data
 
 
-def verify_chain(chain_id: int) -> VerifyReport:
+def verify_chain(chain_id: int, *, using: str = DEFAULT_DB_ALIAS) -> VerifyReport:
     """Verify one chain (a tenant id, or 0 for the platform chain).
+
+    ``using`` names the database alias to read (the restore drill verifies a
+    restored copy through an alias of its own).
 
     Reads everything from one REPEATABLE READ snapshot, so events appended
     while the walk runs are neither reported as beyond the head nor missed.
@@ -88,21 +91,21 @@ def verify_chain(chain_id: int) -> VerifyReport:
     memory independent of the chain's length. Never raises for a damaged
     chain: the damage is the report's ``problem``.
     """
-    if connection.in_atomic_block:
-        return _verify(chain_id)
-    with transaction.atomic():
-        with connection.cursor() as cursor:
+    if connections[using].in_atomic_block:
+        return _verify(chain_id, using)
+    with transaction.atomic(using=using):
+        with connections[using].cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        return _verify(chain_id)
+        return _verify(chain_id, using)
 
 
-def chains_to_verify() -> list[int]:
+def chains_to_verify(*, using: str = DEFAULT_DB_ALIAS) -> list[int]:
     """Every chain that exists or should: the platform chain, each tenant's, and any with a head, seal or cut."""
     ids = {PLATFORM_CHAIN}
-    ids.update(Tenant.objects.values_list("pk", flat=True))
-    ids.update(AuditChainHead.objects.values_list("chain", flat=True))
-    ids.update(AuditSeal.objects.values_list("chain", flat=True).distinct())
-    ids.update(AuditRetentionCut.objects.values_list("chain", flat=True))
+    ids.update(Tenant.objects.using(using).values_list("pk", flat=True))
+    ids.update(AuditChainHead.objects.using(using).values_list("chain", flat=True))
+    ids.update(AuditSeal.objects.using(using).values_list("chain", flat=True).distinct())
+    ids.update(AuditRetentionCut.objects.using(using).values_list("chain", flat=True))
     return sorted(ids)
 
 
@@ -111,21 +114,23 @@ def chain_names() -> dict[int, str]:
     return {PLATFORM_CHAIN: "platform", **dict(Tenant.objects.values_list("pk", "slug"))}
 
 
-def _rows(chain_id: int) -> Iterator[Any]:
+def _rows(chain_id: int, using: str) -> Iterator[Any]:
     # No lower seq bound on purpose: a row planted before the chain start must be seen.
     return (
-        AuditEvent.objects.filter(chain=chain_id)
+        AuditEvent.objects.using(using)
+        .filter(chain=chain_id)
         .order_by("seq")
         .values_list(*_COLUMNS, named=True)
         .iterator(chunk_size=CHUNK_SIZE)
     )
 
 
-def _verify(chain_id: int) -> VerifyReport:
-    head = AuditChainHead.objects.filter(chain=chain_id).values_list("seq", "head_hash").first()
-    cut = AuditRetentionCut.objects.filter(chain=chain_id).values_list("up_to_seq", "anchor_hash").first()
+def _verify(chain_id: int, using: str = DEFAULT_DB_ALIAS) -> VerifyReport:
+    head = AuditChainHead.objects.using(using).filter(chain=chain_id).values_list("seq", "head_hash").first()
+    cut = AuditRetentionCut.objects.using(using).filter(chain=chain_id).values_list("up_to_seq", "anchor_hash").first()
     seal = (
-        AuditSeal.objects.filter(chain=chain_id)
+        AuditSeal.objects.using(using)
+        .filter(chain=chain_id)
         .order_by("-seq", "-id")
         .values_list("id", "seq", "head_hash", "mac")
         .first()
@@ -143,7 +148,7 @@ def _verify(chain_id: int) -> VerifyReport:
     hash_at_seal: bytes | None = expected_prev if seal and seal[1] == anchor_seq else None
     cut_attested = cut is None
 
-    rows = _rows(chain_id)
+    rows = _rows(chain_id, using)
     for row in rows:
         stored = bytes(row.hash)
         prev = bytes(row.prev_hash)
@@ -190,7 +195,7 @@ def _verify(chain_id: int) -> VerifyReport:
     if report.problem is None:
         report.problem = _check_tail(report, head, seal, last_seq, last_id, expected_prev, hash_at_seal)
     if report.problem is None and not report.checked and cut is None and seal is None and not (head and head[0]):
-        report.problem = _check_emptied(chain_id)
+        report.problem = _check_emptied(chain_id, using)
     if report.problem is None and not cut_attested:
         report.problem = Problem(
             "deleted",
@@ -267,14 +272,18 @@ def _check_tail(
 CREATE_ACTION = "tenant.create"
 
 
-def _check_emptied(chain_id: int) -> Problem | None:
+def _check_emptied(chain_id: int, using: str = DEFAULT_DB_ALIAS) -> Problem | None:
     """An empty chain that other chains say had events (see ``emptied`` in the module docstring)."""
     if chain_id == PLATFORM_CHAIN:
-        evidence = AuditEvent.objects.filter(tenant__isnull=False, action=CREATE_ACTION, target_type="tenant")
+        evidence = AuditEvent.objects.using(using).filter(
+            tenant__isnull=False, action=CREATE_ACTION, target_type="tenant"
+        )
         detail = "the platform chain has no events, but tenant chains record tenant creations it must hold"
     else:
         # Uses audit_tenant_target_time (tenant IS NULL, target_type, target_id).
-        evidence = AuditEvent.objects.filter(tenant__isnull=True, target_type="tenant", target_id=str(chain_id))
+        evidence = AuditEvent.objects.using(using).filter(
+            tenant__isnull=True, target_type="tenant", target_id=str(chain_id)
+        )
         detail = "this tenant's chain has no events (no head, no seal), but the platform chain records its history"
     if evidence.exists():
         return Problem("emptied", None, None, detail)
