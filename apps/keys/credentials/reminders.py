@@ -288,10 +288,11 @@ def _smtp_send(message: EmailMessage) -> None:
 
 
 def deliver(
-    *, now: datetime | None = None, sender: Sender = _smtp_send, paths: dict[str, tuple[str, str]] | None = None
+    *, now: datetime | None = None, sender: Sender | None = None, paths: dict[str, tuple[str, str]] | None = None
 ) -> int:
-    """Send every pending reminder this call can claim; returns how many it sent."""
+    """Send every pending reminder this call can claim; returns how many it sent (``sender``: tests)."""
     now = now or timezone.now()
+    sender = sender or _smtp_send
     paths = paths or {}
     sent = 0
     while batch := _claim(now, BATCH):
@@ -348,7 +349,7 @@ def _finish(reminder: RotationReminder, *, status: str, error: str) -> None:
             )
 
 
-def run(*, extra: Iterable[DueItem] = (), sender: Sender = _smtp_send, now: datetime | None = None) -> dict[str, int]:
+def run(*, extra: Iterable[DueItem] = (), sender: Sender | None = None, now: datetime | None = None) -> dict[str, int]:
     """The daily job: plan today's reminders for everything due (``extra``: other apps' items), then deliver."""
     now = now or timezone.now()
     items = due_items(today=now.date(), now=now, extra=extra)
