@@ -25,7 +25,6 @@ POLICY_DATA = {
 ELEVATION = {"kwargs": {"pk": Ref("pending")}, "foreign": ({"pk": Ref("globex_elevation")},)}
 
 
-
 @pytest.fixture
 def pages_world(world):
     """The cast, plus a pending Acme request and Globex's policy and request (what ``Ref`` names)."""

@@ -156,8 +156,11 @@ def incident_close(request: TenantRequest) -> HttpResponse:
                 f"Incident {closure.incident_ref} closed: {closure.ended} elevation{'s' if closure.ended != 1 else ''} "
                 f"ended, {closure.cancelled} pending request{'s' if closure.cancelled != 1 else ''} cancelled.",
             )
-    back = "incident_list" if request.can("breakglass.approve") else "index"
-    return redirect(_url(back, request))
+    if request.can("breakglass.approve"):
+        return redirect(_url("incident_list", request))
+    if request.can("breakglass.request"):
+        return redirect(_url("index", request))
+    return redirect("tenants:dashboard", tenant_slug=request.tenant.slug)
 
 
 @tenant_view("role.manage")
