@@ -23,7 +23,7 @@ from apps.accounts.models import User
 from apps.catalog import services as catalog_services
 from apps.core import context
 from apps.platform import services as platform_services
-from apps.platform.management import demo
+from apps.platform.management import demo, demo_credentials
 from apps.tenants import selectors, services
 from apps.tenants.models import Membership
 
@@ -48,6 +48,7 @@ class Command(BaseCommand):
             staff = self._user(demo.STAFF, is_staff=True, reset_password=reset_passwords)
             for spec in demo.TENANTS:
                 self._tenant(spec, staff=staff, reset_passwords=reset_passwords)
+            self.created += demo_credentials.seed_credentials()  # provider credentials, one overdue (#13)
 
         if self.created:
             self.stdout.write(self.style.SUCCESS("Demo data created:"))
