@@ -48,7 +48,8 @@ def plan_for_price(*, price_id: str) -> Plan | None:
 
 def _snapshot(plan: Plan) -> dict[str, Any]:
     values = {field: getattr(plan, field) for field in FIELDS}
-    return {field: str(value) if isinstance(value, Decimal) else value for field, value in values.items()}
+    # Money as "500.00" whether it came from the form ("500") or the database (500.00).
+    return {field: f"{value:.2f}" if isinstance(value, Decimal) else value for field, value in values.items()}
 
 
 def _validate(values: dict[str, Any]) -> None:
