@@ -23,7 +23,7 @@ from apps.accounts.models import User
 from apps.catalog import services as catalog_services
 from apps.core import context
 from apps.platform import services as platform_services
-from apps.platform.management import demo, demo_credentials
+from apps.platform.management import demo, demo_alerts, demo_breakglass, demo_credentials
 from apps.tenants import selectors, services
 from apps.tenants.models import Membership
 
@@ -49,6 +49,8 @@ class Command(BaseCommand):
             for spec in demo.TENANTS:
                 self._tenant(spec, staff=staff, reset_passwords=reset_passwords)
             self.created += demo_credentials.seed_credentials()  # provider credentials, one overdue (#13)
+            self.created += demo_breakglass.seed_breakglass()  # "Incident responder" and a past elevation (#11)
+            self.created += demo_alerts.seed_alerts()  # alert rules, one open alert, fraud screening (#13, #12)
 
         if self.created:
             self.stdout.write(self.style.SUCCESS("Demo data created:"))
