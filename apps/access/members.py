@@ -13,7 +13,9 @@ with it, are composed here, each in one transaction:
   the tenants service;
 - ``member_remove`` calls the tenants service, then revokes every object grant
   given directly to the person on this tenant's objects (audited), so nothing
-  comes back if they are invited again.
+  comes back if they are invited again;
+- ``member_add_active`` makes an account created for one tenant (an SSO
+  emergency account) an active member at once, under the same rule.
 
 Faces call these, never the tenants services they wrap (a test walks the
 source for that). Every function takes the acting membership as ``actor``
@@ -27,6 +29,7 @@ from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
+from django.utils import timezone
 from guardian.models import UserObjectPermission
 
 from apps.access import permsets
@@ -39,6 +42,7 @@ from apps.tenants.models import Membership, Tenant
 
 __all__ = [
     "AccessError",
+    "member_add_active",
     "member_change_role",
     "member_invite",
     "member_remove",
@@ -150,3 +154,39 @@ def user_grants_revoke(*, tenant: Tenant, user: User, actor: Membership | None =
             metadata={"email": user.email, "reason": reason, "grants": removed},
         )
         return len(doomed)
+
+
+@transaction.atomic
+def member_add_active(*, tenant: Tenant, user: User, role: str, actor: Membership, via: str) -> Membership:
+    """Make ``user`` (an account made for this, e.g. an emergency account) an active member at once.
+
+    No invitation: the caller made the account and holds its credentials. Only an
+    owner gives the owner role, and ``actor`` must hold everything ``role`` carries
+    (the no-escalation rule). The tenant row is locked first, as for every membership
+    change. Audited as ``member.add`` with ``via``. Raises AccessError (escalation)
+    or TenantError (unknown role, owner rule, already a member); nothing is written then.
+    """
+    if role not in Membership.Role.values:
+        raise tenant_services.TenantError("Choose one of the listed roles.")
+    _ensure_may_give(tenant=tenant, role=role, actor=actor)
+    locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    if role == Membership.Role.OWNER and actor.role != Membership.Role.OWNER:
+        raise tenant_services.TenantError(tenant_services.OWNER_ONLY)
+    if Membership.objects.for_tenant(locked).filter(user=user).exists():
+        raise tenant_services.TenantError(f"{user.email} is already a member of {locked.name}.")
+    membership = Membership.objects.create(
+        tenant=locked,
+        user=user,
+        role=role,
+        status=Membership.Status.ACTIVE,
+        invited_by=actor.user,
+        joined_at=timezone.now(),
+    )
+    record(
+        "member.add",
+        tenant=locked,
+        actor=Actor.for_user(actor.user),
+        target=membership,
+        metadata={"email": user.email, "role": role, "via": via},
+    )
+    return membership

@@ -11,6 +11,9 @@ keeps the user, the session records and the audit of sign-ins (its services).
   ``sso_required``. The password is checked first: the refusal (which names a
   tenant) is shown only to someone who knows it, so an e-mail address alone
   does not reveal where its owner is an admin.
+- Emergency accounts (``apps.sso.emergency``): no policy refusal, but a
+  disabled one or one without TOTP/WebAuthn is refused after its password
+  (audited high); they get no password-reset e-mail and keep their TOTP.
 - Failed attempts are rate-limited by allauth (``ACCOUNT_RATE_LIMITS["login_failed"]``,
   per IP and per account); every attempt refused by the lockout is audited
   as ``auth.sign_in`` denied with reason ``rate_limited``.
@@ -21,6 +24,9 @@ from __future__ import annotations
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.mfa.adapter import DefaultMFAAdapter
+from allauth.mfa.base.forms import AuthenticateForm
+from allauth.mfa.models import Authenticator
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -28,7 +34,8 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from apps.accounts import services
-from apps.sso import policy
+from apps.sso import emergency, policy
+from apps.sso.services import emergency as emergency_services
 from apps.sso.services import pending_link_for
 
 LOCKOUT_MESSAGE = (
@@ -69,6 +76,10 @@ class AccountAdapter(DefaultAccountAdapter):
         user = super().authenticate(request, **credentials)
         if user is None or self._reauthenticating:
             return user
+        # An emergency account goes on to its second factor only if it is enabled and has one (audited).
+        emergency_refusal = emergency_services.password_step_refusal(user)
+        if emergency_refusal is not None:
+            raise ValidationError(emergency_refusal, code="emergency_refused")
         refusal = policy.password_sign_in_check(user)
         if refusal is None:
             return user
@@ -108,9 +119,36 @@ class AccountAdapter(DefaultAccountAdapter):
             code="sso_required",
         )
 
+    def send_password_reset_mail(self, user: AbstractBaseUser, email: str, context: dict[str, Any]) -> None:
+        """No reset e-mail for an emergency account: only an Owner gives it a new password (by rotating it)."""
+        if emergency.account_for_user(user) is not None:
+            emergency_services.failure_record(user=user, reason="password_reset_refused")
+            return
+        super().send_password_reset_mail(user, email, context)
+
     def reauthenticate(self, user: AbstractBaseUser, password: str) -> bool:
         self._reauthenticating = True
         try:
             return super().reauthenticate(user, password)
         finally:
             self._reauthenticating = False
+
+
+class MFAAdapter(DefaultMFAAdapter):
+    """``MFA_ADAPTER``: an emergency account cannot remove the TOTP authenticator its Owners hold the secret of."""
+
+    def can_delete_authenticator(self, authenticator: Authenticator) -> bool:
+        if authenticator.type == Authenticator.Type.TOTP and emergency.account_for_user(authenticator.user):
+            return False
+        return super().can_delete_authenticator(authenticator)
+
+
+class MFAAuthenticateForm(AuthenticateForm):
+    """``MFA_FORMS["authenticate"]``: allauth's code form, refusing recovery codes for emergency accounts."""
+
+    def clean_code(self) -> str:
+        code = super().clean_code()
+        refusal = emergency_services.code_refusal(self.user, self.authenticator.type)
+        if refusal is not None:
+            raise ValidationError(refusal, code="emergency_recovery_code")
+        return code

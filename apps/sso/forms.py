@@ -17,6 +17,7 @@ from apps.sso import services
 from apps.sso.models import SignInPolicy, SSOConnection
 from apps.sso.saml import metadata
 from apps.sso.services import OIDCSettings, SAMLSettings, SSOInputError
+from apps.tenants.models import Membership
 
 MAX_UPLOAD_BYTES = metadata.MAX_METADATA_BYTES
 CERTIFICATE_MAX_CHARS = metadata.MAX_CERTIFICATE_CHARS
@@ -344,3 +345,17 @@ class DomainRouteForm(forms.Form):
     def __init__(self, *args: Any, domains: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["domain"].queryset = domains  # type: ignore[attr-defined]
+
+
+class EmergencyAccountForm(forms.Form):
+    """A new emergency account: a label saying where its credentials are kept, and its built-in role."""
+
+    label = forms.CharField(
+        max_length=60,
+        help_text="Where the sealed credentials are kept, e.g. “Safe in HQ, envelope A”. Unique in your organisation.",
+    )
+    role = forms.ChoiceField(
+        choices=Membership.Role.choices,
+        initial=Membership.Role.OWNER,
+        help_text="What it may do once signed in. Owner lets it repair SSO; you cannot give more than you hold.",
+    )

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
 
-from apps.tenants.models import OptionalTenantOwned, Tenant
+from apps.tenants.models import OptionalTenantOwned, Tenant, TenantOwned
 
 
 class SSOConnection(OptionalTenantOwned):
@@ -216,3 +216,67 @@ class SignInPolicy(OptionalTenantOwned):
 
     def __str__(self) -> str:
         return f"sign-in policy of {self.tenant_id or 'platform'}"
+
+
+class EmergencyAccount(TenantOwned):
+    """A local break-glass account of one tenant for when its IdP is down (#11, item 8; ``apps.sso.emergency``).
+
+    Its ``user`` is made for it alone (login e-mail under ``SSO_EMERGENCY_LOGIN_DOMAIN``), holds one
+    membership (of ``tenant``), signs in with a generated password *and* TOTP or WebAuthn, and is
+    exempt from the tenant's "SSO required" there only. Deleting the user deletes this row.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    label = models.CharField(max_length=60, help_text="Where the credentials are kept, e.g. “Safe, envelope A”.")
+    role = models.CharField(max_length=16, help_text="The built-in role it was created with.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "created_at"], name="emergency_account_tenant")]
+        constraints = [models.UniqueConstraint(fields=["tenant", "label"], name="emergency_account_label_unique")]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def is_disabled(self) -> bool:
+        return self.disabled_at is not None
+
+
+class EmergencySignIn(TenantOwned):
+    """One successful sign-in of an emergency account: on the dashboard until an Owner acknowledges it."""
+
+    # SET_NULL: the record (and its label) outlives a deleted account; an Owner still acknowledges it.
+    account = models.ForeignKey(
+        EmergencyAccount, null=True, blank=True, on_delete=models.SET_NULL, related_name="sign_ins"
+    )
+    label = models.CharField(max_length=60)
+    login = models.CharField(max_length=254)
+    occurred_at = models.DateTimeField(db_default=Now(), editable=False)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    mfa_type = models.CharField(max_length=16, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        indexes = [
+            # The dashboard card: a tenant's unacknowledged sign-ins, newest first.
+            models.Index(
+                fields=["tenant", "-occurred_at"],
+                condition=models.Q(acknowledged_at__isnull=True),
+                name="emergency_signin_open",
+            ),
+            models.Index(fields=["tenant", "account", "-occurred_at"], name="emergency_signin_account"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} at {self.occurred_at:%Y-%m-%d %H:%M}"

@@ -12,6 +12,9 @@ reads; ``policy_update`` is the one write.
   needs MFA: staff, owners and admins always; members when a tenant of theirs
   says ``mfa_required_local`` (the default).
 - A session lives no longer than the strictest policy of the user's tenants.
+- An emergency account (``apps.sso.emergency``) is exempt from the first rule
+  and from its tenant's step-up for password sessions, for that membership
+  only; it always needs its second factor (TOTP or WebAuthn).
 
 "SSO works" means the tenant has an ``SSOConnection`` with status enabled; a
 draft or tested connection never locks anyone out.
@@ -28,6 +31,7 @@ from django.utils import timezone
 
 from apps.access.decisions import administrator_ids
 from apps.audit.services import Actor, record
+from apps.sso import emergency
 from apps.sso.models import SignInPolicy, SSOConnection, VerifiedDomain
 from apps.tenants.models import Membership, Tenant
 
@@ -140,6 +144,8 @@ def _active_memberships(user: Any) -> list[Membership]:
     return list(
         Membership.objects.filter(user_id=user.pk, status=Membership.Status.ACTIVE)
         .select_related("tenant")
+        # Emergency accounts (#11, item 8) are exempt from "SSO required" there: in the same query.
+        .annotate(is_emergency=emergency.emergency_annotation())
         .order_by("tenant__name", "tenant_id")
     )
 
@@ -186,9 +192,10 @@ def password_sign_in_check(user: Any) -> PasswordRefusal | None:
         return None
     policies = _policies_for(set(connections))
     admins = administrator_ids(m for m in memberships if m.tenant_id in connections)
+    exempt = emergency.exempt_membership_ids(memberships)
     for membership in memberships:
         connection = connections.get(membership.tenant_id)
-        if connection is None:
+        if connection is None or membership.pk in exempt:
             continue
         tenant = membership.tenant
         if membership.pk in admins:
@@ -463,6 +470,8 @@ def tenant_session_refusal(*, membership: Membership, sign_in: dict | None, sso:
         return None  # no sign-in marker: not a session our sign-in paths opened (tests' force_login)
     if sign_in.get("method") in {"saml", "oidc"} and (sso or {}).get("tenant") == membership.tenant_id:
         return None
+    if emergency.session_is_emergency_of(sign_in, membership.tenant_id):
+        return None  # an emergency account's own sign-in (password and second factor), bound to this tenant
     return connection
 
 

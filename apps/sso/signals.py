@@ -26,6 +26,7 @@ from django.http import HttpRequest
 
 from apps.accounts import services
 from apps.sso import policy
+from apps.sso.services import emergency as emergency_services
 
 MFA_FACTORS = [Authenticator.Type.TOTP, Authenticator.Type.WEBAUTHN]
 
@@ -77,9 +78,14 @@ def _on_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any
         return
     services.session_clock_start(request)
     by_password, with_mfa = password_sign_in_records(request, user)
-    if not by_password:
+    # An emergency account must have used its password and TOTP/WebAuthn, or the session ends here.
+    emergency = emergency_services.sign_in_gate(request, user)
+    if emergency is emergency_services.REFUSED or not by_password:
         return
     services.mark_session_sign_in(request, method="password", mfa=with_mfa)
+    if isinstance(emergency, emergency_services.Admitted):
+        emergency_services.sign_in_record(request, emergency)  # bound to its tenant, audited high, Owners told
+        return
     if not with_mfa and policy.mfa_required_for(user):
         from allauth.mfa.adapter import get_adapter
 
@@ -89,7 +95,9 @@ def _on_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any
 
 @receiver(user_login_failed)
 def _on_login_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
-    services.record_sign_in_failure(identifier=str(credentials.get("email") or credentials.get("username") or ""))
+    identifier = str(credentials.get("email") or credentials.get("username") or "")
+    services.record_sign_in_failure(identifier=identifier)
+    emergency_services.failure_record(identifier=identifier, reason="bad_password")
 
 
 @receiver(user_logged_out)
@@ -105,6 +113,7 @@ def _on_mfa_failed(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) 
     if kwargs.get("reauthentication"):
         return
     services.record_sign_in(user=user, method="password", success=False, reason="mfa_failed")
+    emergency_services.failure_record(user=user, reason="mfa_failed")
 
 
 @receiver(authenticator_added)

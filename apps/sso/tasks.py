@@ -11,6 +11,7 @@ from apps.sso import replay, selectors
 from apps.sso.services.domain_notices import domain_notice_send
 from apps.sso.services.domains import domain_check, domain_claims_sweep
 from apps.sso.services.drafts import connection_drafts_purge
+from apps.sso.services.emergency import sign_in_notice_send
 from apps.sso.services.metadata_refresh import connection_metadata_refresh
 from apps.sso.services.notices import notice_send
 
@@ -87,3 +88,11 @@ def check_pending_domains() -> int:
 def notify_domain_event(tenant_id: int | None, claimant_id: int | None, domain: str, event: str) -> int:
     """E-mail the claimant and the tenant's administrators that a domain claim was verified or expired."""
     return domain_notice_send(tenant_id=tenant_id, claimant_id=claimant_id, domain=domain, event=event)
+
+
+# Enqueued after an emergency sign-in commits (apps.sso.services.emergency). Only transient delivery
+# failures are retried; a vanished sign-in sends nothing. A redelivery may e-mail twice: better than never.
+@shared_task(name="apps.sso.tasks.notify_emergency_sign_in", **EMAIL_RETRY_POLICY, soft_time_limit=60, time_limit=90)
+def notify_emergency_sign_in(sign_in_id: int) -> int:
+    """E-mail every Owner of the tenant that one of its emergency accounts signed in; returns how many."""
+    return sign_in_notice_send(sign_in_id=sign_in_id)

@@ -241,6 +241,8 @@ MFA_TOTP_ISSUER = "Bastion"
 MFA_PASSKEY_LOGIN_ENABLED = False
 # An emergency account may not remove the TOTP authenticator its Owners hold the secret of.
 MFA_ADAPTER = "apps.sso.adapters.MFAAdapter"
+# ... nor sign in with a recovery code (TOTP or WebAuthn only).
+MFA_FORMS = {"authenticate": "apps.sso.adapters.MFAAuthenticateForm"}
 SOCIALACCOUNT_ONLY = False
 USERSESSIONS_TRACK_ACTIVITY = True
 GUARDIAN_RAISE_403 = False

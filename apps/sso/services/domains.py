@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.audit.services import record
-from apps.sso import dns, selectors
+from apps.sso import dns, emergency, selectors
 from apps.sso.models import ExternalIdentity, SSOConnection, VerifiedDomain
 from apps.sso.services._common import _CONTROL_RE, _LABEL_RE, DOMAIN_MAX, SSOInputError, _audit_actor
 from apps.sso.services.domain_notices import DOMAIN_EXPIRED, DOMAIN_LOST, DOMAIN_VERIFIED, domain_notice_enqueue
@@ -143,6 +143,8 @@ def domain_claim(*, tenant: Tenant | None, domain: str, actor: User | None) -> V
         raise SSOInputError(
             f"{name} is a public e-mail provider; it cannot belong to one organisation.", field="domain"
         )
+    if emergency.is_login_domain(name):  # emergency accounts' logins: no IdP may ever sign them in
+        raise SSOInputError(f"{name} is reserved by Bastion and cannot be claimed.", field="domain")
     taken = "This domain is already verified for another organisation. If it is yours, contact Bastion support."
     mine = f"{name} is already on your list."
     tenant_id = tenant.pk if tenant is not None else None

@@ -8,6 +8,9 @@ demands its IdP, is sent to the step-up page, which asks the person to sign in
 again with this tenant's IdP or password (and its MFA policy). Tenant A's IdP
 never opens tenant B's console, even for a person who belongs to both.
 
+A session opened by an emergency account (``apps.sso.emergency``) is bound to
+its tenant: every other tenant answers 404, as for a non-member.
+
 It lives here, a face beside the step-up page it sends people to, because
 ``apps.access`` (which owns the tenant entry) sits below ``sso`` and may not
 import it; the settings name it. The step-up page lives outside ``/t/``, so
@@ -16,14 +19,14 @@ this never loops.
 
 from __future__ import annotations
 
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.http import urlencode
 
 from apps.access.decorators import TenantRequest
 from apps.accounts.services import session_sign_in
 from apps.core.htmx import is_htmx
-from apps.sso import boundary
+from apps.sso import boundary, emergency
 from apps.sso.services import SESSION_SSO_KEY
 
 
@@ -34,9 +37,13 @@ def sso_boundary(request: TenantRequest) -> HttpResponse | None:
     gets ``HX-Redirect`` (a plain redirect would swap the step-up page into the
     target) and no ``next`` (the fragment URL is no page to come back to).
     """
+    sign_in = session_sign_in(request)
+    if emergency.session_refuses_tenant(sign_in, request.tenant.pk):
+        # An emergency account's session opens its own tenant only; any other answers as an unknown one.
+        raise Http404("No such tenant")
     step_up = boundary.step_up_for(
         membership=request.membership,
-        sign_in=session_sign_in(request),
+        sign_in=sign_in,
         sso=request.session.get(SESSION_SSO_KEY),
     )
     if step_up is None:

@@ -1,5 +1,8 @@
 """Platform staff pages for tenants' SSO (under /platform/sso/tenant-connections/): switch a connection off.
 
+The same page lists the tenants that keep emergency accounts (count, enabled,
+last use, an unacknowledged sign-in): staff cannot open them, only see them.
+
 The way back in for a tenant whose IdP locked its administrators out: staff
 disable the connection (audited, e-mailed to the tenant's owners), and the
 tenant's owners sign in with their password and second factor again.
@@ -15,7 +18,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from apps.access.decorators import platform_view
 from apps.accounts.types import AuthenticatedRequest
-from apps.sso import selectors, services
+from apps.sso import emergency, selectors, services
 from apps.sso.forms import StaffDisableForm, add_service_error
 from apps.sso.services import SSOInputError
 
@@ -26,7 +29,13 @@ def staff_tenant_connections(request: AuthenticatedRequest) -> HttpResponse:
     """Enabled connections of every tenant (``?q=`` filters by tenant name or slug), platform staff only."""
     query = request.GET.get("q", "")[:100]
     connections = selectors.enabled_tenant_connections(query=query)
-    return render(request, "sso/staff_connections.html", {"connections": connections, "query": query})
+    context = {
+        "connections": connections,
+        "query": query,
+        # Which tenants hold emergency accounts, and their last use (#9 asked for this link; #11, item 8).
+        "emergency": emergency.tenants_with_accounts(query=query),
+    }
+    return render(request, "sso/staff_connections.html", context)
 
 
 @platform_view
