@@ -353,6 +353,12 @@ def main() -> int:
         if authorize(membership, action, resource, log_denial=False):
             allowed += 1
     bastion_rate = len(batch) / (time.perf_counter() - started)
+    # The warm path asks the database nothing, elevations included (their end is compared with the
+    # clock in the memoised set): counted on a replay of part of the batch, outside the timing.
+    with CaptureQueriesContext(connection) as ctx:
+        for membership, action, resource in batch[:20_000]:
+            authorize(membership, action, resource, log_denial=False)
+    warm_queries = len(ctx.captured_queries)
 
     # New request: a fresh membership each time (no memo), the process LRU warm.
     prototypes = {m.pk: m for m in memberships}
@@ -429,6 +435,7 @@ def main() -> int:
         "new_request_page_decisions_per_s": round(page_rate),
         "new_request_page_ratio": round(page_ratio, 1),
         "target_new_request_ratio": TARGET_NEW_REQUEST_RATIO,
+        "warm_queries": warm_queries,
         "cold_queries_max": max(cold_queries),
         "cold_ms_median": round(statistics.median(cold_ms), 2),
         "engines_disagree_on": disagreements,
@@ -442,6 +449,7 @@ def main() -> int:
         ("  ratio to casbin (aim ≥ 100×)", f"{first_ratio:,.1f}×"),
         (f"new request, a page of {PAGE_DECISIONS} decisions", f"{page_rate:,.0f} decisions/s"),
         ("  ratio to casbin (aim ≥ 100×)", f"{page_ratio:,.1f}×"),
+        ("warm authorize(): SQL queries in 20,000 decisions", str(warm_queries)),
         ("cold authorize(): max SQL queries (target ≤ 2)", str(max(cold_queries))),
         ("cold authorize(): median", f"{statistics.median(cold_ms):.2f} ms"),
         ("engines disagree on", f"{disagreements} of {len(casbin_batch)} requests"),
@@ -450,7 +458,7 @@ def main() -> int:
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     print(f"written to {out}")
-    ok = ratio >= TARGET_RATIO and max(cold_queries) <= MAX_COLD_QUERIES and disagreements == 0
+    ok = ratio >= TARGET_RATIO and max(cold_queries) <= MAX_COLD_QUERIES and disagreements == 0 and warm_queries == 0
     return 0 if ok else 1
 
 

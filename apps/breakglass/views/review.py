@@ -131,6 +131,7 @@ def _incident_context(request: TenantRequest, form: IncidentCloseForm) -> dict[s
         "closures": selectors.incident_closures(tenant=request.tenant),
         "webhook": selectors.incident_webhook(tenant=request.tenant),
         "can_manage_webhook": request.can("role.manage"),
+        "can_review": request.can("audit.read"),
     }
 
 
