@@ -62,6 +62,9 @@ ADYEN_HMAC_KEYS = env.list("ADYEN_HMAC_KEYS", default=[])
 ADYEN_BASIC_AUTH = env_secret("ADYEN_BASIC_AUTH", "") or ""
 # Largest webhook body accepted (bytes); a larger declared Content-Length is answered 413 unread.
 BILLING_WEBHOOK_MAX_BYTES = env.int("BILLING_WEBHOOK_MAX_BYTES", default=256 * 1024)
+# Stored webhook events arriving within this many milliseconds leave as one processing message (each
+# still claimed and applied alone); 0 = one message per event, sent on the request's thread.
+BILLING_WEBHOOK_ENQUEUE_BATCH_MS = env.float("BILLING_WEBHOOK_ENQUEUE_BATCH_MS", default=5.0)
 # Provider credentials (apps/keys/credentials): Bastion stores references, the secrets live in a
 # HashiCorp Vault / OpenBao KV v2 engine. Empty VAULT_ADDR = no vault (vault:// references report
 # "not configured"; env:// ones still work). Authenticate with VAULT_TOKEN (or VAULT_TOKEN_FILE), or
@@ -87,6 +90,9 @@ KEYS_REMINDER_DAYS = tuple(int(day) for day in env.list("KEYS_REMINDER_DAYS", de
 KEYS_REMINDER_ESCALATE_AFTER_DAYS = env.int("KEYS_REMINDER_ESCALATE_AFTER_DAYS", default=7)
 # IdP / SP certificates expiring within this many days appear on "Due and overdue" and get reminders.
 KEYS_CERTIFICATE_WARNING_DAYS = env.int("KEYS_CERTIFICATE_WARNING_DAYS", default=30)
+# Webhook signing secrets Bastion holds (incident webhook, alert endpoints) are due this many days after
+# they were created or last rotated.
+KEYS_WEBHOOK_SECRET_ROTATION_DAYS = env.int("KEYS_WEBHOOK_SECRET_ROTATION_DAYS", default=365)
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -232,7 +238,12 @@ ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = False
 ACCOUNT_SESSION_REMEMBER = False
 ACCOUNT_ADAPTER = "apps.sso.adapters.AccountAdapter"
-ACCOUNT_FORMS = {"login": "apps.accounts.forms.LoginForm"}
+ACCOUNT_FORMS = {
+    "login": "apps.accounts.forms.LoginForm",
+    # Emergency accounts (apps/sso/emergency.py) keep the password and address their Owners hold.
+    "change_password": "apps.sso.adapters.ChangePasswordForm",
+    "add_email": "apps.sso.adapters.AddEmailForm",
+}
 # Tenants are created by platform staff; nobody signs up to an empty console.
 ACCOUNT_ALLOW_SIGNUPS = env_bool("ACCOUNT_ALLOW_SIGNUPS", False)
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}

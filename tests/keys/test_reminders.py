@@ -258,3 +258,28 @@ def test_unreadable_certificates_are_skipped(cast):
         tenant=cast.acme, kind="saml", name="Broken", status="enabled", config={"idp_x509_certs": ["not a cert"]}
     )
     assert adapters.certificate_items(cast.acme) == []
+
+
+def test_webhook_secrets_are_due_a_year_after_they_were_set(cast, client_for):
+    from apps.alerts.models import WebhookEndpoint
+    from apps.breakglass.models import IncidentWebhook
+
+    hook = IncidentWebhook.objects.create(tenant=cast.acme, token="t" * 40, secret_encrypted="x")
+    old = WebhookEndpoint.objects.create(
+        tenant=cast.acme, name="SIEM", url="https://siem.example/hook", secret_encrypted="x", secret_hint="abcd"
+    )
+    WebhookEndpoint.objects.create(
+        tenant=cast.acme, name="Fresh", url="https://ops.example/hook", secret_encrypted="x", secret_hint="efgh"
+    )
+    IncidentWebhook.objects.filter(pk=hook.pk).update(created_at=datetime.now(UTC) - timedelta(days=370))
+    WebhookEndpoint.objects.filter(pk=old.pk).update(created_at=datetime.now(UTC) - timedelta(days=355))
+    items = {i.label: (i.due_on - datetime.now(UTC).date()).days for i in adapters.webhook_secret_items(cast.acme)}
+    assert items == {"Incident webhook secret": -5, "Alert webhook “SIEM” secret": 10}
+    body = client_for(cast.admin).get("/t/acme/keys/credentials/due/").content.decode()
+    assert "Alert webhook “SIEM” secret" in body
+    assert "Fresh" not in body
+    reminders.run(extra=adapters.other_items(None))
+    assert set(RotationReminder.objects.values_list("step", flat=True)) == {"overdue", "due_14"}
+    assert all(sorted(m.to) == ["admin@acme.example", "owner@acme.example"] for m in mail.outbox)
+    IncidentWebhook.objects.filter(pk=hook.pk).update(rotated_at=datetime.now(UTC))
+    assert [i.label for i in adapters.webhook_secret_items(cast.acme)] == ["Alert webhook “SIEM” secret"]

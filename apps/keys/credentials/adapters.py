@@ -15,8 +15,14 @@ Covered:
 - **SP certificates**: Bastion's SAML service provider signs nothing and has no
   certificate today (``apps/sso/saml/sp.py``); a connection whose config ever
   carries ``sp_x509_cert``/``sp_x509_certs`` is covered the same way.
+- **Webhook signing secrets** a tenant holds in Bastion: the break-glass
+  incident webhook's secret and each alert webhook endpoint's secret, due
+  ``KEYS_WEBHOOK_SECRET_ROTATION_DAYS`` (365) after they were created or last
+  rotated (their rows' ``created_at`` / ``rotated_at``), listed from
+  ``KEYS_CERTIFICATE_WARNING_DAYS`` before.
 - Not covered, by design: Stripe webhook secrets come from settings
-  (``STRIPE_WEBHOOK_SECRETS``) and carry no dates Bastion could read.
+  (``STRIPE_WEBHOOK_SECRETS``) and carry no dates Bastion could read; the
+  operator rotates them with the Stripe dashboard and the setting.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from apps.alerts import selectors as alert_selectors
+from apps.breakglass import selectors as breakglass_selectors
 from apps.keys.credentials.reminders import DueItem
 from apps.sso import selectors as sso_selectors
 from apps.tenants.models import Tenant
@@ -86,8 +94,59 @@ def certificate_items(tenant: Tenant | None) -> list[DueItem]:
     return items
 
 
+def _webhook_days() -> int:
+    return int(getattr(settings, "KEYS_WEBHOOK_SECRET_ROTATION_DAYS", 365))
+
+
+def _tenants(tenant: Tenant | None) -> list[Tenant]:
+    if tenant is not None:
+        return [tenant]
+    return list(Tenant.objects.filter(status=Tenant.Status.ACTIVE).only("pk", "slug", "name").order_by("pk"))
+
+
+def webhook_secret_items(tenant: Tenant | None) -> list[DueItem]:
+    """Incident and alert webhook secrets of ``tenant`` (None: every active tenant) due for rotation soon.
+
+    Two small queries a tenant (the daily task walks the active tenants).
+    """
+    horizon = timezone.now().date() + timedelta(days=_warning_days())
+    every = timedelta(days=_webhook_days())
+    items: list[DueItem] = []
+    for each in _tenants(tenant):
+        found = []
+        hook = breakglass_selectors.incident_webhook(tenant=each)
+        if hook is not None:
+            path = reverse("breakglass:incident_webhook", kwargs={"tenant_slug": each.slug})
+            found.append(
+                (f"incident_webhook:{hook.pk}", "Incident webhook secret", hook.rotated_at or hook.created_at, path)
+            )
+        for endpoint in alert_selectors.endpoint_list(tenant=each):
+            path = reverse("alerts:endpoint_edit", kwargs={"tenant_slug": each.slug, "pk": endpoint.pk})
+            since = endpoint.secret_rotated_at or endpoint.created_at
+            found.append((f"alert_webhook:{endpoint.pk}", f"Alert webhook “{endpoint.name}” secret", since, path))
+        for key, label, since, path in found:
+            due = (since + every).date()
+            if due <= horizon:
+                items.append(
+                    DueItem(
+                        subject_key=key,
+                        label=label,
+                        kind="webhook_secret",
+                        tenant_id=each.pk,
+                        due_on=due,
+                        path=path,
+                        detail=f"Webhook signing secrets are rotated every {_webhook_days()} days; this one was "
+                        f"set on {since:%Y-%m-%d}. Rotate it in Bastion and give the new secret to the other side.",
+                    )
+                )
+    return items
+
+
 def sources() -> list[Source]:
-    names = getattr(settings, "KEYS_ROTATION_SOURCES", None) or ["apps.keys.credentials.adapters.certificate_items"]
+    names = getattr(settings, "KEYS_ROTATION_SOURCES", None) or [
+        "apps.keys.credentials.adapters.certificate_items",
+        "apps.keys.credentials.adapters.webhook_secret_items",
+    ]
     return [import_string(name) for name in names]
 
 

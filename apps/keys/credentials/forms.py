@@ -51,6 +51,7 @@ class CredentialForm(forms.Form):
     owner = OwnerChoiceField(
         queryset=None,  # narrowed to the tenant's active members in __init__
         required=False,
+        empty_label="Nobody (reminders go to the admins)",
         help_text="The member who rotates it; reminders go to them (to the admins when empty).",
     )
     reference = forms.CharField(
@@ -67,7 +68,7 @@ class CredentialForm(forms.Form):
     last_rotated_on = forms.DateField(
         required=False,
         label="Last rotated on",
-        widget=forms.DateInput(attrs={"type": "date"}),
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
         help_text="When the secret was last changed, if you know it; empty means today.",
     )
 
@@ -116,7 +117,7 @@ class RotateForm(forms.Form):
 class RecordRotationForm(forms.Form):
     rotated_on = forms.DateField(
         label="Rotated on",
-        widget=forms.DateInput(attrs={"type": "date"}),
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
         help_text="The day the secret was changed where it lives.",
     )
     note = forms.CharField(
