@@ -102,6 +102,11 @@ class RuleForm(forms.Form):
             self.add_error("threshold", "The threshold must be greater than zero.")
         elif cleaned.get("mode") == AlertRule.Mode.THRESHOLD and threshold is None and "threshold" not in self.errors:
             self.add_error("threshold", "A fixed-threshold rule needs a threshold.")
+        factor, alpha = cleaned.get("factor"), cleaned.get("alpha")
+        if factor is not None and factor <= 1:
+            self.add_error("factor", "The factor must be greater than 1 (1 would fire on any increase).")
+        if alpha is not None and not (0 < alpha <= 1):
+            self.add_error("alpha", "Smoothing must be above 0 and at most 1.")
         return cleaned
 
 
