@@ -1,7 +1,8 @@
 """The keys app's card on the tenant dashboard (a face; see ``apps.tenants.dashboard``).
 
 "Credentials to rotate", for members with ``key.manage``: overdue and due-soon
-counts, the five soonest, and SSO certificates nearing expiry. Asks for
+counts, the five soonest, and SSO certificates nearing expiry (webhook secrets
+and other sources only on the "Due and overdue" page). Asks for
 attention when anything is overdue or expired. Two small indexed queries (the
 credentials, the tenant's SSO connections).
 """
@@ -25,7 +26,8 @@ def credentials_card(request: TenantRequest) -> Card | None:
         return None
     due = list(credential_selectors.credentials_overdue_and_soon(tenant=request.tenant)[: SHOWN + 50])
     overdue = sum(1 for c in due if c.due_state == "overdue")
-    certificates = sorted(adapters.other_items(request.tenant), key=lambda item: item.due_on)
+    # Certificates only (one query): webhook secrets and other sources are on the due page.
+    certificates = sorted(adapters.certificate_items(request.tenant), key=lambda item: item.due_on)
     today = credential_selectors.today()
     expired = sum(1 for item in certificates if item.due_on < today)
     return Card(

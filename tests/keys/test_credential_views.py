@@ -374,13 +374,14 @@ def test_due_page_lists_overdue_and_soon_only(cast, client_for, world):
     assert "Globex" not in body
 
 
-def test_dashboard_card_asks_for_attention_when_something_is_overdue(cast, rf, world):
+def test_dashboard_card_asks_for_attention_when_something_is_overdue(cast, rf, world, django_assert_num_queries):
     from apps.keys.dashboard import credentials_card
 
     request = rf.get("/")
     request.tenant = cast.acme
     request.can = lambda *args, **kwargs: True
-    card = credentials_card(request)
+    with django_assert_num_queries(2):  # the credentials due, the tenant's SSO connections
+        card = credentials_card(request)
     assert card is not None
     assert not card.attention
     make_credential(cast.acme, name="Overdue one", rotated_days_ago=100)
