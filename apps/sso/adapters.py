@@ -24,6 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.forms import AddEmailForm as AllauthAddEmailForm
+from allauth.account.forms import ChangePasswordForm as AllauthChangePasswordForm
 from allauth.mfa.adapter import DefaultMFAAdapter
 from allauth.mfa.base.forms import AuthenticateForm
 from allauth.mfa.models import Authenticator
@@ -152,3 +154,27 @@ class MFAAuthenticateForm(AuthenticateForm):
         if refusal is not None:
             raise ValidationError(refusal, code="emergency_recovery_code")
         return code
+
+
+EMERGENCY_OWNED = (
+    "An emergency account's credentials belong to its Owners: they change its password by rotating it, "
+    "and its sign-in address never changes."
+)
+
+
+class ChangePasswordForm(AllauthChangePasswordForm):
+    """``ACCOUNT_FORMS["change_password"]``: an emergency account keeps the password its Owners sealed."""
+
+    def clean(self) -> dict[str, Any]:
+        if emergency.account_for_user(self.user) is not None:
+            raise ValidationError(EMERGENCY_OWNED, code="emergency_owned")
+        return super().clean()
+
+
+class AddEmailForm(AllauthAddEmailForm):
+    """``ACCOUNT_FORMS["add_email"]``: an emergency account gets no mailbox (nothing to reset a password through)."""
+
+    def clean(self) -> dict[str, Any]:
+        if emergency.account_for_user(self.user) is not None:
+            raise ValidationError(EMERGENCY_OWNED, code="emergency_owned")
+        return super().clean()

@@ -262,3 +262,39 @@ def test_owners_are_emailed_by_the_real_worker(cast, celery_worker, wait_for):
     wait_for(lambda: [m for m in mail.outbox if "Safe W" in m.subject], message="no e-mail from the worker")
     assert [m.to for m in mail.outbox if "Safe W" in m.subject] == [["owner@acme.example"]]
     assert emergency.owner_addresses(tenant=cast.acme) == ["owner@acme.example"]
+
+
+@pytest.mark.django_db
+def test_an_emergency_account_cannot_change_its_password_or_add_an_address(locked_out):
+    from allauth.account.models import EmailAddress
+
+    user = User.objects.get(email=locked_out.credentials.login)
+    client = Client()
+    client.force_login(user)
+    response = client.post(
+        "/accounts/password/change/",
+        {
+            "oldpassword": locked_out.credentials.password,
+            "password1": "a brand new passphrase 42",
+            "password2": "a brand new passphrase 42",
+        },
+    )
+    assert response.status_code == 200
+    assert "belong to its Owners" in response.content.decode()
+    user.refresh_from_db()
+    assert user.check_password(locked_out.credentials.password)
+    response = client.post("/accounts/email/", {"action_add": "", "email": "attacker@evil.example"})
+    assert "belong to its Owners" in response.content.decode()
+    assert list(EmailAddress.objects.filter(user=user).values_list("email", flat=True)) == [user.email]
+    # An ordinary member still changes their own password.
+    other = Client()
+    other.force_login(locked_out.member)
+    changed = other.post(
+        "/accounts/password/change/",
+        {
+            "oldpassword": "correct horse battery staple",
+            "password1": "a brand new passphrase 42",
+            "password2": "a brand new passphrase 42",
+        },
+    )
+    assert changed.status_code == 302
