@@ -265,13 +265,15 @@ def purge_tenant(*, tenant: Tenant, now: datetime | None = None, batch_size: int
     )
     summary["denied"] = {"older_than": denied_cut.isoformat(), "deleted": deleted, "batches": batches}
 
+    # By our receipt time, not the caller's ``occurred_at``: a caller must not be able to date an
+    # event so that it is purged before it was rolled up and reported.
     usage = usage_model()
     if usage is None:
         summary["usage"] = {"skipped": "billing.UsageEvent is not installed"}
     else:
         usage_cut = cutoff(policy.usage_days)
         deleted, batches = purge_rows(
-            usage, tenant=tenant, time_field="occurred_at", older_than=usage_cut, batch_size=size
+            usage, tenant=tenant, time_field="received_at", older_than=usage_cut, batch_size=size
         )
         summary["usage"] = {"older_than": usage_cut.isoformat(), "deleted": deleted, "batches": batches}
 

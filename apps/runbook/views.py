@@ -17,7 +17,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from apps.access.decorators import TenantRequest, platform_view, tenant_view
 from apps.audit.selectors import AuditFilters, event_queryset
@@ -41,6 +41,7 @@ def _detail_url(runbook: Runbook, item: RunbookItem | None = None) -> str:
 
 
 @tenant_view("audit.read")
+@require_safe
 def runbook_list(request: TenantRequest) -> HttpResponse:
     page = Paginator(selectors.runbook_list(tenant=request.tenant), PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "runbook/list.html", {"page": page, "latest_drill": selectors.latest_drill()})
@@ -70,6 +71,7 @@ def _detail_context(request: TenantRequest, runbook: Runbook) -> dict[str, Any]:
 
 
 @tenant_view("audit.read")
+@require_safe
 def runbook_detail(request: TenantRequest, runbook_id: int) -> HttpResponse:
     runbook = _runbook(request, runbook_id)
     return render(request, "runbook/detail.html", _detail_context(request, runbook))
@@ -149,6 +151,7 @@ def runbook_sign_off(request: TenantRequest, runbook_id: int) -> HttpResponse:
 
 
 @tenant_view("audit.read")
+@require_safe
 def runbook_print(request: TenantRequest, runbook_id: int) -> HttpResponse:
     runbook = _runbook(request, runbook_id)
     services.runbook_export_recorded(runbook=runbook, fmt="html", actor=request.membership)
@@ -156,6 +159,7 @@ def runbook_print(request: TenantRequest, runbook_id: int) -> HttpResponse:
 
 
 @tenant_view("audit.read")
+@require_safe
 def runbook_export_json(request: TenantRequest, runbook_id: int) -> HttpResponse:
     runbook = _runbook(request, runbook_id)
     document = services.runbook_document(runbook=runbook, items=selectors.runbook_items(runbook=runbook))
@@ -174,6 +178,7 @@ def _last_purge(request: TenantRequest) -> Any:
 
 
 @tenant_view("audit.read")
+@require_safe
 def retention_view(request: TenantRequest) -> HttpResponse:
     context = {
         "policy": retention.policy_for(tenant=request.tenant),
@@ -205,6 +210,7 @@ def retention_edit(request: TenantRequest) -> HttpResponse:
 
 
 @platform_view
+@require_safe
 def drill_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(selectors.drill_list(), PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "runbook/drill_list.html", {"page": page})
@@ -223,6 +229,7 @@ def drill_start(request: HttpRequest) -> HttpResponse:
 
 
 @platform_view
+@require_safe
 def drill_detail(request: HttpRequest, drill_id: int) -> HttpResponse:
     result = found_or_404(selectors.drill_get(drill_id=drill_id))
     return render(request, "runbook/drill_detail.html", {"drill": result})
