@@ -164,3 +164,30 @@ def test_a_member_posting_the_close_form_changes_nothing(world, client_for) -> N
     )
     assert "only its approvers or a member manager" in response.content.decode()
     assert Elevation.objects.get(pk=elevation.pk).status == Elevation.Status.ACTIVE
+
+
+def test_requester_and_approvers_are_told(world, django_capture_on_commit_callbacks) -> None:
+    from django.core import mail
+
+    _active(world, "INC-31")
+    pending = ask(world, who=world.admin, incident_ref="INC-31", policy=_second_policy(world))
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        incidents.incident_close(tenant=world.cast.acme, actor=world.owner, incident_ref="INC-31")
+    subjects = sorted({m.subject for m in mail.outbox})
+    assert any("was ended early" in s for s in subjects), subjects
+    assert any(f"#{pending.pk} was cancelled" in s for s in subjects), subjects
+    assert "admin@acme.example" in {m.to[0] for m in mail.outbox}
+
+
+def _second_policy(w) -> Policy:
+    return services.policy_create(
+        tenant=w.cast.acme,
+        actor=w.owner,
+        name="Admins",
+        role=w.policy.role,
+        approvals_required=1,
+        max_duration_minutes=60,
+        requester_roles=["admin"],
+        approver_roles=["owner"],
+    )

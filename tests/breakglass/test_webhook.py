@@ -365,3 +365,11 @@ def _admin_policy(w):
         requester_roles=["admin", "owner"],
         approver_roles=["approver"],
     )
+
+
+def test_old_replay_keys_are_forgotten_by_the_sweep(hooked) -> None:
+    body = generic_body("INC-NONE")
+    assert deliver(hooked.url, body, generic_headers(hooked.secret, body)).status_code == 200
+    assert incidents.receipts_purge() == 0  # still inside the window: kept
+    assert incidents.receipts_purge(now=datetime.now(UTC) + timedelta(minutes=16)) == 1
+    assert not WebhookReceipt.objects.exists()
