@@ -298,3 +298,12 @@ def test_an_emergency_account_cannot_change_its_password_or_add_an_address(locke
         },
     )
     assert changed.status_code == 302
+
+
+@pytest.mark.django_db
+def test_a_failed_attempt_is_not_recorded_as_the_account_acting(locked_out):
+    _password(_client(), locked_out.credentials, password="wrong-wrong-wrong")
+    (event,) = _events(locked_out.acme, result="failure")
+    assert event.actor_type == "anonymous"
+    assert event.actor_display == locked_out.credentials.login
+    assert event.target_id == str(locked_out.credentials.account.pk)

@@ -312,12 +312,17 @@ def sign_in_acknowledge(*, sign_in: EmergencySignIn, actor: Membership) -> bool:
 
 
 def _audit_attempt(account: EmergencyAccount, *, result: str, reason: str = "", extra: dict | None = None) -> int:
-    """``sso.emergency_sign_in`` on the account's tenant chain, high severity (IP and user agent from the request)."""
+    """``sso.emergency_sign_in`` on the account's tenant chain, high severity (IP and user agent from the request).
+
+    A failed attempt is not the account acting (whoever typed was not proven to
+    hold its credentials): its actor is anonymous, named by the login address.
+    """
     metadata = {**_facts(account), **({"reason": reason} if reason else {}), **(extra or {})}
+    failed = result == "failure"
     return record(
         "sso.emergency_sign_in",
         tenant=account.tenant_id,
-        actor=Actor.for_user(account.user),
+        actor=Actor.anonymous(account.user.email) if failed else Actor.for_user(account.user),
         target=account,
         result=result,
         metadata=metadata,
