@@ -23,7 +23,7 @@ from apps.accounts.models import User
 from apps.catalog import services as catalog_services
 from apps.core import context
 from apps.platform import services as platform_services
-from apps.platform.management import demo, demo_alerts, demo_breakglass, demo_credentials
+from apps.platform.management import demo, demo_alerts, demo_breakglass, demo_credentials, demo_runbook
 from apps.tenants import selectors, services
 from apps.tenants.models import Membership
 
@@ -51,6 +51,7 @@ class Command(BaseCommand):
             self.created += demo_credentials.seed_credentials()  # provider credentials, one overdue (#13)
             self.created += demo_breakglass.seed_breakglass()  # "Incident responder" and a past elevation (#11)
             self.created += demo_alerts.seed_alerts()  # alert rules, one open alert, fraud screening (#13, #12)
+            self.created += demo_runbook.seed_runbook()  # this quarter's runbook for acme, open (#13)
 
         if self.created:
             self.stdout.write(self.style.SUCCESS("Demo data created:"))
