@@ -29,11 +29,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 TOLERANCE = timedelta(minutes=5)
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 MAX_SIGNATURES = 8
 MAX_REF = 100
 GENERIC_CLOSING = frozenset({"resolved", "closed"})
@@ -71,7 +73,8 @@ def _signatures(header: str | None) -> list[str]:
     found = []
     for part in header.replace(" ", ",").split(","):
         scheme, _, value = part.strip().partition("=")
-        if scheme == "v1" and value:
+        # Only well-formed entries are compared (compare_digest refuses non-ASCII text).
+        if scheme == "v1" and _HEX64.match(value):
             found.append(value.lower())
     if not found:
         raise WebhookRejectedError("no v1 signature")

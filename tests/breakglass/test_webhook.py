@@ -260,6 +260,9 @@ def test_malformed_signed_payloads_are_400(hooked, body) -> None:
         {"X-PagerDuty-Signature": ""},
         {"X-PagerDuty-Signature": "v0=abc"},
         {"X-PagerDuty-Signature": ",".join(["v1=" + "0" * 64] * 5000)},
+        {"X-PagerDuty-Signature": "v1=" + "é" * 64},
+        {"X-Bastion-Timestamp": str(int(time.time())), "X-Bastion-Signature": "v1=" + "\u00ff" * 64},
+        {"X-Bastion-Timestamp": "١٢٣", "X-Bastion-Signature": "v1=00"},
     ],
 )
 def test_junk_headers_are_400_never_500(hooked, headers) -> None:
