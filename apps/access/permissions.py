@@ -42,6 +42,7 @@ PERMISSIONS: dict[str, Permission] = {
         Permission("model.use", "Use enabled models", Risk.MEDIUM),
         Permission("billing.view", "See usage, invoices and budgets", Risk.LOW),
         Permission("billing.manage", "Change plans, budgets and payment settings", Risk.HIGH, administrative=True),
+        Permission("usage.report", "Report model usage, check and reserve budget (runtime API)", Risk.MEDIUM),
         Permission("sso.manage", "Configure SSO connections and sign-in policy", Risk.HIGH, administrative=True),
         Permission("member.manage", "Invite, change and remove members", Risk.HIGH, administrative=True),
         Permission("role.manage", "Create and edit roles and grants", Risk.HIGH, administrative=True),
@@ -71,7 +72,7 @@ def classification_rank(value: str | None) -> int:
         return len(CLASSIFICATIONS)
 
 
-_USE = frozenset({"tenant.view", "prompt.create", "prompt.read", "model.use", "breakglass.request"})
+_USE = frozenset({"tenant.view", "prompt.create", "prompt.read", "model.use", "breakglass.request", "usage.report"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,12 +9,13 @@ served as JSON. Schemas come from pydantic (JSON Schema 2020-12, which OpenAPI
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from apps.api import views  # noqa: F401  # registers the endpoints
+from apps.api import usage_views, views  # noqa: F401  # registers the endpoints
 from apps.api.endpoint import ENDPOINTS, MAX_BODY_BYTES
 from apps.api.problems import PROBLEM_CONTENT_TYPE, TITLES
 from apps.keys.tokens import API_SCOPES
@@ -191,6 +192,12 @@ def document() -> dict[str, Any]:
                 **{str(status): _problem_response(status) for status in endpoint.problems},
             },
         }
+        path_names = re.findall(r"{(\w+)}", endpoint.path)
+        if path_names:
+            operation["parameters"] = [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}}
+                for name in path_names
+            ]
         if endpoint.body is not None:
             operation["requestBody"] = {
                 "required": True,

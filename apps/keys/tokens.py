@@ -46,7 +46,7 @@ from apps.tenants.models import Tenant
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - a JOSE header value  # RFC 9068 §2.1: the ``typ`` header of an access token
 # Scopes a token can carry; a request without ``scope`` gets all of them. The API face maps
 # endpoints to scopes; new endpoints (metering, budgets) add theirs here.
-API_SCOPES: tuple[str, ...] = ("authorize", "tool-calls", "me")
+API_SCOPES: tuple[str, ...] = ("authorize", "tool-calls", "me", "usage", "budget")
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "tid"]
 VERIFIED_CACHE_SIZE = 50_000
 CLIENT_CACHE_SIZE = 10_000

@@ -18,6 +18,11 @@ def test_the_document_is_openapi_3_1_with_every_endpoint(client: Client) -> None
         "/api/v1/authorize/batch",
         "/api/v1/tool-calls/check",
         "/api/v1/me",
+        "/api/v1/usage",
+        "/api/v1/guard",
+        "/api/v1/budget/reservations",
+        "/api/v1/budget/reservations/{reservation_id}/settle",
+        "/api/v1/budget/reservations/{reservation_id}/release",
     }
     for path, methods in document["paths"].items():
         if path == "/api/v1/oauth/token":
@@ -52,6 +57,11 @@ def test_every_endpoint_declares_a_permission_and_a_scope() -> None:
         ("POST", "authorize/batch"),
         ("POST", "tool-calls/check"),
         ("GET", "me"),
+        ("POST", "usage"),
+        ("POST", "guard"),
+        ("POST", "budget/reservations"),
+        ("POST", "budget/reservations/{reservation_id}/settle"),
+        ("POST", "budget/reservations/{reservation_id}/release"),
     }
     assert all(e.permission and e.scope for e in ENDPOINTS)
 

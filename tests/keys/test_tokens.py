@@ -31,7 +31,7 @@ def test_token_endpoint_issues_a_verifiable_rfc9068_token(client, cast):
     ctx = verify_access_token(token, audience=default_audience())
     assert ctx.client.pk == created.client.pk
     assert ctx.tenant.pk == cast.acme.pk
-    assert ctx.scopes == {"authorize", "tool-calls", "me"}
+    assert ctx.scopes == {"authorize", "tool-calls", "me", "usage", "budget"}
 
 
 def test_client_secret_post_works_too(client, cast):
