@@ -83,6 +83,9 @@ VAULT_TIMEOUT = env.float("VAULT_TIMEOUT", default=5.0)
 # vault policy the same prefix. env:// references must be named KEYS_ENV_REFERENCE_PREFIX + a name
 # without "__" ({TENANT} = the slug in capitals, "-" as "_").
 VAULT_TENANT_PATH_PREFIX = env.str("VAULT_TENANT_PATH_PREFIX", default="secret/bastion/{tenant}/")
+# Optional: a namespace per tenant (e.g. "tenants/{tenant}", under VAULT_NAMESPACE): the vault itself then
+# keeps tenants apart too. Empty = every tenant in VAULT_NAMESPACE.
+VAULT_TENANT_NAMESPACE = env.str("VAULT_TENANT_NAMESPACE", default="")
 KEYS_ENV_REFERENCE_PREFIX = env.str("KEYS_ENV_REFERENCE_PREFIX", default="BASTION_CRED_{TENANT}__")
 # Rotation reminders (apps/keys/credentials/reminders.py): days before the due date, and how many
 # days overdue the owner's reminders escalate to the tenant's admins.

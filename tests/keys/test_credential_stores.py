@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
+import hvac
 import pytest
 
 from apps.keys.credentials import secretstores
@@ -196,3 +198,27 @@ def test_write_creates_a_secret_that_does_not_exist_yet(vault) -> None:
     vault.client().secrets.kv.v2.delete_metadata_and_all_versions(path="bastion/acme/fresh-one", mount_point="secret")
     result = secretstores.write("vault://secret/bastion/acme/fresh-one#token", tenant=ACME, value="v" * 20)
     assert (result.status, result.version) == ("ok", 1)
+
+
+def test_a_namespace_per_tenant_keeps_tenants_apart_inside_the_vault(vault, settings) -> None:
+    root = vault.client()
+    with contextlib.suppress(hvac.exceptions.InvalidRequest):  # the session's server may have it already
+        root.sys.create_namespace("acme")
+    acme_ns = vault.client()
+    acme_ns.adapter.namespace = "acme"
+    if "secret/" not in acme_ns.sys.list_mounted_secrets_engines()["data"]:
+        acme_ns.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+    acme_ns.secrets.kv.v2.create_or_update_secret(path="bastion/acme/ns-only", secret={"k": "v"}, mount_point="secret")
+    reference = "vault://secret/bastion/acme/ns-only#k"
+    assert secretstores.check(reference, tenant=ACME).status == "not_found"  # not in the root namespace
+    settings.VAULT_TENANT_NAMESPACE = "{tenant}"
+    assert secretstores.vault_namespace(ACME) == "acme"
+    assert secretstores.check(reference, tenant=ACME).status == "ok"
+    written = secretstores.write(reference, tenant=ACME, value="w" * 20)
+    assert written.ok
+    assert (
+        acme_ns.secrets.kv.v2.read_secret_metadata(path="bastion/acme/ns-only", mount_point="secret")["data"][
+            "current_version"
+        ]
+        == written.version
+    )

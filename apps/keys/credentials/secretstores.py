@@ -7,7 +7,9 @@ in settings, maps schemes to classes; add one for another backend):
   KV v2 secret (through ``hvac``). Writable.
 - ``env://NAME``: an environment variable of the Bastion process. Read-only.
 
-Tenant boundary. A tenant may reference only what the operator set aside for it:
+Tenant boundary. A tenant may reference only what the operator set aside for it
+(and, with ``VAULT_TENANT_NAMESPACE``, e.g. ``tenants/{tenant}``, each tenant's
+vault calls go to its own Vault Enterprise / OpenBao namespace as well):
 vault paths under ``VAULT_TENANT_PATH_PREFIX`` (default ``secret/bastion/{tenant}/``,
 ``{tenant}`` = the slug) and environment variables named
 ``KEYS_ENV_REFERENCE_PREFIX`` (default ``BASTION_CRED_{TENANT}__``, the slug in
@@ -204,11 +206,20 @@ class VaultRef:
     mount: str
     path: str
     field: str
+    namespace: str = ""
 
 
 def vault_prefix(tenant: Tenant) -> str:
     template = getattr(settings, "VAULT_TENANT_PATH_PREFIX", "secret/bastion/{tenant}/")
     return template.format(tenant=tenant.slug, TENANT=tenant.slug.upper())
+
+
+def vault_namespace(tenant: Tenant) -> str:
+    """The namespace ``tenant``'s references live in: VAULT_NAMESPACE, then VAULT_TENANT_NAMESPACE under it."""
+    base = (getattr(settings, "VAULT_NAMESPACE", "") or "").strip("/")
+    template = getattr(settings, "VAULT_TENANT_NAMESPACE", "") or ""
+    own = template.format(tenant=tenant.slug).strip("/") if template else ""
+    return "/".join(part for part in (base, own) if part)
 
 
 def _configured() -> bool:
@@ -248,10 +259,8 @@ def _tls() -> dict[str, Any]:
     return {"verify": cacert or True, "timeout": getattr(settings, "VAULT_TIMEOUT", 5)}
 
 
-def _client() -> Any:
-    return hvac.Client(
-        url=settings.VAULT_ADDR, token=_token(), namespace=getattr(settings, "VAULT_NAMESPACE", "") or None, **_tls()
-    )
+def _client(namespace: str = "") -> Any:
+    return hvac.Client(url=settings.VAULT_ADDR, token=_token(), namespace=namespace or None, **_tls())
 
 
 def _failure(exc: BaseException, *, writing: bool = False) -> CheckResult:
@@ -296,13 +305,13 @@ class VaultStore:
         prefix = vault_prefix(tenant)
         if not (location + "/").startswith(prefix) or location + "/" == prefix:
             raise BadReferenceError(f"This organisation may reference vault secrets under {prefix} only.")
-        return VaultRef(mount=segments[0], path="/".join(segments[1:]), field=field)
+        return VaultRef(mount=segments[0], path="/".join(segments[1:]), field=field, namespace=vault_namespace(tenant))
 
     def check(self, parsed: VaultRef) -> CheckResult:
         if not _configured():
             return CheckResult(Status.NOT_CONFIGURED, "No vault is configured (VAULT_ADDR is not set).")
         try:
-            response = _client().secrets.kv.v2.read_secret_version(
+            response = _client(parsed.namespace).secrets.kv.v2.read_secret_version(
                 path=parsed.path, mount_point=parsed.mount, raise_on_deleted_version=True
             )
             data = response["data"]
@@ -322,7 +331,7 @@ class VaultStore:
         if not _configured():
             return CheckResult(Status.NOT_CONFIGURED, "No vault is configured (VAULT_ADDR is not set).")
         try:
-            kv = _client().secrets.kv.v2
+            kv = _client(parsed.namespace).secrets.kv.v2
             try:
                 current = kv.read_secret_version(
                     path=parsed.path, mount_point=parsed.mount, raise_on_deleted_version=True
