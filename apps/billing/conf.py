@@ -25,6 +25,11 @@ def webhook_max_bytes() -> int:
     return int(getattr(settings, "BILLING_WEBHOOK_MAX_BYTES", 256 * 1024))
 
 
+def webhook_enqueue_batch_ms() -> float:
+    """Window in which stored events' ids are gathered into one processing message (0 = one message each, at once)."""
+    return float(getattr(settings, "BILLING_WEBHOOK_ENQUEUE_BATCH_MS", 5.0))
+
+
 def webhook_max_attempts() -> int:
     return int(getattr(settings, "BILLING_WEBHOOK_MAX_ATTEMPTS", 8))
 

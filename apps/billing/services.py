@@ -7,14 +7,17 @@ duplicate, a redelivery, a crashed worker or a sweep can never apply it twice.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.cache import cache
-from django.db import DataError, connection, transaction
+from django.db import DataError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from apps.audit.services import Actor, record
@@ -32,6 +35,8 @@ INTAKE_GRACE = timedelta(minutes=2)
 # Rejected requests are audited at most once per provider and source per window: a flood of
 # forgeries must not become a flood of audit rows.
 REJECT_AUDIT_WINDOW_SECONDS = 60
+# Ids per batched processing message (the publisher's and the sweeper's).
+ENQUEUE_CHUNK = 100
 
 _TABLE = WebhookEvent._meta.db_table
 _INSERT_ROW = "(%s, %s, %s, %s, %s::jsonb, 'pending', 0, '', %s, %s)"
@@ -70,16 +75,77 @@ def _audit_rejection(*, provider: str, reason: str, source: str) -> None:
     )
 
 
-def _enqueue(pk: int) -> None:
-    """Send the processing task; a broker outage is logged, the sweeper will find the row."""
-    from apps.billing.tasks import process_webhook_event
+def _publish(pks: list[int]) -> None:
+    """Send the processing task(s) for stored rows; a broker outage is logged, the sweeper finds the rows."""
+    from apps.billing.tasks import process_webhook_event, process_webhook_events
 
     try:
-        # No publish retries: the row is stored, and the sweeper re-enqueues it; retrying here would
-        # only hold the provider's request open while the broker is down.
-        process_webhook_event.apply_async((pk,), retry=False)
-    except Exception:  # noqa: BLE001 — any broker error: the row is stored, the sweep re-enqueues it
-        logger.warning("billing: could not enqueue webhook event %s; the sweeper will retry", pk, exc_info=True)
+        # No publish retries: the rows are stored and the sweeper re-enqueues them; retrying here would
+        # only hold a provider's request (or the publisher thread) while the broker is down.
+        for start in range(0, len(pks), ENQUEUE_CHUNK):
+            chunk = pks[start : start + ENQUEUE_CHUNK]
+            if len(chunk) == 1:
+                process_webhook_event.apply_async((chunk[0],), retry=False)
+            else:
+                process_webhook_events.apply_async((chunk,), retry=False)
+    except Exception:  # noqa: BLE001 — any broker error: the rows are stored, the sweep re-enqueues them
+        logger.warning("billing: could not enqueue webhook events %s; the sweeper will retry", pks[:20], exc_info=True)
+
+
+class _Publisher:
+    """Per-process buffer of stored inbox ids, published by a daemon thread every few milliseconds.
+
+    Publishing a Celery message costs more CPU than verifying and storing the event
+    (benchmarks/bench_webhooks.py), so under load the ids that arrive within one
+    window leave as one ``process_webhook_events`` message; alone, an id leaves as
+    its own ``process_webhook_event``. The row is committed before the id gets
+    here, so an id lost with its process (SIGKILL) is only late: the sweeper
+    enqueues it after ``INTAKE_GRACE``. Off the request's thread, a broker that is
+    down (kombu tries to connect for seconds) never holds a provider's request.
+    Flushed at exit. ``BILLING_WEBHOOK_ENQUEUE_BATCH_MS`` 0 publishes on the
+    caller's thread at once (the tests).
+    """
+
+    def __init__(self) -> None:
+        self._pks: list[int] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.publishing = threading.Lock()
+
+    def add(self, pk: int) -> None:
+        window = conf.webhook_enqueue_batch_ms()
+        if window <= 0:
+            _publish([pk])
+            return
+        with self._lock:
+            self._pks.append(pk)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, args=(window,), name="billing-enqueue", daemon=True)
+                self._thread.start()
+                atexit.register(self.flush)
+        self._wake.set()
+
+    def _run(self, window: float) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(window / 1000)  # let the window's other ids join this message
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        with self.publishing:  # one publish at a time; a caller can wait for the one under way
+            with self._lock:
+                pks, self._pks = self._pks, []
+            if pks:
+                _publish(pks)
+
+
+_publisher = _Publisher()
+
+
+def _enqueue(pk: int) -> None:
+    _publisher.add(pk)
 
 
 def _store(entries: list[InboxEntry]) -> tuple[int, ...]:
@@ -88,6 +154,20 @@ def _store(entries: list[InboxEntry]) -> tuple[int, ...]:
     One statement: in autocommit it is its own transaction (one round trip, no BEGIN/COMMIT),
     and a duplicate, even a concurrent one, inserts nothing and raises nothing.
     """
+    if not connection.in_atomic_block:
+        # The INSERT is this request's first statement: instead of Django's health-check round trip
+        # (SELECT 1 before it, CONN_HEALTH_CHECKS), try it and on a dead kept-alive connection
+        # reconnect once. Safe to repeat: a first attempt that did commit makes the second a no-op
+        # duplicate (no enqueue then; the sweeper takes the row after the grace).
+        connection.health_check_done = True
+        try:
+            return _insert(entries)
+        except (OperationalError, InterfaceError):
+            connection.close()
+    return _insert(entries)
+
+
+def _insert(entries: list[InboxEntry]) -> tuple[int, ...]:
     now = timezone.now()
     params: list[Any] = []
     for entry in entries:
@@ -251,8 +331,7 @@ def webhooks_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
         )
         if rows:
             WebhookEvent.objects.filter(pk__in=rows).update(next_attempt_at=now + INTAKE_GRACE)
-            for pk in rows:
-                transaction.on_commit(lambda pk=pk: _enqueue(pk))
+            transaction.on_commit(lambda: _publish(rows))  # in messages of ENQUEUE_CHUNK ids
     return len(rows)
 
 

@@ -36,3 +36,5 @@ SSO_DNS_PORT = 9
 SSO_DNS_TIMEOUT = 1.0
 # Tests read denial rows right after the decision: write them on the caller's thread.
 ACCESS_DENIAL_LOG_FLUSH_MS = 0
+# Webhook tasks are published on the caller's thread at once (one message per stored event).
+BILLING_WEBHOOK_ENQUEUE_BATCH_MS = 0
