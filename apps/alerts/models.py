@@ -138,6 +138,8 @@ class FraudPolicy(TenantOwned):
     cost_min_events = models.PositiveIntegerField(default=20)
     email_recipients = ArrayField(models.EmailField(), default=list, blank=True)
     last_evaluated_at = models.DateTimeField(null=True, blank=True)
+    # The clients' cost baselines have folded every whole hour before this one (None: never yet).
+    costs_through = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -173,3 +173,9 @@ def test_another_tenants_usage_never_opens_a_case_here(cast) -> None:
     usage(cast.globex, globex_app.client, prompt_hash="h", n=50)
     _screen(cast)
     assert not FraudCase.objects.exists()
+
+
+def test_a_quiet_tenant_costs_a_handful_of_queries_per_run(cast, app, django_assert_max_num_queries) -> None:
+    _screen(cast)  # the first run catches up on a day of hours
+    with django_assert_max_num_queries(14):  # later runs: one aggregate per signal, no day of hours again
+        _screen(cast)

@@ -56,10 +56,16 @@ def policy_for(*, tenant: Tenant | int) -> FraudPolicy:
 
 
 def _fold_client_baselines(policy: FraudPolicy, *, until: datetime, usage: UsageSource) -> dict[int, ClientBaseline]:
-    """Each client's hourly-cost EWMA, folded up to ``until`` (one grouped query per missing hour)."""
+    """Each client's hourly-cost EWMA, folded up to ``until``: one grouped query per hour not yet folded.
+
+    The policy remembers how far it got (``costs_through``), so a tenant with no
+    usage costs one query an hour, not a day's worth every five minutes. A
+    client first seen in an hour starts its average there; an hour without its
+    usage folds in as zero.
+    """
     baselines = {b.client_id: b for b in ClientBaseline.objects.for_tenant(policy.tenant_id)}
-    through = min((b.through for b in baselines.values() if b.through), default=None)
-    hour = hour_floor(max(through or until - timedelta(hours=CATCH_UP_HOURS), until - timedelta(hours=CATCH_UP_HOURS)))
+    earliest = until - timedelta(hours=CATCH_UP_HOURS)
+    hour = hour_floor(max(policy.costs_through or earliest, earliest))
     changed: set[int] = set()
     while hour + timedelta(hours=1) <= until:
         costs = usage.by_client(tenant_id=policy.tenant_id, start=hour, end=hour + timedelta(hours=1))
@@ -78,6 +84,7 @@ def _fold_client_baselines(policy: FraudPolicy, *, until: datetime, usage: Usage
         hour += timedelta(hours=1)
     for client_id in changed:
         baselines[client_id].save()
+    policy.costs_through = max(hour, policy.costs_through or hour)
     return baselines
 
 
@@ -178,7 +185,7 @@ def tenant_screen(*, tenant_id: int, now: datetime | None = None, usage: UsageSo
                     },
                 )
         policy.last_evaluated_at = now
-        policy.save(update_fields=["last_evaluated_at"])
+        policy.save(update_fields=["last_evaluated_at", "costs_through"])
     return raised
 
 

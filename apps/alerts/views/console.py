@@ -29,7 +29,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 
 from apps.access.decorators import tenant_view
-from apps.alerts import selectors
+from apps.alerts import conf, selectors
 from apps.alerts.forms import AlertFilterForm, DeliveryFilterForm, EndpointForm, RuleForm, apply_service_errors
 from apps.alerts.services import delivery as delivery_services
 from apps.alerts.services import lifecycle, rules
@@ -159,6 +159,7 @@ def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
 def endpoint_list(request: HttpRequest) -> HttpResponse:
     context = {
         "page": _page(request, selectors.endpoint_list(tenant=request.tenant)),
+        "overlap_hours": conf.secret_overlap_hours(),
         "can_manage": request.can(MANAGE),
         "can_fraud": request.can("apiclient.manage", for_reading=True),
     }
