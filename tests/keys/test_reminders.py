@@ -283,3 +283,15 @@ def test_webhook_secrets_are_due_a_year_after_they_were_set(cast, client_for):
     assert all(sorted(m.to) == ["admin@acme.example", "owner@acme.example"] for m in mail.outbox)
     IncidentWebhook.objects.filter(pk=hook.pk).update(rotated_at=datetime.now(UTC))
     assert [i.label for i in adapters.webhook_secret_items(cast.acme)] == ["Alert webhook “SIEM” secret"]
+
+
+@pytest.mark.django_db(transaction=True)  # as in production: the (deferred) foreign key is checked at commit
+def test_a_credential_deleted_mid_run_costs_only_its_own_reminder(cast):
+    with time_machine.travel(START - timedelta(days=85), tick=False):
+        gone = make_credential(cast.acme, name="gone")
+        make_credential(cast.acme, name="stays")
+    with time_machine.travel(START, tick=False):
+        items = reminders.credential_items(today=START.date())
+        services.credential_delete(credential=gone)
+        reminders.plan(today=START.date(), items=items)
+    assert list(RotationReminder.objects.values_list("subject_label", flat=True)) == ["stays (openai, prod)"]

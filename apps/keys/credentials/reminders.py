@@ -38,7 +38,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from apps.accounts.models import User
@@ -116,7 +117,7 @@ def credential_items(*, today: date, tenant: Tenant | None = None) -> list[DueIt
             kind="credential",
             tenant_id=c.tenant_id,
             due_on=c.next_due_on,
-            path=f"/t/{c.tenant.slug}/keys/credentials/{c.pk}/",
+            path=reverse("credentials:detail", kwargs={"tenant_slug": c.tenant.slug, "pk": c.pk}),
             owner_user_id=c.owner.user_id if c.owner is not None and c.owner.status == "active" else None,
             credential_id=c.pk,
         )
@@ -192,30 +193,36 @@ def plan(*, today: date, items: Iterable[DueItem]) -> list[int]:
         return []
     recipients = _recipients(stepped)
     created: list[int] = []
-    with connection.cursor() as cursor:
-        for item, step in stepped:
-            cursor.execute(
-                f"""
-                INSERT INTO {RotationReminder._meta.db_table}
-                    (tenant_id, subject_key, subject_label, due_on, step, credential_id, recipients,
-                     status, attempts, last_error, created_at)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, 'pending', 0, '', now())
-                ON CONFLICT (subject_key, due_on, step) DO NOTHING
-                RETURNING id
-                """,
-                [
-                    item.tenant_id,
-                    item.subject_key[:200],
-                    item.label[:300],
-                    item.due_on,
-                    step,
-                    item.credential_id,
-                    recipients[(item.subject_key, step)],
-                ],
-            )
-            row = cursor.fetchone()
-            if row is not None:
-                created.append(row[0])
+    for item, step in stepped:
+        try:
+            # A savepoint per row: a credential deleted since it was listed (its foreign key fails)
+            # costs its own reminder only, not the run.
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(
+                    f"""
+                    INSERT INTO {RotationReminder._meta.db_table}
+                        (tenant_id, subject_key, subject_label, due_on, step, credential_id, recipients,
+                         status, attempts, last_error, created_at)
+                    VALUES (%s, %s, %s, %s, %s, %s, %s, 'pending', 0, '', now())
+                    ON CONFLICT (subject_key, due_on, step) DO NOTHING
+                    RETURNING id
+                    """,
+                    [
+                        item.tenant_id,
+                        item.subject_key[:200],
+                        item.label[:300],
+                        item.due_on,
+                        step,
+                        item.credential_id,
+                        recipients[(item.subject_key, step)],
+                    ],
+                )
+                row = cursor.fetchone()
+        except IntegrityError:
+            logger.info("rotation reminder for %s skipped: its subject is gone", item.subject_key)
+            continue
+        if row is not None:
+            created.append(row[0])
     return created
 
 
@@ -308,7 +315,7 @@ def _deliver_one(
 ) -> int:
     path, detail = paths.get(reminder.subject_key, ("", ""))
     if not path and reminder.credential_id and reminder.tenant_id:
-        path = f"/t/{reminder.tenant.slug}/keys/credentials/{reminder.credential_id}/"
+        path = reverse("credentials:detail", kwargs={"tenant_slug": reminder.tenant.slug, "pk": reminder.credential_id})
     if not reminder.recipients:
         _finish(reminder, status=RotationReminder.Status.FAILED, error="Nobody to tell: no owner, admin or staff.")
         return 0
