@@ -100,8 +100,8 @@ def drill_lines(*, tenant: Tenant, quarter: Quarter) -> list[Line]:
             Checklist.DRILL,
             Kind.DRILL,
             f"drill:{quarter.label}",
-            f"A restore drill passed in {quarter.label}: the backup restores, every table's rows "
-            "are all there and the audit chains verify",
+            f"Restore drill for {quarter.label}: the backup restores, every table's rows are all there "
+            "and the audit chains verify",
         )
     ]
 

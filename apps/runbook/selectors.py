@@ -112,6 +112,16 @@ class Progress:
         return round(100 * self.marked / self.total) if self.total else 100
 
 
+def runbook_progress(*, runbook: Runbook) -> Progress:
+    """How many of the runbook's lines are marked (one query)."""
+    counts = (
+        RunbookItem.objects.for_tenant(runbook.tenant_id)
+        .filter(runbook=runbook)
+        .aggregate(total=Count("pk"), marked=Count("pk", filter=~Q(mark="")))
+    )
+    return Progress(runbook=runbook, total=counts["total"], marked=counts["marked"])
+
+
 def open_runbook_progress(*, tenant: Tenant) -> Progress | None:
     """The tenant's latest open runbook with its progress (the dashboard card; one query)."""
     runbook = runbook_list(tenant=tenant).filter(status=Runbook.Status.OPEN).first()

@@ -78,15 +78,19 @@ def runbook_detail(request: TenantRequest, runbook_id: int) -> HttpResponse:
 
 
 def _row(request: TenantRequest, runbook: Runbook, item: RunbookItem, form: MarkForm | None) -> HttpResponse:
+    """The htmx answer: the line, and the progress section out of band (one count query)."""
     runbook = selectors.runbook_get(tenant=request.tenant, runbook_id=runbook.pk) or runbook  # status after the write
+    progress = selectors.runbook_progress(runbook=runbook)
     context = {
         "runbook": runbook,
         "item": _with_rotation(request, [item])[0],
         "form": form,
         "may_mark": runbook.is_open,
         "latest_drill": selectors.latest_drill(),
+        "total": progress.total,
+        "marked": progress.marked,
     }
-    return render(request, "runbook/partials/_item_row.html", context)
+    return render(request, "runbook/partials/_item_swap.html", context)
 
 
 @tenant_view("role.manage")
