@@ -23,9 +23,13 @@ from apps.billing.metering import MAX_BATCH, QUANTUM
 MAX_TOOLS = 100
 
 Tokens = Annotated[int, Field(ge=0, le=10**9), BeforeValidator(_not_a_bool)]
-MONEY_PATTERN = r"^[0-9]{1,9}(\.[0-9]{1,6})?$"
-# Positive: a string whose last digit is not zero is never zero (the validator and the schema agree).
-POSITIVE_MONEY_PATTERN = r"^([0-9]{0,8}[1-9]|[0-9]{1,9}\.[0-9]{0,5}[1-9])$"
+# Canonical decimals (no leading zeros, at most nine digits before the point and six after): the
+# validator uses the same patterns as the schema, so the two always agree.
+MONEY_PATTERN = r"^(0|[1-9][0-9]{0,8})(\.[0-9]{1,6})?$"
+POSITIVE_MONEY_PATTERN = (
+    r"^([1-9][0-9]{0,8}(\.[0-9]{1,6})?"
+    r"|0\.([1-9][0-9]{0,5}|0[1-9][0-9]{0,4}|00[1-9][0-9]{0,3}|000[1-9][0-9]{0,2}|0000[1-9][0-9]?|00000[1-9]))$"
+)
 MONEY_MAX = 10**9
 
 

@@ -372,6 +372,16 @@ def _validate(budget: Budget) -> None:
         raise ValidationError({"scope": ["There is a budget for this already; edit that one."]})
 
 
+def _assign(budget: Budget, data: Mapping[str, Any]) -> None:
+    """Copy the editable fields; ``role`` / ``client`` may be given as rows (the form's choices) or as ids."""
+    for name in ("role", "client"):
+        if name in data:
+            setattr(budget, f"{name}_id", getattr(data[name], "pk", data[name]))
+    for field in BUDGET_FIELDS:
+        if field in data:
+            setattr(budget, field, data[field])
+
+
 def _actor(actor: Any | None) -> Actor:
     return Actor.for_user(actor) if actor is not None else Actor.from_context()
 
@@ -383,9 +393,7 @@ def budget_create(*, tenant: Tenant, data: Mapping[str, Any], actor: Any | None 
     ``role_id`` / ``client_id`` must be of ``tenant``: the form narrows its choices to it.
     """
     budget = Budget(tenant=tenant, currency=settings.BILLING_CURRENCY)
-    for field in BUDGET_FIELDS:
-        if field in data:
-            setattr(budget, field, data[field])
+    _assign(budget, data)
     _validate(budget)
     budget.save()
     record("budget.create", tenant=tenant, actor=_actor(actor), target=budget, metadata=_snapshot(budget))
@@ -397,9 +405,7 @@ def budget_update(*, budget: Budget, data: Mapping[str, Any], actor: Any | None 
     """Change a budget (locked and re-read in its tenant); the audit event lists before and after."""
     locked = Budget.objects.for_tenant(budget.tenant_id).select_for_update().get(pk=budget.pk)
     before = _snapshot(locked)
-    for field in BUDGET_FIELDS:
-        if field in data:
-            setattr(locked, field, data[field])
+    _assign(locked, data)
     _validate(locked)
     locked.save()
     after = _snapshot(locked)

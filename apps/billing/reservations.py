@@ -158,6 +158,7 @@ def finish_locked(row: Reservation, *, actual: Decimal, status: str, now: dateti
 
 
 def _locked_held(tenant: Tenant | int, uid: str, now: datetime) -> Reservation:
+    """The reservation locked, if it is held; an expired one is marked expired (committed) and refused."""
     try:
         parsed = uuid.UUID(str(uid))
     except ValueError:
@@ -167,32 +168,49 @@ def _locked_held(tenant: Tenant | int, uid: str, now: datetime) -> Reservation:
         raise ReservationNotFoundError("No such reservation in this tenant.")
     if row.status == Reservation.Status.HELD and row.expires_at <= now:
         _expire_locked(row, now)
+        raise _Expired(row)
     if row.status == Reservation.Status.EXPIRED:
-        raise ReservationExpiredError(f"The reservation expired at {row.expires_at:%Y-%m-%d %H:%M:%S} UTC.")
+        raise ReservationExpiredError(_expired_message(row))
     if row.status != Reservation.Status.HELD:
         raise ReservationNotHeldError(f"The reservation is already {row.status}.")
     return row
 
 
+class _Expired(Exception):  # noqa: N818  # internal: commit the expiry, then refuse
+    def __init__(self, row: Reservation) -> None:
+        self.row = row
+
+
+def _expired_message(row: Reservation) -> str:
+    return f"The reservation expired at {row.expires_at:%Y-%m-%d %H:%M:%S} UTC."
+
+
+def _finish(tenant: Tenant | int, uid: str, actual: Decimal | None, now: datetime) -> Reservation:
+    with transaction.atomic():
+        try:
+            row = _locked_held(tenant, uid, now)
+        except _Expired as expired:
+            stale = expired.row  # the block ends normally, so the expiry commits; then it is refused
+        else:
+            if actual is None:
+                return finish_locked(row, actual=Decimal(0), status=Reservation.Status.RELEASED, now=now)
+            if actual > row.amount:
+                raise SettleTooLargeError(
+                    f"The actual cost {actual} is more than the {row.amount} {row.currency} reserved; "
+                    "reserve more next time (the reservation is unchanged)."
+                )
+            return finish_locked(row, actual=actual, status=Reservation.Status.SETTLED, now=now)
+    raise ReservationExpiredError(_expired_message(stale))
+
+
 def reservation_settle(*, tenant: Tenant | int, uid: str, actual: Decimal, now: datetime | None = None) -> Reservation:
     """Count ``actual`` (at most the amount reserved) as spent and drop the hold. Raises a ``ReservationError``."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        row = _locked_held(tenant, uid, now)
-        if actual > row.amount:
-            raise SettleTooLargeError(
-                f"The actual cost {actual} is more than the {row.amount} {row.currency} reserved; "
-                "reserve more next time (the reservation is unchanged)."
-            )
-        return finish_locked(row, actual=actual, status=Reservation.Status.SETTLED, now=now)
+    return _finish(tenant, uid, actual, now or timezone.now())
 
 
 def reservation_release(*, tenant: Tenant | int, uid: str, now: datetime | None = None) -> Reservation:
     """Drop the hold without spending. Raises a ``ReservationError``."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        row = _locked_held(tenant, uid, now)
-        return finish_locked(row, actual=Decimal(0), status=Reservation.Status.RELEASED, now=now)
+    return _finish(tenant, uid, None, now or timezone.now())
 
 
 def _expire_locked(row: Reservation, now: datetime) -> None:

@@ -28,6 +28,7 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from apps.billing import stripe_api
 from apps.billing.models import StripeCustomer, UsageDaily, UsageEvent, UsageHourly
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ logger = logging.getLogger(__name__)
 # A run looks back this far before the newest rollup it wrote (a transaction that committed late).
 ROLLUP_OVERLAP = timedelta(minutes=10)
 STRIPE_MAX_AGE = timedelta(days=35)  # Stripe refuses meter events older than this
-STRIPE_TIMEOUT_SECONDS = 15
 
 _EVENTS = UsageEvent._meta.db_table
 _HOURLY = UsageHourly._meta.db_table
@@ -107,20 +107,6 @@ def usage_rollup_recompute(*, start: datetime, end: datetime, tenant_id: int | N
 # --- Stripe meter events -------------------------------------------------------------------------
 
 
-def stripe_client() -> stripe.StripeClient | None:
-    """A client for the configured key (``STRIPE_API_BASE`` points it at a fake in tests), or None."""
-    key = getattr(settings, "STRIPE_SECRET_KEY", "")
-    if not key:
-        return None
-    base = getattr(settings, "STRIPE_API_BASE", "")
-    return stripe.StripeClient(
-        key,
-        base_addresses={"api": base.rstrip("/")} if base else None,
-        max_network_retries=2,
-        http_client=stripe.new_default_http_client(timeout=STRIPE_TIMEOUT_SECONDS),
-    )
-
-
 def meter_identifier(event_id: int) -> str:
     return f"bastion-usage-{event_id}"
 
@@ -131,7 +117,7 @@ def usage_report_to_stripe(*, batch: int = 500, now: datetime | None = None) -> 
     Stops at the first refusal or network error (the rest waits for the next
     run; resending what Stripe already has is harmless, the identifier is ours).
     """
-    api = stripe_client()
+    api = stripe_api.client()  # None without STRIPE_SECRET_KEY; STRIPE_API_BASE points it elsewhere
     event_name = getattr(settings, "STRIPE_METER_EVENT_NAME", "")
     if api is None or not event_name:
         return 0
