@@ -206,8 +206,7 @@ def retention_edit(request: TenantRequest) -> HttpResponse:
         else:
             messages.success(request, "Retention settings saved.")
             return redirect("runbook:retention", tenant_slug=request.tenant.slug)
-    status = 400 if request.method == "POST" else 200
-    return render(request, "runbook/retention_form.html", {"form": form, "policy": policy}, status=status)
+    return render(request, "runbook/retention_form.html", {"form": form, "policy": policy})
 
 
 # --- platform: restore drills -----------------------------------------------------------------

@@ -24,6 +24,14 @@ from tests.factories import MembershipFactory, TenantFactory, UserFactory
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
+def test_staff_drill_page(live_server, browser, screenshot_dir) -> None:  # noqa: F811
+    staff = UserFactory(email="staff@bastion.example", is_staff=True)
+    page = signed_in_context(browser, live_server, staff).new_page()
+    page.goto(f"{live_server.url}/platform/runbook/drills/")
+    expect(page.get_by_role("button", name="Run a restore drill now")).to_be_visible()
+    shot(page, screenshot_dir, "runbook-drills")
+
+
 def test_mark_a_line_with_htmx_and_print(live_server, browser, screenshot_dir) -> None:  # noqa: F811
     acme = TenantFactory(slug="acme", name="Acme Corp")
     owner_user = UserFactory(email="olivia@acme.example")
@@ -78,4 +86,12 @@ def test_mark_a_line_with_htmx_and_print(live_server, browser, screenshot_dir) -
     page.emulate_media(media="print")
     expect(page.get_by_text("Back to the runbook")).to_be_hidden()
     shot(page, screenshot_dir, "runbook-print")
+    page.emulate_media(media="screen")
+
+    # Retention settings: a value below the platform floor is a form error, nothing saved.
+    page.goto(f"{live_server.url}/t/acme/runbooks/retention/edit/")
+    page.get_by_label("Audit events (days)").fill("30")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("At least 365 days: the platform does not allow a shorter retention.")).to_be_visible()
+    shot(page, screenshot_dir, "runbook-retention-error")
     assert errors == []
