@@ -9,22 +9,20 @@ database dump alone cannot even test a guess, and the key never reaches SQL.
 Comparison is constant-time (``hmac.compare_digest``).
 
 Signing keys' private halves are Fernet-encrypted under a key derived the same
-way with another label (as ``apps.sso.crypto`` does for IdP secrets). The
+way with another label (``apps.core.secretbox``). The
 ``*_FALLBACKS`` settings keep old keys readable during a rotation.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import hmac
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from apps.core.secretbox import SecretBox, SecretUnreadableError, derive_key
 
 _SALT = b"bastion-keys"
 _ENCRYPTION_INFO = b"bastion.keys.signing-key-encryption.v1"
@@ -36,7 +34,7 @@ class KeyDecryptionError(RuntimeError):
 
 
 def _derive(material: str, info: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=info).derive(material.encode())
+    return derive_key(material, salt=_SALT, info=info)
 
 
 def _materials() -> tuple[str, ...]:
@@ -56,9 +54,7 @@ def _digest_keys(materials: tuple[str, ...]) -> tuple[bytes, ...]:
     return tuple(_derive(m, _DIGEST_INFO) for m in materials)
 
 
-@functools.lru_cache(maxsize=8)
-def _fernet(materials: tuple[str, ...]) -> MultiFernet:
-    return MultiFernet([Fernet(base64.urlsafe_b64encode(_derive(m, _ENCRYPTION_INFO))) for m in materials])
+_BOX = SecretBox(salt=_SALT, info=_ENCRYPTION_INFO, materials=_materials)
 
 
 def secret_digest(secret: str) -> str:
@@ -78,11 +74,11 @@ def secret_matches(secret: str, digest: str) -> bool:
 
 
 def encrypt(plain: bytes) -> str:
-    return _fernet(_materials()).encrypt(plain).decode("ascii")
+    return _BOX.encrypt(plain)
 
 
 def decrypt(token: str) -> bytes:
     try:
-        return _fernet(_materials()).decrypt(token.encode("ascii"))
-    except (InvalidToken, UnicodeError):
+        return _BOX.decrypt(token)
+    except SecretUnreadableError:
         raise KeyDecryptionError("A signing key cannot be decrypted with the configured keys.") from None

@@ -7,6 +7,8 @@ is useless for anything Django signs). ``SSO_SECRET_KEY`` may be a Fernet key
 Old keys keep decrypting during a rotation: ``SSO_SECRET_KEY_FALLBACKS`` and
 Django's ``SECRET_KEY_FALLBACKS`` are tried after the current key.
 
+Fernet and HKDF come from ``apps.core.secretbox``.
+
 Plain text never leaves this module except as the return value of
 ``decrypt``; callers must not render, log or audit it.
 """
@@ -15,24 +17,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 
+from apps.core.secretbox import SecretBox, SecretUnreadableError, setting_materials
 from apps.sso.types import SSOConfigError
-
-_HKDF_INFO = b"bastion.sso.secret-encryption.v1"
-_HKDF_SALT = b"bastion-sso"
-
-
-def _derive(material: str) -> bytes:
-    """A Fernet key from any secret string (HKDF-SHA256, 32 bytes)."""
-    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=_HKDF_INFO).derive(material.encode())
-    return base64.urlsafe_b64encode(raw)
 
 
 def _as_fernet_key(value: str) -> bytes:
@@ -42,39 +31,33 @@ def _as_fernet_key(value: str) -> bytes:
             return value.encode()
     except (binascii.Error, ValueError):
         pass
-    return _derive(value)
+    return _BOX.fernet_key(value)
+
+
+def _operator_keys() -> list[bytes]:
+    primary = getattr(settings, "SSO_SECRET_KEY", "") or ""
+    if not primary:
+        return []
+    fallbacks = getattr(settings, "SSO_SECRET_KEY_FALLBACKS", []) or []
+    return [_as_fernet_key(primary), *(_as_fernet_key(k) for k in fallbacks if k)]
+
+
+_BOX = SecretBox(
+    salt=b"bastion-sso",
+    info=b"bastion.sso.secret-encryption.v1",
+    materials=setting_materials,
+    extra_keys=_operator_keys,
+)
 
 
 def _keys() -> list[bytes]:
-    primary = getattr(settings, "SSO_SECRET_KEY", "") or ""
-    keys: list[bytes] = []
-    if primary:
-        keys.append(_as_fernet_key(primary))
-        keys.extend(_as_fernet_key(k) for k in getattr(settings, "SSO_SECRET_KEY_FALLBACKS", []) or [] if k)
-    if not settings.SECRET_KEY:
-        if not keys:
-            raise ImproperlyConfigured("SSO secrets need SSO_SECRET_KEY or SECRET_KEY to be set.")
-    else:
-        keys.append(_derive(settings.SECRET_KEY))
-        keys.extend(_derive(k) for k in getattr(settings, "SECRET_KEY_FALLBACKS", []) or [] if k)
-    return keys
-
-
-@functools.lru_cache(maxsize=4)
-def _fernet_for(keys: tuple[bytes, ...]) -> MultiFernet:
-    return MultiFernet([Fernet(k) for k in keys])
-
-
-def _fernet() -> MultiFernet:
-    # Cached per key tuple, so settings overrides in tests take effect at once.
-    return _fernet_for(tuple(_keys()))
+    """Every key that may open a stored secret, the encrypting one first."""
+    return list(_BOX.keys())
 
 
 def encrypt(plain: str) -> str:
     """Encrypt ``plain`` under the current key; returns an ASCII token ('' stays '')."""
-    if not plain:
-        return ""
-    return _fernet().encrypt(plain.encode()).decode("ascii")
+    return _BOX.encrypt(plain.encode()) if plain else ""
 
 
 def decrypt(token: str) -> str:
@@ -87,8 +70,8 @@ def decrypt(token: str) -> str:
     if not token:
         return ""
     try:
-        return _fernet().decrypt(token.encode("ascii")).decode()
-    except (InvalidToken, UnicodeError):
+        return _BOX.decrypt(token).decode()
+    except SecretUnreadableError:
         raise SSOConfigError(
             "The stored client secret cannot be decrypted (the encryption key changed); enter it again."
         ) from None
@@ -96,11 +79,4 @@ def decrypt(token: str) -> str:
 
 def needs_rotation(token: str) -> bool:
     """True if ``token`` is readable but not encrypted under the current primary key."""
-    if not token:
-        return False
-    keys = _keys()
-    try:
-        Fernet(keys[0]).decrypt(token.encode("ascii"))
-    except InvalidToken:
-        return True
-    return False
+    return bool(token) and _BOX.needs_rotation(token)
