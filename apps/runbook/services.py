@@ -194,11 +194,24 @@ def drill_start(*, by: Any, via: str = "console") -> DrillResult:
     """
     with transaction.atomic():
         queued = drill.drill_request(by=by, via=via)
-        from apps.runbook.tasks import run_restore_drill
-
         drill_id = queued.pk
-        transaction.on_commit(lambda: run_restore_drill.delay(drill_id))
+        transaction.on_commit(lambda: _enqueue_drill(drill_id))
     return queued
+
+
+def _enqueue_drill(drill_id: int) -> None:
+    """Send the drill to the worker; a broker that cannot take it fails the drill visibly (never a 500)."""
+    from apps.runbook.tasks import run_restore_drill
+
+    try:
+        run_restore_drill.delay(drill_id)
+    except Exception:  # kombu and redis raise many kinds; the drill row says what happened
+        logger.exception("could not queue restore drill %s", drill_id)
+        DrillResult.objects.filter(pk=drill_id, status=DrillResult.Status.QUEUED).update(
+            status=DrillResult.Status.FAILED,
+            finished_at=timezone.now(),
+            error="the task queue could not take the drill (is the broker running?); run it again",
+        )
 
 
 def latest_finished_drill() -> DrillResult | None:

@@ -85,3 +85,18 @@ def test_platform_drill_pages_are_staff_only(db, cast, client_for):
     assert not DrillResult.objects.exists()
     assert client_for(cast.staff).get("/platform/runbook/drills/").status_code == 200
     assert client_for(cast.staff).get("/platform/runbook/drills/999999/").status_code == 404
+
+
+def test_a_broker_that_refuses_the_drill_fails_it_visibly(
+    db, cast, client_for, monkeypatch, django_capture_on_commit_callbacks
+):
+    def refuse(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.run_restore_drill, "delay", refuse)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(cast.staff).post("/platform/runbook/drills/run/")
+    assert response.status_code == 302
+    drill = DrillResult.objects.get()
+    assert drill.status == "failed"
+    assert "broker" in drill.error
