@@ -14,6 +14,7 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from apps.access.decisions import authorize
@@ -22,6 +23,7 @@ from apps.access.escalation import AccessError
 from apps.catalog import selectors as catalog_selectors
 from apps.core.shortcuts import found_or_404
 from apps.keys import conf, selectors, services
+from apps.keys.credentials import reminders
 from apps.keys.forms import (
     ActivityForm,
     ApiClientForm,
@@ -236,7 +238,13 @@ def client_activity(request: TenantRequest, pk: int) -> HttpResponse:
 
 @platform_view
 def signing_key_list(request: HttpRequest) -> HttpResponse:
-    context = {"keys": selectors.signing_key_list(), "form": RevokeKeyForm(), "rotation_days": conf.rotation_days()}
+    context = {
+        "keys": selectors.signing_key_list(),
+        "form": RevokeKeyForm(),
+        "rotation_days": conf.rotation_days(),
+        # An active key older than its schedule: the automatic rotation failed (#13; staff are also e-mailed).
+        "overdue": reminders.signing_key_items(now=timezone.now()),
+    }
     return render(request, "keys/signing_key_list.html", context)
 
 

@@ -222,6 +222,10 @@ def test_list_filters_and_paginates_with_a_flat_query_count(cast, client_for, wo
     assert "key 01" not in overdue
     assert admin.get(_url("list"), {"state": "nonsense"}).status_code == 400
     assert admin.get(_url("list"), {"page": "999"}).status_code == 200
+    fragment = admin.get(_url("list"), {"provider": "openai"}, HTTP_HX_REQUEST="true")
+    assert fragment.status_code == 200
+    assert b"<html" not in fragment.content
+    assert b'id="credential-table-inner"' in fragment.content
 
 
 # --- check, rotate, record against a real OpenBao ----------------------------------------------------

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.core import mail
+from django.test import Client
 
 from apps.audit.models import AuditEvent
 from apps.keys.credentials import adapters, reminders, services
@@ -198,6 +199,9 @@ def test_a_signing_key_that_was_not_rotated_reminds_the_staff(cast, settings):
     assert active.exists()
     result = reminders.run()
     assert result["planned"] == 0  # a fresh key: nothing to say
+    staff_page = Client()
+    staff_page.force_login(cast.staff)
+    assert "did not happen" not in staff_page.get("/platform/signing-keys/").content.decode()
     active.update(activated_at=datetime.now(UTC) - timedelta(days=40))
     reminders.run()
     reminder = RotationReminder.objects.get(step="failed")
@@ -206,6 +210,10 @@ def test_a_signing_key_that_was_not_rotated_reminds_the_staff(cast, settings):
     assert mail.outbox[0].to == ["staff@bastion.example"]
     assert "was not rotated automatically" in mail.outbox[0].subject
     assert AuditEvent.objects.filter(action="credential.reminder_sent", tenant__isnull=True).count() == 1
+    staff = Client()
+    staff.force_login(cast.staff)
+    page = staff.get("/platform/signing-keys/").content.decode()
+    assert "The automatic rotation did not happen" in page
 
 
 def _certificate(days: int) -> str:
