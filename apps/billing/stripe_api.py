@@ -66,10 +66,16 @@ def _call(what: str, function: Any, params: dict[str, Any], key: str) -> Any:
         raise StripeUnavailableError(f"Could not {what}: {detail}.") from exc
 
 
+# Where Checkout and Customer Portal sessions live. A session URL elsewhere is refused (the
+# browser is never sent to an origin the API answer made up), and the billing page's CSP
+# ``form-action`` allows exactly these (Chromium holds a form's redirect to that directive).
+STRIPE_PAGE_ORIGINS = ("https://checkout.stripe.com", "https://billing.stripe.com")
+
+
 def _session_url(session: Any) -> str:
     url = str(getattr(session, "url", "") or "")
-    if not url.startswith("https://"):
-        raise StripeUnavailableError("Stripe answered without a session link; try again.")
+    if not any(url.startswith(origin + "/") for origin in STRIPE_PAGE_ORIGINS):
+        raise StripeUnavailableError("Stripe answered without a valid session link; try again.")
     return url
 
 

@@ -9,6 +9,7 @@ With no ``STRIPE_SECRET_KEY`` the pages say so and offer no Stripe action. Staff
 
 from __future__ import annotations
 
+from csp.decorators import csp_update
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
@@ -18,7 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.access.decorators import TenantRequest, platform_view, tenant_view
 from apps.accounts.types import AuthenticatedRequest
-from apps.billing import dunning, plans, subscriptions
+from apps.billing import dunning, plans, stripe_api, subscriptions
 from apps.billing.console.forms import ChangePlanForm, GraceForm, PlanForm
 from apps.billing.errors import BillingError
 from apps.billing.models import Plan
@@ -39,6 +40,7 @@ def _overview_url(request: TenantRequest, **query: str) -> str:
 
 
 @tenant_view("billing.view")
+@csp_update({"form-action": list(stripe_api.STRIPE_PAGE_ORIGINS)})  # its forms redirect on to Stripe's pages
 def overview(request: TenantRequest) -> HttpResponse:
     """Plan, subscription, payment method, dunning state, recent invoices; plan choice for billing admins."""
     returned = request.GET.get("checkout")

@@ -22,3 +22,9 @@ def money(amount: int | None, currency: str = "") -> str:
     value = Decimal(amount) if code in ZERO_DECIMAL else Decimal(amount) / 100
     places = "0" if code in ZERO_DECIMAL else "0.00"
     return f"{value.quantize(Decimal(places)):,} {code.upper()}".strip()
+
+
+@register.filter
+def status_label(status: str | None) -> str:
+    """Stripe's ``past_due`` as "Past due"."""
+    return (status or "").replace("_", " ").capitalize()
