@@ -32,6 +32,7 @@ urlpatterns = [
     path("t/<str:tenant_slug>/guardrails/", include("apps.guardrails.urls")),
     path("t/<str:tenant_slug>/break-glass/", include("apps.breakglass.urls")),
     path("t/<str:tenant_slug>/billing/", include("apps.billing.console.urls")),
+    path("t/<str:tenant_slug>/billing/", include("apps.billing.meter_console.urls")),  # usage and budgets
     path("t/<str:tenant_slug>/api/", include("apps.api.console_urls")),
     path("t/<str:tenant_slug>/runbooks/", include("apps.runbook.urls")),
     path("t/<str:tenant_slug>/alerts/", include("apps.alerts.urls")),  # alerts, webhooks, fraud queue

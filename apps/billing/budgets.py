@@ -19,6 +19,7 @@ checked by the view through ``access``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -380,6 +381,11 @@ def _assign(budget: Budget, data: Mapping[str, Any]) -> None:
     for field in BUDGET_FIELDS:
         if field in data:
             setattr(budget, field, data[field])
+    for field in ("amount", "per_minute"):  # two places, as stored (and as the audit log shows them)
+        value = getattr(budget, field)
+        if value is not None:
+            with contextlib.suppress(ArithmeticError, ValueError, TypeError):  # else validation says what is wrong
+                setattr(budget, field, Decimal(value).quantize(Decimal("0.01")))
 
 
 def _actor(actor: Any | None) -> Actor:

@@ -41,6 +41,8 @@ NAV_ITEMS: tuple[tuple[str, str, Scope, str], ...] = (
     ("Fraud cases", "apiclient.manage", "tenant", "alerts:case_list"),
     ("Runbooks", "audit.read", "tenant", "runbook:list"),
     ("Billing", "billing.view", "tenant", "billing_console:overview"),
+    ("Usage", "billing.view", "tenant", "billing_usage:usage"),
+    ("Budgets", "billing.view", "tenant", "billing_usage:budget_list"),
 )
 
 
