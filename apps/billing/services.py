@@ -37,6 +37,8 @@ INTAKE_GRACE = timedelta(minutes=2)
 REJECT_AUDIT_WINDOW_SECONDS = 60
 # Ids per batched processing message (the publisher's and the sweeper's).
 ENQUEUE_CHUNK = 100
+# Rows applied under one commit by a batch (see webhooks_process_batch).
+BATCH_TRANSACTION_SIZE = 20
 
 _TABLE = WebhookEvent._meta.db_table
 _INSERT_ROW = "(%s, %s, %s, %s, %s::jsonb, 'pending', 0, '', %s, %s)"
@@ -235,6 +237,9 @@ class Outcome:
     retry_in: float | None = None
 
 
+_CLAIMABLE = [WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED]
+
+
 def webhook_process(*, event_pk: int) -> Outcome:
     """Claim one inbox row, apply its handler, mark it done in the same transaction.
 
@@ -244,65 +249,94 @@ def webhook_process(*, event_pk: int) -> Outcome:
     """
     with transaction.atomic():
         row = (
-            WebhookEvent.objects.select_for_update(skip_locked=True)
-            .filter(pk=event_pk, status__in=[WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED])
-            .first()
+            WebhookEvent.objects.select_for_update(skip_locked=True).filter(pk=event_pk, status__in=_CLAIMABLE).first()
         )
         if row is None:
             return Outcome("skipped")
-        now = timezone.now()
-        adapter = providers.get(row.provider)
-        handler = adapter.handler(row.event_type) if adapter else None
-        actor = Actor.system(f"{row.provider} webhook")
-        if handler is None:
-            return _finish_ignored(row, now, f"no handler for {row.provider} event type {row.event_type}")
-        try:
-            with transaction.atomic():  # savepoint: a failed handler leaves no partial effect
-                tenant_id = handler(row.payload)
-        except Ignored as exc:
-            return _finish_ignored(row, now, str(exc))
-        except TenantMismatchError as exc:
-            row.status, row.last_error, row.processed_at = WebhookEvent.Status.REFUSED, str(exc)[:2000], now
-            row.attempts += 1
-            row.save(update_fields=["status", "last_error", "processed_at", "attempts"])
-            # Audited in the owning tenant's chain (their customer was named for another tenant);
-            # outside the handler's savepoint, so the record survives the rolled-back effect.
+        return _apply(row)
+
+
+def webhooks_process_batch(*, event_pks: list[int]) -> dict[int, Outcome]:
+    """Claim the given rows in slices, one query and one commit per slice, and apply each.
+
+    Exactly-once holds per event as in ``webhook_process``: each row's effect and its
+    "done" mark are written in the same transaction (each handler in its own savepoint,
+    so one failing event rolls back only its own effect and is marked failed). A crash
+    rolls the slice under way back: no effect without its mark, no mark without its effect.
+    One claim and one commit (one WAL flush) per slice is what lets a single worker
+    drain a backlog fast (benchmarks/bench_webhooks_backlog.py). Rows held elsewhere
+    (SKIP LOCKED) or already finished are left out of the answer.
+    """
+    outcomes: dict[int, Outcome] = {}
+    # Transactions of BATCH_TRANSACTION_SIZE rows: one commit per slice still amortises the WAL
+    # flush, and no transaction holds the tenants' audit-chain heads for long (two workers'
+    # batches would otherwise wait on each other for a whole batch).
+    for start in range(0, len(event_pks), BATCH_TRANSACTION_SIZE):
+        with transaction.atomic():
+            rows = list(
+                WebhookEvent.objects.select_for_update(skip_locked=True)
+                .filter(pk__in=event_pks[start : start + BATCH_TRANSACTION_SIZE], status__in=_CLAIMABLE)
+                .order_by("pk")  # arrival order; the handlers are order-safe anyway
+            )
+            outcomes.update((row.pk, _apply(row)) for row in rows)
+    return outcomes
+
+
+def _apply(row: WebhookEvent) -> Outcome:
+    """Apply a claimed row's handler and record the outcome on the row (inside the caller's transaction)."""
+    now = timezone.now()
+    adapter = providers.get(row.provider)
+    handler = adapter.handler(row.event_type) if adapter else None
+    actor = Actor.system(f"{row.provider} webhook")
+    if handler is None:
+        return _finish_ignored(row, now, f"no handler for {row.provider} event type {row.event_type}")
+    try:
+        with transaction.atomic():  # savepoint: a failed handler leaves no partial effect
+            tenant_id = handler(row.payload)
+    except Ignored as exc:
+        return _finish_ignored(row, now, str(exc))
+    except TenantMismatchError as exc:
+        row.status, row.last_error, row.processed_at = WebhookEvent.Status.REFUSED, str(exc)[:2000], now
+        row.attempts += 1
+        row.save(update_fields=["status", "last_error", "processed_at", "attempts"])
+        # Audited in the owning tenant's chain (their customer was named for another tenant);
+        # outside the handler's savepoint, so the record survives the rolled-back effect.
+        record(
+            "billing.webhook_refused",
+            tenant=exc.owner_id,
+            actor=actor,
+            target=row,
+            result="denied",
+            metadata={
+                "event_id": row.event_id,
+                "type": row.event_type,
+                "claimed_tenant": exc.claimed,
+                "customer": exc.customer_id,
+                "reason": str(exc)[:300],
+            },
+        )
+        return Outcome(row.status)
+    except Exception as exc:  # noqa: BLE001 — any handler failure is retried, then dead-lettered
+        row.attempts += 1
+        row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        if row.attempts >= conf.webhook_max_attempts():
+            row.status = WebhookEvent.Status.DEAD
+            row.save(update_fields=["status", "attempts", "last_error"])
             record(
-                "billing.webhook_refused",
-                tenant=exc.owner_id,
+                "billing.webhook_dead_lettered",
                 actor=actor,
                 target=row,
-                result="denied",
-                metadata={
-                    "event_id": row.event_id,
-                    "type": row.event_type,
-                    "claimed_tenant": exc.claimed,
-                    "customer": exc.customer_id,
-                    "reason": str(exc)[:300],
-                },
+                result="failure",
+                metadata={"event_id": row.event_id, "type": row.event_type, "attempts": row.attempts},
             )
             return Outcome(row.status)
-        except Exception as exc:  # noqa: BLE001 — any handler failure is retried, then dead-lettered
-            row.attempts += 1
-            row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            if row.attempts >= conf.webhook_max_attempts():
-                row.status = WebhookEvent.Status.DEAD
-                row.save(update_fields=["status", "attempts", "last_error"])
-                record(
-                    "billing.webhook_dead_lettered",
-                    actor=actor,
-                    target=row,
-                    result="failure",
-                    metadata={"event_id": row.event_id, "type": row.event_type, "attempts": row.attempts},
-                )
-                return Outcome(row.status)
-            delay = _backoff(row.attempts)
-            row.status, row.next_attempt_at = WebhookEvent.Status.FAILED, now + delay
-            row.save(update_fields=["status", "attempts", "last_error", "next_attempt_at"])
-            return Outcome(row.status, retry_in=delay.total_seconds())
-        row.status, row.processed_at, row.tenant_id = WebhookEvent.Status.DONE, now, tenant_id
-        row.save(update_fields=["status", "processed_at", "tenant_id"])
-        return Outcome(row.status)
+        delay = _backoff(row.attempts)
+        row.status, row.next_attempt_at = WebhookEvent.Status.FAILED, now + delay
+        row.save(update_fields=["status", "attempts", "last_error", "next_attempt_at"])
+        return Outcome(row.status, retry_in=delay.total_seconds())
+    row.status, row.processed_at, row.tenant_id = WebhookEvent.Status.DONE, now, tenant_id
+    row.save(update_fields=["status", "processed_at", "tenant_id"])
+    return Outcome(row.status)
 
 
 def _finish_ignored(row: WebhookEvent, now: datetime, reason: str) -> Outcome:

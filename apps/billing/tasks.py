@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import shared_task
 
-from apps.billing.services import webhook_process, webhooks_sweep
+from apps.billing.services import webhook_process, webhooks_process_batch, webhooks_sweep
 
 
 # Ids only; the claim (SKIP LOCKED on a pending/failed row) makes a second run a no-op, and acks_late
@@ -28,9 +28,10 @@ def process_webhook_event(self: Any, event_pk: int) -> str:
     return outcome.status
 
 
-# Several stored events in one message (the intake's publisher under load, the sweeper): each is
-# claimed and applied in its own transaction, exactly as by process_webhook_event, so a worker lost
-# mid-batch leaves the finished ones done and the rest pending for the redelivery or the sweeper.
+# Several stored events in one message (the intake's publisher under load, the sweeper): claimed in
+# one query and applied under one commit, each event in its own savepoint with its own done mark, so
+# exactly-once still holds per event; a worker lost mid-batch rolls the batch back, and the message's
+# redelivery or the sweeper runs it again. A failed event is retried alone after its row's backoff.
 @shared_task(
     name="apps.billing.tasks.process_webhook_events",
     acks_late=True,
@@ -39,12 +40,12 @@ def process_webhook_event(self: Any, event_pk: int) -> str:
     time_limit=330,
 )
 def process_webhook_events(event_pks: list[int]) -> int:
-    """Process inbox rows one by one; a failure is retried alone after its row's backoff. Returns how many ran."""
-    for event_pk in event_pks:
-        outcome = webhook_process(event_pk=int(event_pk))
+    """Process inbox rows as one batch; returns how many were claimed."""
+    outcomes = webhooks_process_batch(event_pks=[int(pk) for pk in event_pks])
+    for event_pk, outcome in outcomes.items():
         if outcome.retry_in is not None:
-            process_webhook_event.apply_async((int(event_pk),), countdown=outcome.retry_in)
-    return len(event_pks)
+            process_webhook_event.apply_async((event_pk,), countdown=outcome.retry_in)
+    return len(outcomes)
 
 
 # config/celery.py runs this every minute; see there.

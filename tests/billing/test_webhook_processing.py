@@ -235,3 +235,33 @@ def test_a_crash_after_the_effect_leaves_no_trace_and_the_retry_applies_it_once(
     wait_for(lambda: _done(payload["id"]))
     assert Subscription.objects.count() == 1
     assert AuditEvent.objects.filter(action="billing.subscription_synced").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_batch_applies_each_event_once_and_isolates_a_failure(cast) -> None:
+    """The batch path (sweeper, publisher under load): per-event savepoints, one done mark per effect."""
+    _link(cast.acme)
+    good = event("customer.subscription.created", subscription("cus_acme", sub_id="sub_batch"))
+    unknown = event("customer.subscription.created", subscription("cus_nobody", sub_id="sub_lost"))
+    other = event("charge.refund.updated", {"id": "re_1", "object": "refund"})
+
+    def store(payload: dict) -> int:
+        body = json.dumps(payload)
+        return services.webhook_receive(
+            provider="stripe", body=body.encode(), headers={"Stripe-Signature": sign(body)}
+        ).pk
+
+    pks = [store(payload) for payload in (good, unknown, other)]
+    with override_settings(BILLING_WEBHOOK_ENQUEUE_BATCH_MS=0):
+        outcomes = services.webhooks_process_batch(event_pks=[*pks, pks[0], 999_999])
+    assert [outcomes[pk].status for pk in pks] == ["done", "failed", "ignored"]
+    assert outcomes[pks[1]].retry_in == 30
+    assert set(outcomes) == set(pks)  # the repeated id and an unknown one are not claimed twice / at all
+    assert Subscription.objects.get().subscription_id == "sub_batch"  # the failure rolled back only its own
+    assert AuditEvent.objects.filter(action="billing.subscription_synced").count() == 1
+    failed = WebhookEvent.objects.get(pk=pks[1])
+    assert (failed.attempts, "unknown customer" in failed.last_error) == (1, True)
+    # Again: finished rows are skipped, the failed one is tried once more (and fails once more).
+    again = services.webhooks_process_batch(event_pks=pks)
+    assert {pk: o.status for pk, o in again.items()} == {pks[1]: "failed"}
+    assert Subscription.objects.count() == 1
