@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from django.core.management import call_command
 
 from apps.audit.models import AuditEvent
 from apps.keys.models import Credential
+from apps.platform.management import demo_credentials
+from apps.platform.management.commands import seed_demo
+from tests.factories import MembershipFactory, TenantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 
-def test_seed_demo_adds_credentials_with_one_overdue(settings):
+def test_seed_demo_calls_the_credentials_seed():
+    source = Path(seed_demo.__file__).read_text(encoding="utf-8")
+    assert "demo_credentials.seed_credentials()" in source
+
+
+def test_demo_credentials_one_overdue_idempotent(settings):
     settings.VAULT_ADDR = ""  # no vault: env:// and vault:// references are stored, nothing is contacted
-    call_command("seed_demo", verbosity=0)
-    credentials = list(Credential.objects.filter(tenant__slug="acme"))
-    assert len(credentials) == 4
+    acme = TenantFactory(slug="acme", name="Acme Corp")
+    TenantFactory(slug="globex", name="Globex")
+    for email, role in (("admin@acme.example", "admin"), ("dev@acme.example", "developer")):
+        MembershipFactory(tenant=acme, user=UserFactory(email=email), role=role)
+    created = demo_credentials.seed_credentials()
+    assert len(created) == 4
+    credentials = list(Credential.objects.filter(tenant=acme).select_related("owner__user"))
     assert [c.name for c in credentials if c.due_state == "overdue"] == ["OpenAI – support assistant"]
     assert sum(c.due_state == "soon" for c in credentials) == 1
-    assert not Credential.objects.exclude(tenant__slug="acme").exists()
-    assert AuditEvent.objects.filter(action="credential.created").count() == 4
-    call_command("seed_demo", verbosity=0)
+    assert {c.owner.user.email for c in credentials if c.owner} == {"admin@acme.example", "dev@acme.example"}
+    assert not Credential.objects.exclude(tenant=acme).exists()
+    events = AuditEvent.objects.filter(action="credential.created", tenant=acme)
+    assert events.count() == 4
+    assert set(events.values_list("actor_display", flat=True)) == {"admin@acme.example"}
+    assert demo_credentials.seed_credentials() == []
     assert Credential.objects.count() == 4
