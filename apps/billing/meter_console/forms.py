@@ -19,8 +19,10 @@ WINDOWS = (("7", "Last 7 days"), ("30", "Last 30 days"), ("90", "Last 90 days"))
 class UsageFilterForm(forms.Form):
     """The usage page's window and grouping; an invalid value falls back to the default, never an error page."""
 
-    days = forms.TypedChoiceField(choices=WINDOWS, coerce=int, required=False, label="Period")
-    by = forms.ChoiceField(choices=(("model", "By model"), ("client", "By API client")), required=False, label="Group")
+    days = forms.TypedChoiceField(choices=WINDOWS, coerce=int, required=False, label="Period", initial="30")
+    by = forms.ChoiceField(
+        choices=(("model", "By model"), ("client", "By API client")), required=False, label="Group", initial="model"
+    )
 
     def values(self) -> tuple[int, str]:
         if not self.is_valid():
