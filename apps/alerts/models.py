@@ -10,6 +10,7 @@ window insert one row and the loser's insert does nothing.
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlsplit
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
@@ -222,6 +223,17 @@ class WebhookEndpoint(TenantOwned):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def url_display(self) -> str:
+        """Scheme, host and port only: receivers (Slack, Teams…) often put their own secret in the path."""
+        return display_url(self.url)
+
+
+def display_url(url: str) -> str:
+    parts = urlsplit(url)
+    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    return f"{shown}/…" if (parts.path not in ("", "/") or parts.query) else f"{shown}/"
 
 
 class Delivery(TenantOwned):

@@ -53,7 +53,7 @@ def _world(cast, receiver_url: str) -> None:
 
 
 def test_alert_pages_walk(live_server, browser, screenshot_dir, cast, fast_delivery, receiver) -> None:  # noqa: F811
-    r = receiver([500, 200, 500, 200, 500, 200])
+    r = receiver([500])  # the receiver is down: every webhook delivery is retrying, its attempts logged
     _world(cast, r.url)
     errors: list[str] = []
     page = signed_in_context(browser, live_server, cast.owner).new_page()

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
-from apps.alerts.models import WebhookEndpoint
-from apps.alerts.services import rules
+from apps.alerts.models import Delivery, WebhookEndpoint
+from apps.alerts.services import raising, rules
+from apps.audit.models import AuditEvent
+from tests.alerts.helpers import threshold_rule
 
 pytestmark = pytest.mark.django_db
 
@@ -66,3 +71,28 @@ def test_an_update_to_a_private_url_is_refused_and_changes_nothing(cast) -> None
         rules.endpoint_update(endpoint=endpoint, data={"url": "https://10.1.2.3/"}, actor=None)
     endpoint.refresh_from_db()
     assert endpoint.url == "https://93.184.216.34/hook"
+
+
+def test_a_secret_in_the_url_path_stays_out_of_the_log_and_the_delivery_list(cast) -> None:
+    url = "https://93.184.216.34/services/T000/B000/s3cr3tT0k3n"
+    endpoint = rules.endpoint_create(tenant=cast.acme, actor=None, name="slack", url=url).endpoint
+    rules.endpoint_update(endpoint=endpoint, data={"url": url.replace("s3cr3t", "n3w")}, actor=None)
+    rule = threshold_rule(cast.acme, "spend_per_hour", threshold="1")
+
+    now = timezone.now()
+    raising.alert_raise(rule=rule, observed=Decimal(2), expected=Decimal(1), volume=1, start=now, end=now)
+    assert Delivery.objects.get().destination == "https://93.184.216.34/…"
+    logged = [
+        str(m)
+        for m in AuditEvent.objects.filter(action__startswith="alert_endpoint.").values_list("metadata", flat=True)
+    ]
+    assert len(logged) == 2  # the path change is still recorded, by fingerprint
+    assert all("T0k3n" not in m for m in logged)
+
+
+def test_endpoints_per_tenant_are_capped(cast) -> None:
+    for i in range(rules.MAX_ENDPOINTS):
+        rules.endpoint_create(tenant=cast.acme, actor=None, name=f"e{i}", url="https://93.184.216.34/h")
+    with pytest.raises(ValidationError):
+        rules.endpoint_create(tenant=cast.acme, actor=None, name="one more", url="https://93.184.216.34/h")
+    rules.endpoint_create(tenant=cast.globex, actor=None, name="e0", url="https://93.184.216.34/h")  # per tenant

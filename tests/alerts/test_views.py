@@ -53,8 +53,8 @@ def _seed(tenant, name: str):
         tenant=tenant, actor=None, name=f"{name} hook", url="https://93.184.216.34/h"
     ).endpoint
     alert = raising.alert_raise(rule=rule, observed=Decimal(9), expected=Decimal(1), volume=9, start=now, end=now).row
-    delivery = Delivery.objects.get(alert=alert)
-    Delivery.objects.filter(pk=delivery.pk).update(status="failed", attempts=6)
+    Delivery.objects.filter(alert=alert).update(status="failed", attempts=6)
+    delivery = Delivery.objects.filter(alert=alert).first()
     client = make_client(tenant=tenant, name=f"{name}-app").client
     case = raising.case_raise(
         policy=policy_for(tenant=tenant), signal="retry_storm", client=client, summary="storm", evidence={"count": 30}
@@ -202,3 +202,25 @@ def test_alert_list_queries_stay_flat(cast, world, client_for, django_assert_max
         response = client.get(_url("alerts:alert_list"))
     assert response.status_code == 200
     assert response.context["page"].paginator.count == 31
+
+
+@pytest.mark.parametrize(
+    "page", ["alerts:delivery_list", "alerts:case_list", "alerts:rule_list", "alerts:endpoint_list"]
+)
+def test_other_lists_stay_flat(cast, world, client_for, django_assert_max_num_queries, page) -> None:
+    client = client_for(cast.owner)
+    with django_assert_max_num_queries(40) as few:
+        client.get(_url(page))
+    baseline = len(few.captured_queries)
+    for i in range(12):
+        rule = threshold_rule(cast.acme, "denied_checks_per_hour", threshold="1", name=f"more{i}")
+        now = timezone.now()
+        raising.alert_raise(rule=rule, observed=Decimal(3), expected=Decimal(1), volume=3, start=now, end=now)
+        client_row = make_client(tenant=cast.acme, name=f"more{i}").client
+        raising.case_raise(
+            policy=policy_for(tenant=cast.acme), signal="cost_spike", client=client_row, summary="s", evidence={}
+        )
+        if i < 8:
+            rules.endpoint_create(tenant=cast.acme, actor=None, name=f"more{i}", url="https://93.184.216.34/h")
+    with django_assert_max_num_queries(baseline):
+        assert client.get(_url(page)).status_code == 200

@@ -117,7 +117,7 @@ def queue_deliveries(
             case=case,
             channel=Delivery.Channel.WEBHOOK,
             endpoint=endpoint,
-            destination=endpoint.url,
+            destination=endpoint.url_display,  # the full URL may carry the receiver's own secret
             payload={},
         )
         for endpoint in endpoints

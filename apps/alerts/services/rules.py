@@ -12,6 +12,7 @@ changed after saving does not get through either.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -22,7 +23,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.alerts import conf, crypto
-from apps.alerts.models import AlertRule, FraudPolicy, Metric, WebhookEndpoint
+from apps.alerts.models import AlertRule, FraudPolicy, Metric, WebhookEndpoint, display_url
 from apps.audit.services import Actor, record
 from apps.core.netfetch import FetchError, resolve
 from apps.guardrails.egress import parse_url
@@ -42,6 +43,10 @@ POLICY_FIELDS = (
 )
 MAX_RECIPIENTS = 10
 MAX_URL_LENGTH = 500
+# Every rule costs a few aggregate queries every 5 minutes and every endpoint one request per alert:
+# bounded per tenant so that one tenant cannot make the scheduler's work grow without limit.
+MAX_RULES = 50
+MAX_ENDPOINTS = 10
 
 
 def _actor(actor: Membership | None) -> Actor:
@@ -57,7 +62,13 @@ def _json(value: Any) -> Any:
 
 
 def _snapshot(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
-    return {f: _json(getattr(obj, f)) for f in fields}
+    values = {f: _json(getattr(obj, f)) for f in fields}
+    if "url" in values:
+        # A webhook URL's path can be the receiver's own secret (Slack, Teams): the log keeps scheme and
+        # host, and a fingerprint so that a change of path still shows as a change.
+        values["url"] = display_url(obj.url)
+        values["url_fingerprint"] = hashlib.sha256(obj.url.encode()).hexdigest()[:12]
+    return values
 
 
 def _changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +117,8 @@ def validate_rule(data: dict[str, Any]) -> None:
 def rule_create(*, tenant: Tenant, actor: Membership | None, **data: Any) -> AlertRule:
     data = {k: v for k, v in data.items() if k in RULE_FIELDS}
     validate_rule({"mode": AlertRule.Mode.BASELINE, **data})
+    if AlertRule.objects.for_tenant(tenant).count() >= MAX_RULES:
+        raise ValidationError(f"A tenant can have at most {MAX_RULES} alert rules; delete one first.")
     rule = AlertRule(tenant=tenant, **data)
     _save_named(rule, "Another rule already has this name.")
     record("alert_rule.create", tenant=tenant, actor=_actor(actor), target=rule, metadata=_snapshot(rule, RULE_FIELDS))
@@ -181,6 +194,8 @@ def endpoint_create(*, tenant: Tenant, actor: Membership | None, **data: Any) ->
     data = {k: v for k, v in data.items() if k in ENDPOINT_FIELDS}
     data["url"] = data.get("url", "").strip()
     _check_url(data["url"])
+    if WebhookEndpoint.objects.for_tenant(tenant).count() >= MAX_ENDPOINTS:
+        raise ValidationError(f"A tenant can have at most {MAX_ENDPOINTS} webhook endpoints; delete one first.")
     secret = crypto.new_secret()
     endpoint = WebhookEndpoint(tenant=tenant, secret_encrypted=crypto.encrypt(secret), secret_hint=secret[-4:], **data)
     _save_named(endpoint, "Another endpoint already has this name.")
