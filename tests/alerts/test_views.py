@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.alerts.models import Alert, AlertRule, Delivery, FraudCase, WebhookEndpoint
-from apps.alerts.services import raising, rules
+from apps.alerts.services import lifecycle, raising, rules
 from apps.alerts.services.fraud import policy_for
 from apps.tenants.models import Membership
 from tests.alerts.helpers import threshold_rule
@@ -224,3 +224,14 @@ def test_other_lists_stay_flat(cast, world, client_for, django_assert_max_num_qu
             rules.endpoint_create(tenant=cast.acme, actor=None, name=f"more{i}", url="https://93.184.216.34/h")
     with django_assert_max_num_queries(baseline):
         assert client.get(_url(page)).status_code == 200
+
+
+def test_the_alert_list_shows_active_alerts_unless_asked(cast, world, client_for) -> None:
+    client = client_for(cast.owner)
+    owner = Membership.objects.get(tenant=cast.acme, user=cast.owner)
+    lifecycle.alert_resolve(alert=cast.alert, actor=owner)
+    assert client.get(_url("alerts:alert_list")).context["page"].paginator.count == 0
+    assert client.get(_url("alerts:alert_list") + "?page=1").context["page"].paginator.count == 0
+    assert client.get(_url("alerts:alert_list") + "?status=").context["page"].paginator.count == 1
+    assert client.get(_url("alerts:alert_list") + "?status=resolved").context["page"].paginator.count == 1
+    assert client.get(_url("alerts:alert_list") + "?status=bogus").status_code == 200  # ignored, said so

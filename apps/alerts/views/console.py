@@ -54,7 +54,9 @@ def _slug(request: HttpRequest) -> str:
 
 @tenant_view(VIEW)
 def alert_list(request: HttpRequest) -> HttpResponse:
-    filters = AlertFilterForm(request.GET or {"status": "active"})
+    data = request.GET.copy()
+    data.setdefault("status", "active")  # open and acknowledged unless asked otherwise ("Any status" sends "")
+    filters = AlertFilterForm(data)
     qs = selectors.alert_list(tenant=request.tenant, **filters.filters())
     context = {
         "filters": filters,

@@ -28,7 +28,9 @@ PAGE_SIZE = 25
 
 @tenant_view(REVIEW)
 def case_list(request: HttpRequest) -> HttpResponse:
-    filters = CaseFilterForm(request.GET or {"status": "open"})
+    data = request.GET.copy()
+    data.setdefault("status", "open")  # the review queue unless asked otherwise ("Any status" sends "")
+    filters = CaseFilterForm(data)
     mine = request.membership if request.GET.get("mine") == "1" else None
     qs = selectors.case_list(tenant=request.tenant, mine=mine, **filters.filters())
     context = {
