@@ -12,6 +12,7 @@ from apps.access.decorators import platform_view, public_view
 from apps.billing import conf, providers, selectors, services
 from apps.billing.errors import BillingError, WebhookRejectedError
 from apps.core.middleware import client_ip
+from apps.core.pagination import InvalidCursorError, keyset_page
 from apps.core.shortcuts import found_or_404
 
 
@@ -59,9 +60,22 @@ stripe_webhook.webhook_face = True  # type: ignore[attr-defined]
 adyen_webhook.webhook_face = True  # type: ignore[attr-defined]
 
 
+DEAD_LETTER_PAGE_SIZE = 50
+
+
 @platform_view
 def dead_letters(request: HttpRequest) -> HttpResponse:
-    return render(request, "billing/dead_letters.html", {"events": selectors.webhook_dead_letters()[:200]})
+    """Dead-lettered and refused events of every provider, newest first, one keyset page at a time."""
+    try:
+        page = keyset_page(
+            selectors.webhook_dead_letters(),
+            cursor=request.GET.get("cursor") or None,
+            size=DEAD_LETTER_PAGE_SIZE,
+            time_field="received_at",
+        )
+    except InvalidCursorError:
+        return HttpResponse("invalid cursor", status=400, content_type="text/plain")
+    return render(request, "billing/dead_letters.html", {"events": page.rows, "next_cursor": page.next_cursor})
 
 
 @platform_view
