@@ -123,15 +123,15 @@ class _Publisher:
         with self._lock:
             self._pks.append(pk)
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, args=(window,), name="billing-enqueue", daemon=True)
+                self._thread = threading.Thread(target=self._run, name="billing-enqueue", daemon=True)
                 self._thread.start()
                 atexit.register(self.flush)
         self._wake.set()
 
-    def _run(self, window: float) -> None:
+    def _run(self) -> None:
         while True:
             self._wake.wait()
-            time.sleep(window / 1000)  # let the window's other ids join this message
+            time.sleep(max(conf.webhook_enqueue_batch_ms(), 0) / 1000)  # let the window's other ids join
             self._wake.clear()
             self.flush()
 

@@ -265,3 +265,26 @@ def test_a_batch_applies_each_event_once_and_isolates_a_failure(cast) -> None:
     again = services.webhooks_process_batch(event_pks=pks)
     assert {pk: o.status for pk, o in again.items()} == {pks[1]: "failed"}
     assert Subscription.objects.count() == 1
+
+
+def test_the_publisher_gathers_ids_into_batch_messages(cast, celery_worker, wait_for, monkeypatch) -> None:
+    """With a window (production), ids stored close together leave as few messages; each event applies once."""
+    _link(cast.acme)
+    sent: list[int] = []
+    real = services._publish
+
+    def spy(pks: list[int]) -> None:
+        sent.append(len(pks))
+        real(pks)
+
+    monkeypatch.setattr(services, "_publish", spy)
+    payloads = [event("customer.subscription.created", subscription("cus_acme", sub_id=f"sub_w{i}")) for i in range(12)]
+    with override_settings(BILLING_WEBHOOK_ENQUEUE_BATCH_MS=200):
+        client = Client()
+        for payload in payloads:
+            assert deliver(client, payload).status_code == 200
+        wait_for(lambda: WebhookEvent.objects.filter(status="done").count() == 12)
+    assert sum(sent) == 12
+    assert len(sent) < 12  # gathered: fewer messages than events
+    assert Subscription.objects.count() == 12
+    assert AuditEvent.objects.filter(action="billing.subscription_synced").count() == 12
