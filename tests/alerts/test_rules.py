@@ -180,6 +180,8 @@ def test_spend_and_tokens_per_hour(cast, metric, threshold, expected) -> None:
     raised = evaluation.rule_evaluate(rule_id=rule.pk)
     assert raised.created
     assert raised.row.observed == Decimal(expected)
+    assert not evaluation.rule_evaluate(rule_id=rule.pk).created  # still open: counted, not raised again
+    assert _alerts(cast.acme).count() == 1
 
 
 @pytest.mark.parametrize("bad", ["0", "-1", "-0.0001"])
