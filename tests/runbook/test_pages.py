@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from apps.access.models import DeniedDecision
 from apps.audit.models import AuditEvent
+from apps.runbook import services
 from apps.runbook.models import Runbook, RunbookItem
 from apps.tenants.models import Membership
 from tests.contract import PageContract, PermissionContract, Ref, form_page
@@ -183,3 +187,23 @@ def test_dashboard_card_shows_the_open_runbook(world, client_for):
     assert "2026-Q4" in page
     total = RunbookItem.objects.for_tenant(world.cast.acme).filter(runbook=world.runbook).count()
     assert f"0 of {total} line{'s' if total != 1 else ''} reviewed" in " ".join(page.split())
+
+
+def test_the_detail_page_query_count_does_not_grow_with_lines(world, client_for):
+    client = client_for(world.cast.owner)
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(url(world)).status_code == 200
+        return len(queries)
+
+    count()  # warm: the first request of a session loads what later ones find cached
+    few = count()
+    DeniedDecision.objects.bulk_create(
+        DeniedDecision(tenant=world.cast.acme, subject_type="member", subject_id=str(n), action="dataset.read")
+        for n in range(40)
+    )
+    owner = Membership.objects.for_tenant(world.cast.acme).get(user=world.cast.owner)
+    services.runbook_refresh(runbook=world.runbook, actor=owner)
+    assert RunbookItem.objects.for_tenant(world.cast.acme).filter(runbook=world.runbook).count() >= 40
+    assert count() == few
