@@ -23,8 +23,10 @@ to the time of the first event the batch must keep, so the function deletes at
 most a batch, moves the chain's retention cut and records the
 ``audit.retention_purge`` event that attests the cut, all in one transaction.
 Verification then starts from the recorded anchor (``audit_verify`` stays clean,
-even when a run stops between two batches). Each tenant's run ends with one
-``retention.purge`` summary event.
+even when a run stops between two batches); after a purge that deleted events the
+run verifies the chain from that anchor itself. Each tenant's run ends with one
+``retention.purge`` summary event (per kind: cutoff, rows deleted, batches; for
+audit events also where verification started and whether the chain held).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from django.utils import timezone
 from apps.access.models import DeniedDecision
 from apps.audit.models import AuditEvent
 from apps.audit.services import Actor, record, retention_purge
+from apps.audit.verification import verify_chain
 from apps.runbook.models import RetentionPolicy
 from apps.tenants.models import Membership, Tenant
 
@@ -258,6 +261,13 @@ def purge_tenant(*, tenant: Tenant, now: datetime | None = None, batch_size: int
     audit_cut = cutoff(policy.audit_days)
     deleted, batches = purge_audit(chain=tenant.pk, older_than=audit_cut, batch_size=size)
     summary["audit"] = {"older_than": audit_cut.isoformat(), "deleted": deleted, "batches": batches}
+    if deleted:
+        # Verify from the new anchor (the recorded cut) right away: the evidence says the chain held.
+        report = verify_chain(tenant.pk)
+        summary["audit"]["verified_from_seq"] = report.start_seq
+        summary["audit"]["chain_ok"] = report.ok
+        if not report.ok:
+            logger.error("audit chain does not verify after a retention purge", extra={"tenant": tenant.slug})
 
     denied_cut = cutoff(policy.denied_days)
     deleted, batches = purge_rows(

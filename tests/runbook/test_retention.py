@@ -67,6 +67,9 @@ def test_audit_purge_runs_in_batches_is_audited_and_the_chain_verifies(cast, mon
     assert remaining == ["member.invite"] * 3 + ["audit.retention_purge"] * 3 + ["retention.purge"]
     summary_event = AuditEvent.objects.for_tenant(cast.acme).get(action="retention.purge")
     assert summary_event.metadata["audit"]["deleted"] == 25
+    # Verified from the recorded anchor right after the purge, and the evidence says so.
+    assert summary_event.metadata["audit"]["verified_from_seq"] == 26
+    assert summary_event.metadata["audit"]["chain_ok"] is True
     assert summary_event.metadata["prompts"] == {"skipped": "no model stores raw prompts or outputs"}
     assert AuditRetentionCut.objects.get(chain=cast.acme.pk).up_to_seq == 25
     assert verify_chain(cast.acme.pk).ok
