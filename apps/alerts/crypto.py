@@ -19,40 +19,24 @@ from its clock, computes the HMAC over ``t``, a dot and the raw body bytes
 
 from __future__ import annotations
 
-import base64
-import functools
 import hashlib
 import hmac
 import secrets
 import time
 from collections.abc import Iterable
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from django.conf import settings
+from apps.core.secretbox import SecretBox, SecretUnreadableError
 
 SIGNATURE_HEADER = "Bastion-Signature"
 EVENT_ID_HEADER = "Bastion-Event-Id"
 TOLERANCE_SECONDS = 300
 SECRET_PREFIX = "whsec_"  # noqa: S105 -- a prefix that tells people what the value is, not a secret
-_INFO = b"bastion.alerts.webhook-secret-encryption.v1"
-_SALT = b"bastion-alerts"
-
-
-class SecretUnreadableError(RuntimeError):
-    """A stored webhook secret no configured key opens (SECRET_KEY changed without a fallback)."""
-
-
-@functools.lru_cache(maxsize=8)
-def _fernet(materials: tuple[str, ...]) -> MultiFernet:
-    keys = [HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=_INFO).derive(m.encode()) for m in materials]
-    return MultiFernet([Fernet(base64.urlsafe_b64encode(key)) for key in keys])
-
-
-def _current() -> MultiFernet:
-    fallbacks = tuple(k for k in getattr(settings, "SECRET_KEY_FALLBACKS", []) or [] if k)
-    return _fernet((settings.SECRET_KEY, *fallbacks))
+_BOX = SecretBox(
+    salt=b"bastion-alerts",
+    info=b"bastion.alerts.webhook-secret-encryption.v1",
+    unreadable="the webhook secret cannot be decrypted with the configured keys",
+)
+__all__ = ["SecretUnreadableError", "decrypt", "encrypt", "new_secret", "sign"]
 
 
 def new_secret() -> str:
@@ -60,14 +44,11 @@ def new_secret() -> str:
 
 
 def encrypt(secret: str) -> str:
-    return _current().encrypt(secret.encode()).decode()
+    return _BOX.encrypt(secret.encode())
 
 
 def decrypt(token: str) -> str:
-    try:
-        return _current().decrypt(token.encode()).decode()
-    except InvalidToken as exc:
-        raise SecretUnreadableError("the webhook secret cannot be decrypted with the configured keys") from exc
+    return _BOX.decrypt(token).decode()
 
 
 def sign(body: bytes, secrets_: Iterable[str], *, timestamp: int | None = None) -> str:
