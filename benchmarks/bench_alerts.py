@@ -1,6 +1,6 @@
 """Evaluation cost on a tenant with 100,000 usage events over two days, 20 clients, five baseline rules.
 
-Run: DATABASE_URL=… .venv/bin/python manage.py shell < tests/alerts/bench_evaluation.py
+Run: DATABASE_URL=… .venv/bin/python manage.py shell < benchmarks/bench_alerts.py
 (creates a tenant "benchalerts" once in that database; not a pytest module).
 """
 
