@@ -18,7 +18,7 @@ from apps.audit.services import Actor, record
 from apps.billing.errors import BillingError
 from apps.billing.models import Plan
 
-PRICE_ID = re.compile(r"^price_[A-Za-z0-9]{1,200}$")
+PRICE_ID = re.compile(r"^price_[A-Za-z0-9_]{1,200}$")
 FIELDS = ("name", "stripe_price_id", "included_tokens", "currency", "seat_price", "soft_limit", "hard_limit", "active")
 
 

@@ -39,6 +39,7 @@ class FakeStripe:
     calls: list[Call] = field(default_factory=list)
     fail_next: tuple[int, dict[str, Any]] | None = None
     payment_methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    session_url: str | None = None  # answer sessions with this URL instead of Stripe's
     # Idempotency: Stripe answers a repeated key with the first response.
     seen_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -67,7 +68,7 @@ class FakeStripe:
             sid = f"cs_test_{uuid.uuid4().hex}"
             session.update(
                 id=sid,
-                url=f"https://checkout.stripe.com/c/pay/{sid}",
+                url=self.session_url or f"https://checkout.stripe.com/c/pay/{sid}",
                 mode=form.get("mode"),
                 client_reference_id=form.get("client_reference_id"),
                 customer=form.get("customer"),
@@ -90,7 +91,7 @@ class FakeStripe:
                 "locale": None,
                 "on_behalf_of": None,
                 "return_url": form.get("return_url"),
-                "url": f"https://billing.stripe.com/p/session/test_{sid}",
+                "url": self.session_url or f"https://billing.stripe.com/p/session/test_{sid}",
             }
         if method == "GET" and path.startswith("/v1/subscriptions/"):
             sub = resource("subscription")

@@ -206,6 +206,23 @@ def test_a_stripe_error_is_a_message_not_a_500(world, client_for, fake_stripe) -
     assert not AuditEvent.objects.filter(action="billing.checkout_started").exists()
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example/c/pay/cs_1",
+        "http://checkout.stripe.com/c/pay/cs_1",
+        "https://checkout.stripe.com.evil.example/x",
+    ],
+)
+def test_a_session_url_off_stripe_is_never_followed(world, client_for, fake_stripe, url) -> None:
+    fake_stripe.session_url = url
+    client = client_for(world.cast.owner)
+    response = _checkout(client, world.plan)
+    assert response["Location"] == OVERVIEW
+    assert "without a valid session link" in client.get(OVERVIEW).content.decode()
+    assert not AuditEvent.objects.filter(action="billing.checkout_started").exists()
+
+
 @pytest.mark.parametrize("seats", ["0", "-1", "abc", "10001", ""])
 def test_bad_seat_counts_are_refused_before_stripe(world, client_for, fake_stripe, seats) -> None:
     response = _checkout(client_for(world.cast.owner), world.plan, seats=seats)

@@ -26,6 +26,7 @@ from apps.platform import services as platform_services
 from apps.platform.management import (
     demo,
     demo_alerts,
+    demo_billsubs,
     demo_breakglass,
     demo_credentials,
     demo_metering,
@@ -59,6 +60,7 @@ class Command(BaseCommand):
             self.created += demo_breakglass.seed_breakglass()  # "Incident responder" and a past elevation (#11)
             self.created += demo_alerts.seed_alerts()  # alert rules, one open alert, fraud screening (#13, #12)
             self.created += demo_runbook.seed_runbook()  # this quarter's runbook for acme, open (#13)
+            self.created += demo_billsubs.seed_billing()  # plans; Acme on Team with paid invoices (#12)
             self.created += demo_metering.seed_metering()  # usage over two weeks and budgets for acme (#12)
 
         if self.created:
