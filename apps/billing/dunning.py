@@ -144,7 +144,8 @@ def notice_send(*, case_id: int) -> int:
 
     with transaction.atomic():
         case = (
-            DunningCase.objects.select_for_update(skip_locked=True)
+            # Only the case row is locked (``of``), not the tenant joined in: sending takes a while.
+            DunningCase.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(pk=case_id, notified_at__isnull=True, resolved_at__isnull=True)
             .select_related("tenant")
             .first()

@@ -183,6 +183,8 @@ def _https(value: Any) -> str:
 def _invoice_status(obj: dict[str, Any], event_type: str) -> str:
     if event_type == "invoice.paid":
         return "paid"
+    if event_type == "invoice.voided":
+        return "void"
     status = str(obj.get("status") or "open")
     # A finalized or failed invoice is open at least, whatever an older snapshot says.
     return "open" if status == "draft" and event_type != "invoice.created" else status[:20]
@@ -256,6 +258,16 @@ def _invoice_finalized(event: dict[str, Any]) -> int:
     obj = event["data"]["object"]
     mapping = _tenant_for(obj, event)
     _invoice_mirror(obj, event, mapping)
+    return mapping.tenant_id
+
+
+def _invoice_voided(event: dict[str, Any]) -> int:
+    """A voided invoice is owed no more: its dunning case closes like a paid one (final either way)."""
+    obj = event["data"]["object"]
+    mapping = _tenant_for(obj, event)
+    mirror = _invoice_mirror(obj, event, mapping)
+    if mirror.status == "void":
+        dunning.case_resolve(tenant_id=mapping.tenant_id, invoice_id=mirror.invoice_id)
     return mapping.tenant_id
 
 
@@ -335,5 +347,6 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], int | None]] = {
     "invoice.paid": _invoice,
     "invoice.payment_failed": _invoice,
     "invoice.finalized": _invoice_finalized,
+    "invoice.voided": _invoice_voided,
     "customer.updated": _customer_updated,
 }

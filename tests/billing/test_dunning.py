@@ -146,6 +146,18 @@ def test_one_unpaid_invoice_keeps_the_suspension_when_another_is_paid(cast, acme
     assert not Tenant.objects.get(pk=acme.pk).is_suspended
 
 
+def test_a_voided_invoice_closes_its_case_and_lifts_the_suspension(cast, acme, send) -> None:
+    send("invoice.payment_failed", failed_invoice(), T0)
+    enforce(T0 + timedelta(days=15))
+    assert Tenant.objects.get(pk=acme.pk).is_suspended
+    send("invoice.voided", failed_invoice(status="void"), T0 + timedelta(days=16))
+    assert not Tenant.objects.get(pk=acme.pk).is_suspended
+    assert DunningCase.objects.get().resolved_at is not None
+    # Final: a late, older failure of the same invoice reopens nothing.
+    send("invoice.payment_failed", failed_invoice(), T0 + timedelta(days=1))
+    assert DunningCase.objects.filter(resolved_at__isnull=True).count() == 0
+
+
 def test_another_tenants_failed_payment_shows_nothing_here(cast, acme, send, client_for) -> None:
     StripeCustomer.objects.create(tenant=cast.globex, customer_id="cus_globex")
     obj = failed_invoice("in_globex")
