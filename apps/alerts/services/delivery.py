@@ -126,7 +126,8 @@ def _email_text(delivery: Delivery) -> tuple[str, str]:
         item = payload["fraud_case"]
         subject = f"[Bastion] Fraud case in {payload['tenant']}: {item['summary']}"
         lines = [item["summary"], f"API client: {item['client_id']}", "", f"Review it at {item['url']}"]
-    return subject[:200], "\n".join(lines)
+    # A rule name or a tool name reported by a client may carry line breaks: a header must not.
+    return " ".join(subject.split())[:200], "\n".join(lines)
 
 
 def _send_email(delivery: Delivery) -> tuple[bool, int | None, str]:
@@ -151,6 +152,9 @@ def delivery_attempt(*, delivery_id: int) -> Outcome:
             ok, status_code, error = _send_email(delivery)
     except crypto.SecretUnreadableError:
         ok, status_code, error = False, None, "The endpoint's secret cannot be read (was SECRET_KEY changed?)."
+    except Exception as exc:  # any other fault is a logged attempt, never a row stuck in "sending"
+        logger.exception("alert delivery %s: unexpected error", delivery.pk)
+        ok, status_code, error = False, None, f"Bastion could not send it ({type(exc).__name__})."
     duration = int((time.monotonic() - started) * 1000)
     return _settle(delivery, ok=ok, status_code=status_code, error=error, duration_ms=duration)
 

@@ -1,0 +1,61 @@
+"""Faults found in review: whatever a tenant or an API client puts in a name, a delivery settles (never stuck)."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import mail
+
+from apps.accounts.services import record_sign_in_failure
+from apps.alerts.models import Delivery, DeliveryAttempt, Metric
+from apps.alerts.services import delivery as delivery_service
+from apps.alerts.services import evaluation
+from tests.alerts.helpers import threshold_rule
+
+pytestmark = pytest.mark.django_db
+
+
+def _open_alert(cast, *, name: str) -> Delivery:
+    rule = threshold_rule(
+        cast.acme, Metric.SIGN_IN_FAILURES, threshold="1", min_volume=1, name=name, email_recipients=["soc@acme.io"]
+    )
+    record_sign_in_failure(identifier=cast.member.email)
+    record_sign_in_failure(identifier=cast.member.email)
+    raised = evaluation.rule_evaluate(rule_id=rule.pk)
+    assert raised is not None
+    assert raised.created
+    return Delivery.objects.get(alert=raised.row, channel=Delivery.Channel.EMAIL)
+
+
+def test_a_rule_name_with_a_line_break_still_sends_its_email(cast) -> None:
+    # A form field keeps inner line breaks; the alert's title (and the e-mail subject) inherit them.
+    pending = _open_alert(cast, name="Spend\r\nBcc: attacker@evil.example")
+    outcome = delivery_service.delivery_attempt(delivery_id=pending.pk)
+    assert outcome.ok
+    sent = mail.outbox[-1]
+    assert "\n" not in sent.subject
+    assert "\r" not in sent.subject
+    assert sent.bcc == []
+    assert sent.to == ["soc@acme.io"]
+    assert Delivery.objects.get(pk=pending.pk).status == Delivery.Status.DELIVERED
+
+
+def test_an_unexpected_error_while_sending_is_an_attempt_not_a_stuck_row(cast, monkeypatch, settings) -> None:
+    settings.ALERTS_DELIVERY_MAX_ATTEMPTS = 2
+    pending = _open_alert(cast, name="Sign-ins")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom: not for the log table")
+
+    monkeypatch.setattr(delivery_service, "send_mail", broken)
+    first = delivery_service.delivery_attempt(delivery_id=pending.pk)
+    assert (first.claimed, first.ok) == (True, False)
+    assert first.retry_in is not None
+    row = Delivery.objects.get(pk=pending.pk)
+    assert row.status == Delivery.Status.RETRYING  # not left "sending" until a lease runs out, forever
+    Delivery.objects.filter(pk=row.pk).update(next_attempt_at=row.created_at)
+    delivery_service.delivery_attempt(delivery_id=pending.pk)
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == (Delivery.Status.FAILED, 2)
+    errors = list(DeliveryAttempt.objects.filter(delivery=row).values_list("error", flat=True))
+    assert len(errors) == 2
+    assert all("RuntimeError" in e and "boom" not in e for e in errors)
