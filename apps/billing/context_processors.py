@@ -2,7 +2,8 @@
 
 Lazy, so a page that never renders it costs nothing; outside a tenant page, or for a member
 without ``billing.manage``, no query at all (``request.can`` reads the memoised permission
-set); for a billing admin one indexed query (``billing_dunning_open``).
+set); for a billing admin the tenant's banner state from the cache (one indexed query to fill it,
+``billing_dunning_open``, dropped whenever the tenant's open cases change).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def _banner(request: HttpRequest) -> Any:
     tenant = getattr(request, "tenant", None)
     if ask is None or tenant is None or not ask("billing.manage", for_reading=True):
         return None
-    return dunning.banner_case(tenant=tenant)
+    return dunning.banner_for(tenant=tenant)
 
 
 def billing(request: HttpRequest) -> dict[str, Any]:

@@ -18,5 +18,5 @@ def billing_card(request: TenantRequest) -> Card | None:
     return Card(
         template="billing/partials/_dashboard_card.html",
         context={"billing": billing},
-        attention=billing.case is not None,
+        attention=billing.banner is not None,
     )

@@ -16,10 +16,12 @@ past its grace lifts a non-payment suspension too.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import QuerySet
 from django.urls import reverse
@@ -52,8 +54,38 @@ def open_cases(*, tenant: Tenant | int) -> QuerySet[DunningCase]:
 
 
 def banner_case(*, tenant: Tenant) -> DunningCase | None:
-    """The case the banner and the dashboard card show (one indexed query)."""
+    """The case the billing page shows (one indexed query)."""
     return open_cases(tenant=tenant).first()
+
+
+@dataclass(frozen=True)
+class Banner:
+    grace_until: datetime
+
+
+# The banner is on every page a billing admin opens; its state is cached per tenant so that the
+# steady state costs no query (console query counts are pinned). Every change of a tenant's open
+# cases drops the entry after commit; the TTL bounds what a read racing that commit could keep.
+BANNER_CACHE_SECONDS = 120
+
+
+def _banner_key(tenant_id: int) -> str:
+    return f"billing:dunning-banner:{tenant_id}"
+
+
+def banner_for(*, tenant: Tenant) -> Banner | None:
+    """The failed-payment banner of ``tenant`` (grace end of the earliest open case), or None."""
+    key = _banner_key(tenant.pk)
+    cached = cache.get(key)
+    if cached is None:
+        case = banner_case(tenant=tenant)
+        cached = case.grace_until.isoformat() if case else ""
+        cache.set(key, cached, BANNER_CACHE_SECONDS)
+    return Banner(grace_until=datetime.fromisoformat(cached)) if cached else None
+
+
+def _forget_banner(tenant_id: int) -> None:
+    transaction.on_commit(lambda: cache.delete(_banner_key(tenant_id)), robust=True)
 
 
 def open_cases_all() -> QuerySet[DunningCase]:
@@ -79,6 +111,8 @@ def case_open(*, tenant_id: int, invoice_id: str, now: datetime | None = None) -
         invoice_id=invoice_id,
         defaults={"opened_at": now, "grace_until": now + timedelta(days=grace_days())},
     )
+    if created:
+        _forget_banner(tenant_id)
     if created or case.notified_at is None:
         transaction.on_commit(lambda: _enqueue_notice(case.pk), robust=True)
     return case
@@ -90,6 +124,7 @@ def case_resolve(*, tenant_id: int, invoice_id: str, now: datetime | None = None
     closed = DunningCase.objects.for_tenant(tenant_id).filter(invoice_id=invoice_id, resolved_at__isnull=True)
     if not closed.update(resolved_at=now):
         return False
+    _forget_banner(tenant_id)
     _lift_if_clear(tenant_id, now=now, why=f"invoice {invoice_id} paid")
     return True
 
@@ -241,6 +276,7 @@ def grace_extend(*, tenant: Tenant, days: int, reason: str, by: Any, now: dateti
         changes.append(
             {"invoice": case.invoice_id, "before": before.isoformat(), "after": case.grace_until.isoformat()}
         )
+    _forget_banner(tenant.pk)
     meta = {"days": days, "reason": reason.strip()[:500], "cases": changes}
     for chain in (tenant, None):
         record("billing.grace_extended", tenant=chain, actor=Actor.for_user(by), target=tenant, metadata=meta)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.audit.services import Actor, record
@@ -23,8 +24,9 @@ from apps.core.pagination import Page, keyset_page
 from apps.tenants.models import Membership, Tenant
 
 # Subscription states in which a tenant already pays: "Change plan" goes to the Portal's update flow
-# (a second Checkout would start a second subscription and charge twice).
-LIVE_STATUSES = frozenset({"active", "trialing", "past_due", "unpaid", "incomplete"})
+# (a second Checkout would start a second subscription and charge twice). "incomplete" is not one:
+# its first payment never succeeded, Stripe expires it within a day, and a new Checkout replaces it.
+LIVE_STATUSES = frozenset({"active", "trialing", "past_due", "unpaid"})
 MAX_SEATS = 10_000
 
 
@@ -67,17 +69,24 @@ def overview(*, tenant: Tenant) -> Overview:
     )
 
 
-def summary(*, tenant: Tenant) -> Overview:
-    """What the dashboard card needs: subscription, its plan, the dunning case (two or three indexed queries)."""
-    subscription = current_subscription(tenant=tenant)
-    return Overview(
-        configured=stripe_api.configured(),
-        customer=None,
-        subscription=subscription,
-        plan=plans.plan_for_price(price_id=subscription.price_id) if subscription else None,
-        profile=None,
-        case=dunning.banner_case(tenant=tenant),
-        case_invoice=None,
+@dataclass(frozen=True)
+class Summary:
+    configured: bool
+    subscription: Subscription | None  # with ``plan_name`` ("" for a price no plan names)
+    banner: dunning.Banner | None
+
+
+def summary(*, tenant: Tenant) -> Summary:
+    """What the dashboard card needs, in one query (the banner state comes from its cache)."""
+    plan_name = Subquery(Plan.objects.filter(stripe_price_id=OuterRef("price_id")).values("name")[:1])
+    subs = list(
+        Subscription.objects.for_tenant(tenant)
+        .annotate(plan_name=Coalesce(plan_name, Value("")))
+        .order_by("-updated_at", "-pk")[:20]
+    )
+    subscription = next((s for s in subs if s.status in LIVE_STATUSES), subs[0] if subs else None)
+    return Summary(
+        configured=stripe_api.configured(), subscription=subscription, banner=dunning.banner_for(tenant=tenant)
     )
 
 

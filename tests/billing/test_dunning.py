@@ -6,18 +6,23 @@ daily beat step is called as beat would; time moves with time-machine.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import time_machine
 from django.core import mail
-from django.test import Client
+from django.db import connection
+from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
 
+from apps.access import decisions
 from apps.audit.models import AuditEvent
 from apps.billing import dunning
+from apps.billing.context_processors import billing as billing_context
 from apps.billing.models import DunningCase, StripeCustomer, WebhookEvent
-from apps.tenants.models import Tenant
+from apps.tenants.models import Membership, Tenant
 from apps.tenants.services import tenant_set_status
 from config.celery import app as celery_app
 from tests.billing.conftest import deliver, event, invoice
@@ -168,6 +173,36 @@ def test_another_tenants_failed_payment_shows_nothing_here(cast, acme, send, cli
     assert [m.to for m in mail.outbox] == [["owner@globex.example"]]
     assert enforce(T0 + timedelta(days=15)) == 1
     assert not Tenant.objects.get(pk=acme.pk).is_suspended
+
+
+def _banner_and_queries(membership) -> tuple[object, int]:
+    request = RequestFactory().get(MEMBERS)
+    request.user, request.tenant, request.membership = membership.user, membership.tenant, membership
+    request.can = functools.partial(decisions.can, membership, tenant=membership.tenant)
+    decisions.can(membership, "tenant.view")  # the entry check loaded the permission set
+    with CaptureQueriesContext(connection) as ctx:
+        banner = billing_context(request)["dunning_banner"]
+        shown = bool(banner)
+    return (banner if shown else None), len(ctx.captured_queries)
+
+
+def test_the_banner_costs_no_query_once_cached_and_follows_every_change(
+    cast, acme, send, django_capture_on_commit_callbacks
+) -> None:
+    owner = Membership.objects.select_related("tenant", "user").get(tenant=acme, user=cast.owner)
+    viewer = Membership.objects.select_related("tenant", "user").get(tenant=acme, user=cast.viewer)
+    assert _banner_and_queries(owner) == (None, 1)  # fills the cache
+    assert _banner_and_queries(owner) == (None, 0)
+    assert _banner_and_queries(viewer) == (None, 0)  # not a billing admin: never asks
+    send("invoice.payment_failed", failed_invoice(), T0)
+    banner, queries = _banner_and_queries(owner)  # the open case dropped the cached state
+    assert (banner.grace_until, queries) == (T0 + timedelta(days=14), 1)
+    assert _banner_and_queries(owner)[1] == 0
+    with time_machine.travel(T0, tick=False), django_capture_on_commit_callbacks(execute=True):
+        dunning.grace_extend(tenant=acme, days=3, reason="goodwill", by=cast.staff)
+    assert _banner_and_queries(owner)[0].grace_until == T0 + timedelta(days=17)
+    send("invoice.paid", failed_invoice(status="paid"), T0 + timedelta(days=1))
+    assert _banner_and_queries(owner) == (None, 1)
 
 
 # --- staff extend the grace --------------------------------------------------------------------
