@@ -157,7 +157,7 @@ STATUS_FILTERS = [
     ("lapsed", "Not decided in time"),
     ("ended", "Ended early"),
     ("expired", "Expired"),
-    ("cancelled", "Cancelled (incident closed)"),
+    ("cancelled", "Cancelled"),
 ]
 
 

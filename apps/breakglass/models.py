@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Now
 
+from apps.access.escalation import AccessError
 from apps.access.models import Role, RoleBinding
 from apps.tenants.models import Membership, TenantOwned
 
 DEFAULT_PENDING_MINUTES = 60
 
 
+def refuse_role_delete(collector: object, field: models.Field, sub_objs: models.QuerySet, using: str) -> None:
+    """``on_delete`` of the roles policies and elevations name: deleting such a role is refused with a reason.
+
+    Like PROTECT, but raising ``AccessError``, which the roles pages already show as a form error
+    (PROTECT's ProtectedError would be a 500 there: access knows nothing of break-glass).
+    """
+    model = field.model
+    if model is Policy:
+        names = ", ".join(sorted(f"“{p.name}”" for p in sub_objs))
+        raise AccessError(f"Break-glass policy {names} grants this role: give the policy another role first.")
+    ids = ", ".join(f"#{e.pk}" for e in list(sub_objs)[:5])
+    raise AccessError(f"Break-glass elevations {ids} granted this role; it stays for their history.")
+
+
 class Policy(TenantOwned):
     """Who may ask for which role, for how long, and who must approve."""
 
     name = models.CharField(max_length=80)
-    role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="+")
+    role = models.ForeignKey(Role, on_delete=refuse_role_delete, related_name="+")
     # Role keys (built-in or custom) and IdP groups; both empty means anyone holding the permission.
     requester_roles = ArrayField(models.SlugField(max_length=40), default=list, blank=True)
     requester_groups = ArrayField(models.CharField(max_length=200), default=list, blank=True)
@@ -54,11 +71,14 @@ class Elevation(TenantOwned):
         LAPSED = "lapsed", "Not decided in time"
         ENDED = "ended", "Ended early"
         EXPIRED = "expired", "Expired"
-        CANCELLED = "cancelled", "Cancelled (incident closed)"
+        CANCELLED = "cancelled", "Cancelled"  # its incident was closed, or the requester left the tenant
 
     policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="elevations")
-    requester = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="+")
-    role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="+")
+    # SET_NULL, not CASCADE: removing the requester from the tenant ends the elevation
+    # (``apps.breakglass.signals``) and keeps its history; ``requester_email`` names them afterwards.
+    requester = models.ForeignKey(Membership, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    requester_email = models.EmailField(max_length=254, blank=True)
+    role = models.ForeignKey(Role, on_delete=refuse_role_delete, related_name="+")
     duration_minutes = models.PositiveIntegerField()
     justification = models.TextField()
     incident_ref = models.CharField(max_length=100, blank=True)
@@ -98,6 +118,25 @@ class Elevation(TenantOwned):
     def __str__(self) -> str:
         return f"elevation #{self.pk}"
 
+    @property
+    def requester_address(self) -> str:
+        """Who asked: their e-mail, also after they left the tenant."""
+        if self.requester_email:
+            return self.requester_email
+        return self.requester.user.email if self.requester is not None else "(a former member)"
+
+    def settle(self, now: datetime) -> Elevation:
+        """Show a time box that is over as expired (a request past its lifetime as lapsed), in memory.
+
+        The beat task marks them in the database within a minute; until then every page shows what
+        ``authorize()`` already enforces, never "active" for a time box that is over.
+        """
+        if self.status == self.Status.ACTIVE and self.expires_at is not None and self.expires_at <= now:
+            self.status, self.ended_at = self.Status.EXPIRED, self.expires_at
+        elif self.status == self.Status.PENDING and self.pending_until <= now:
+            self.status, self.ended_at = self.Status.LAPSED, self.pending_until
+        return self
+
 
 class Approval(TenantOwned):
     """One approver's decision on one elevation (approve or deny, with a comment)."""
@@ -107,7 +146,9 @@ class Approval(TenantOwned):
         DENY = "deny", "Denied"
 
     elevation = models.ForeignKey(Elevation, on_delete=models.CASCADE, related_name="approvals")
-    approver = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="+")
+    # SET_NULL: a decision stays in the elevation's history after its approver leaves the tenant.
+    approver = models.ForeignKey(Membership, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    approver_email = models.EmailField(max_length=254, blank=True)
     decision = models.CharField(max_length=8, choices=Decision.choices)
     comment = models.CharField(max_length=500, blank=True)
     decided_at = models.DateTimeField()
@@ -121,6 +162,13 @@ class Approval(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.decision} #{self.elevation_id}"
+
+    @property
+    def approver_address(self) -> str:
+        """Who decided: their e-mail, also after they left the tenant."""
+        if self.approver_email:
+            return self.approver_email
+        return self.approver.user.email if self.approver is not None else "(a former member)"
 
 
 class IncidentWebhook(TenantOwned):

@@ -33,13 +33,11 @@ def notice_send(*, elevation_id: int, event: str) -> int:
         recipients = [m.user.email for m in approver_candidates(elevation=elevation)]
     else:
         deciders = Approval.objects.for_tenant(elevation.tenant_id).filter(elevation=elevation)
-        recipients = [
-            elevation.requester.user.email,
-            *(a.approver.user.email for a in deciders.select_related("approver__user")),
-        ]
+        deciders = deciders.exclude(approver=None).select_related("approver__user")
+        recipients = [elevation.requester_address, *(a.approver_address for a in deciders)]
     until = f"{elevation.expires_at:%H:%M} UTC" if elevation.expires_at else ""
     subject = NOTICES[event].format(
-        id=elevation.pk, role=elevation.role.name, member=elevation.requester.user.email, until=until
+        id=elevation.pk, role=elevation.role.name, member=elevation.requester_address, until=until
     )
     body = (
         f"{subject}.\n\nTenant: {elevation.policy.tenant.name}\nPolicy: {elevation.policy.name}\n"

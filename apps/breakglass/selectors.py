@@ -19,6 +19,22 @@ from apps.tenants.models import Membership, Tenant
 PG_BIGINT_MAX = 2**63 - 1
 
 
+def open_now(now: datetime | None = None) -> Q:
+    """Rows still open at ``now``: active within their time box, pending within their lifetime.
+
+    The status column lags by up to a minute (the beat task marks the rest); the clock does not.
+    """
+    now = now or timezone.now()
+    return Q(status=Elevation.Status.ACTIVE, expires_at__gt=now) | Q(
+        status=Elevation.Status.PENDING, pending_until__gt=now
+    )
+
+
+def _settled(rows: list[Elevation]) -> list[Elevation]:
+    now = timezone.now()
+    return [row.settle(now) for row in rows]
+
+
 def _valid_id(value: int) -> bool:
     return 0 < int(value) <= PG_BIGINT_MAX
 
@@ -54,11 +70,13 @@ def elevation_get(*, tenant: Tenant, elevation_id: int) -> Elevation | None:
 
 def my_elevations(*, tenant: Tenant, membership: Membership, limit: int = 50) -> list[Elevation]:
     """The member's own requests and elevations, newest first (one query)."""
-    return list(
-        Elevation.objects.for_tenant(tenant)
-        .filter(requester=membership)
-        .select_related("policy", "role")
-        .order_by("-requested_at", "-id")[:limit]
+    return _settled(
+        list(
+            Elevation.objects.for_tenant(tenant)
+            .filter(requester=membership)
+            .select_related("policy", "role")
+            .order_by("-requested_at", "-id")[:limit]
+        )
     )
 
 
@@ -66,7 +84,7 @@ def waiting_for(*, tenant: Tenant, membership: Membership) -> list[Elevation]:
     """Pending requests ``membership`` may decide now (not their own, not yet decided by them)."""
     pending = (
         Elevation.objects.for_tenant(tenant)
-        .filter(status=Elevation.Status.PENDING)
+        .filter(status=Elevation.Status.PENDING, pending_until__gt=timezone.now())
         .exclude(requester=membership)
         .exclude(approvals__approver=membership)
         .select_related("policy", "role", "requester__user")
@@ -79,7 +97,7 @@ def active_elevations(*, tenant: Tenant, limit: int | None = None) -> list[Eleva
     """Elevations currently active in ``tenant``, soonest end first (one query; the first ``limit``)."""
     qs = (
         Elevation.objects.for_tenant(tenant)
-        .filter(status=Elevation.Status.ACTIVE)
+        .filter(status=Elevation.Status.ACTIVE, expires_at__gt=timezone.now())
         .select_related("policy", "role", "requester__user")
         .order_by("expires_at", "id")
     )
@@ -159,29 +177,43 @@ def elevation_page(*, tenant: Tenant, filters: ElevationFilters, cursor: str | N
     Raises apps.core.pagination.InvalidCursorError for a cursor this server did not issue.
     """
     qs = Elevation.objects.for_tenant(tenant).select_related("policy", "role", "requester__user", "ended_by__user")
+    # By the status the rows have now (``Elevation.settle``): a time box over is expired, not active.
+    now = timezone.now()
+    over = Q(status=Elevation.Status.ACTIVE, expires_at__lte=now)
+    stale = Q(status=Elevation.Status.PENDING, pending_until__lte=now)
     if filters.status == "history":
-        qs = qs.filter(status__in=HISTORY)
+        qs = qs.filter(Q(status__in=HISTORY) | over | stale)
+    elif filters.status in ("active", "pending"):
+        qs = qs.filter(open_now(now), status=filters.status)
+    elif filters.status == "expired":
+        qs = qs.filter(Q(status=filters.status) | over)
+    elif filters.status == "lapsed":
+        qs = qs.filter(Q(status=filters.status) | stale)
     elif filters.status:
         qs = qs.filter(status=filters.status)
     if filters.person:
-        qs = qs.filter(requester__user__email__iexact=filters.person)
+        qs = qs.filter(requester_email__iexact=filters.person)
     if filters.policy_id:
         qs = qs.filter(policy_id=filters.policy_id)
     qs = within(qs, start=filters.requested_from, end=filters.requested_before, field="requested_at")
-    return keyset_page(qs, cursor=cursor, size=size, time_field="requested_at")
+    page = keyset_page(qs, cursor=cursor, size=size, time_field="requested_at")
+    for row in page.rows:
+        row.settle(now)
+    return page
 
 
 def elevation_detail(*, tenant: Tenant, elevation_id: int) -> Elevation | None:
     """One elevation of ``tenant`` with its approvals (two queries); None for any other id."""
     if not _valid_id(elevation_id):
         return None
-    return (
+    elevation = (
         Elevation.objects.for_tenant(tenant)
         .select_related("policy", "role", "requester__user", "ended_by__user")
         .prefetch_related(Prefetch("approvals", queryset=Approval.objects.select_related("approver__user")))
         .filter(pk=elevation_id)
         .first()
     )
+    return elevation.settle(timezone.now()) if elevation is not None else None
 
 
 def elevation_window(elevation: Elevation) -> tuple[datetime, datetime] | None:
@@ -198,13 +230,7 @@ def elevation_window(elevation: Elevation) -> tuple[datetime, datetime] | None:
 
 def elevation_counts(*, tenant: Tenant) -> dict[str, int]:
     """Active and pending elevations of ``tenant`` (one query): the dashboard card's numbers."""
-    rows = (
-        Elevation.objects.for_tenant(tenant)
-        .filter(status__in=[Elevation.Status.ACTIVE, Elevation.Status.PENDING])
-        .values("status")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
+    rows = Elevation.objects.for_tenant(tenant).filter(open_now()).values("status").annotate(n=Count("id")).order_by()
     counts = {"active": 0, "pending": 0}
     counts.update({row["status"]: row["n"] for row in rows})
     return counts
@@ -214,7 +240,7 @@ def open_incidents(*, tenant: Tenant, limit: int = 50) -> list[dict[str, object]
     """Incident references named by pending or active elevations, with counts (one query)."""
     rows = (
         Elevation.objects.for_tenant(tenant)
-        .filter(status__in=[Elevation.Status.ACTIVE, Elevation.Status.PENDING])
+        .filter(open_now())
         .exclude(incident_ref="")
         .annotate(ref=Upper("incident_ref"))
         .values("ref")

@@ -54,6 +54,14 @@ def ceiling_minutes() -> int:
     return int(float(getattr(settings, "BREAKGLASS_MAX_DURATION_HOURS", 8)) * 60)
 
 
+def approvals_needed(role: Role, configured: int) -> int:
+    """``configured`` approvals, but at least 2 while ``role`` carries a permission that changes who may do what.
+
+    Asked at request time and again at decision time: the role may have been edited meanwhile.
+    """
+    return max(int(configured), 2 if TWO_PERSON_PERMISSIONS & set(role.permissions) else 1)
+
+
 def _actor(membership: Membership | None) -> Actor:
     return Actor.system("break-glass") if membership is None else Actor.for_user(membership.user)
 
@@ -270,7 +278,8 @@ def elevation_request(
         duration_minutes=int(duration_minutes),
         justification=justification,
         incident_ref=incident_ref[:100],
-        approvals_required=policy.approvals_required,
+        approvals_required=approvals_needed(policy.role, policy.approvals_required),
+        requester_email=requester.user.email,
         requested_at=now,
         pending_until=now + timedelta(minutes=policy.pending_minutes),
     )
@@ -309,7 +318,8 @@ def _check_decider(elevation: Elevation, approver: Membership, now: datetime) ->
         raise BreakglassError(f"This request is no longer pending ({elevation.get_status_display().lower()}).")
     if now >= elevation.pending_until:
         raise BreakglassError("This request was not decided in time and can no longer be approved.")
-    if approver.pk == elevation.requester_id or approver.user_id == elevation.requester.user_id:
+    requester = elevation.requester
+    if approver.pk == elevation.requester_id or (requester is not None and approver.user_id == requester.user_id):
         raise BreakglassError("You cannot decide your own request.")
     if not may_approve(policy=elevation.policy, membership=approver):
         raise BreakglassError("You may not approve requests for this policy (any more).")
@@ -325,15 +335,32 @@ def _decide(
     approver = _fresh(approver)
     now = timezone.now()
     _check_decider(elevation, approver, now)
+    if decision == Approval.Decision.APPROVE:
+        _check_policy_unchanged(elevation)
     Approval.objects.create(
         tenant_id=elevation.tenant_id,
         elevation=elevation,
         approver=approver,
+        approver_email=approver.user.email,
         decision=decision,
         comment=(comment or "").strip()[:500],
         decided_at=now,
     )
     return elevation, approver, now
+
+
+def _check_policy_unchanged(elevation: Elevation) -> None:
+    """The policy as it is now must still hand out what was asked for (it may have changed while pending)."""
+    policy = elevation.policy
+    if policy.paused:
+        raise BreakglassError("This policy was paused after the request: it can no longer be approved.")
+    if policy.role_id != elevation.role_id:
+        raise BreakglassError("The policy changed since this request (it grants another role now): ask again.")
+
+
+def _needed(elevation: Elevation) -> int:
+    """Approvals the request needs now: what it was asked with, the policy's current count, the role's rule."""
+    return approvals_needed(elevation.role, max(elevation.approvals_required, elevation.policy.approvals_required))
 
 
 @transaction.atomic
@@ -354,17 +381,26 @@ def elevation_approve(*, tenant: Tenant, elevation_id: int, approver: Membership
     )
     approvals = list(
         Approval.objects.for_tenant(elevation.tenant_id)
-        .filter(elevation=elevation, decision=Approval.Decision.APPROVE)
+        # An approval counts while its approver is still a member (a removed one's stays as history).
+        .filter(elevation=elevation, decision=Approval.Decision.APPROVE, approver__isnull=False)
         .select_related("approver__user")
     )
-    if len(approvals) >= elevation.approvals_required:
+    needed = _needed(elevation)
+    if needed != elevation.approvals_required:
+        elevation.approvals_required = needed
+        elevation.save(update_fields=["approvals_required"])
+    if len(approvals) >= needed:
         _activate(elevation, approvals, now)
     return elevation
 
 
 def _activate(elevation: Elevation, approvals: list[Approval], now: datetime) -> None:
+    # The cap as it is now: a policy (or the ceiling) lowered while the request waited still binds.
+    elevation.duration_minutes = min(
+        elevation.duration_minutes, elevation.policy.max_duration_minutes, ceiling_minutes()
+    )
     expires_at = now + timedelta(minutes=elevation.duration_minutes)
-    names = ", ".join(a.approver.user.email for a in approvals)
+    names = ", ".join(a.approver_address for a in approvals)
     reason = f"break-glass elevation #{elevation.pk}, approved by {names}, until {expires_at:%H:%M} UTC"
     try:
         binding = access_services.binding_timebox_create(
@@ -374,7 +410,7 @@ def _activate(elevation: Elevation, approvals: list[Approval], now: datetime) ->
         raise BreakglassError(str(exc)) from exc
     elevation.status = Elevation.Status.ACTIVE
     elevation.activated_at, elevation.expires_at, elevation.binding = now, expires_at, binding
-    elevation.save(update_fields=["status", "activated_at", "expires_at", "binding"])
+    elevation.save(update_fields=["status", "activated_at", "expires_at", "binding", "duration_minutes"])
     record(
         "breakglass.activate",
         tenant=elevation.tenant_id,
@@ -385,6 +421,7 @@ def _activate(elevation: Elevation, approvals: list[Approval], now: datetime) ->
             "role": elevation.role_id,
             "member": elevation.requester_id,
             "approved_by": [a.approver_id for a in approvals],
+            "duration_minutes": elevation.duration_minutes,
             "expires_at": expires_at.isoformat(),
         },
     )

@@ -70,7 +70,7 @@ def _events_filters(elevation: Elevation) -> audit_selectors.AuditFilters | None
         return None
     # The person's own events (every e-mail they had: the audit selector resolves it to the user id).
     return audit_selectors.AuditFilters(
-        actor=elevation.requester.user.email, occurred_from=window[0], occurred_before=window[1]
+        actor=elevation.requester_address, occurred_from=window[0], occurred_before=window[1]
     )
 
 
