@@ -95,8 +95,11 @@ class CredentialForm(forms.Form):
         day = self.cleaned_data.get("last_rotated_on")
         if day is None:
             return None
-        if day > timezone.now().date():
+        today = timezone.now().date()
+        if day > today:
             raise forms.ValidationError("The last rotation cannot be in the future.")
+        if (today - day).days > MAX_INTERVAL_DAYS:
+            raise forms.ValidationError("That date is too far in the past (at most ten years ago).")
         return datetime.combine(day, time(12, 0), tzinfo=UTC)
 
 

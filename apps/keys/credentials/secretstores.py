@@ -286,6 +286,15 @@ def _created(metadata: dict[str, Any]) -> datetime | None:
     return parse_datetime(value) if isinstance(value, str) else None
 
 
+def _current_version(kv: Any, parsed: VaultRef) -> int:
+    """The secret's current version from its metadata (0 when there is no secret at all)."""
+    try:
+        metadata = kv.read_secret_metadata(path=parsed.path, mount_point=parsed.mount)["data"]
+    except errors.InvalidPath:
+        return 0
+    return int(metadata.get("current_version") or 0)
+
+
 class VaultStore:
     """``vault://<mount>/<path>#<field>``: one field of a KV v2 secret."""
 
@@ -339,8 +348,10 @@ class VaultStore:
                 fields, cas = {**(current.get("data") or {}), parsed.field: value}, current["metadata"]["version"]
                 del current
             except errors.InvalidPath:
-                # No secret there yet: create it, refusing to overwrite one created meanwhile (cas=0).
-                fields, cas = {parsed.field: value}, 0
+                # No readable version: either no secret there yet (create it, refusing to overwrite one
+                # created meanwhile: cas=0), or its latest version was deleted or destroyed (write the
+                # next one on top of it; the deleted fields cannot be kept).
+                fields, cas = {parsed.field: value}, _current_version(kv, parsed)
             # Check-and-set: every field kept, this one replaced; a concurrent writer makes ours fail
             # instead of one silently losing the other's change.
             response = kv.create_or_update_secret(path=parsed.path, secret=fields, cas=cas, mount_point=parsed.mount)

@@ -114,6 +114,8 @@ def credential_create(
     now = timezone.now()
     if last_rotated_at is not None and last_rotated_at > now + timedelta(minutes=5):
         raise CredentialError("The last rotation cannot be in the future.")
+    if last_rotated_at is not None and last_rotated_at < now - timedelta(days=MAX_INTERVAL_DAYS):
+        raise CredentialError("That date is too far in the past (at most ten years ago).")
     credential = Credential(
         tenant=tenant,
         name=clean.name,
