@@ -340,6 +340,11 @@ def usage_ingest(
             if row.outcome.idempotency_key in inserted:
                 row.outcome.event_id = inserted[row.outcome.idempotency_key]
         _fill_duplicates(tenant, [row.outcome for row in rows if row.outcome.idempotency_key not in inserted])
+        first = {row.outcome.idempotency_key: row.outcome for row in rows}
+        for outcome in outcomes:  # a key repeated inside the batch answers with the id its first use got
+            if outcome.reason == "duplicate_in_batch" and outcome.idempotency_key in first:
+                outcome.event_id = first[outcome.idempotency_key].event_id
+                outcome.cost = first[outcome.idempotency_key].cost
     return IngestResult(outcomes=outcomes, denied_by=denied_by)
 
 

@@ -63,6 +63,8 @@ def test_a_batch_with_duplicates_inside_stores_each_key_once(api: Api, cast, pri
     response = api.post("usage", {"events": [event("a"), event("b", inp=2000), event("a", inp=5000), event("c")]})
     body = response.json()
     assert [r["status"] for r in body["results"]] == ["accepted", "accepted", "duplicate", "accepted"]
+    assert body["results"][2]["event_id"] == body["results"][0]["event_id"]
+    assert body["results"][2]["cost"] == "1.000000"  # the stored event's, not the repeat's 5,000 tokens
     assert (body["accepted"], body["duplicates"]) == (3, 1)
     assert sorted((r.idempotency_key, r.cost) for r in _rows(cast.acme)) == [
         ("a", Decimal("1.000000")),
