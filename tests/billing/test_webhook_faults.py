@@ -93,9 +93,8 @@ def private_broker() -> Iterator[Broker]:
     saved = {key: app.conf[key] for key in ("broker_write_url", "task_always_eager", "task_default_queue")}
 
     def reset_pools() -> None:
-        # The app caches its connection and producer pools for the first broker it used.
-        if app._pool is not None:
-            app._pool.force_close_all()
+        # The app caches its connection and producer pools for the first broker it used. They are
+        # dropped, not closed: the session's in-process worker (tests/conftest.py) shares them.
         app._pool = None
         app.amqp._producer_pool = None
 
