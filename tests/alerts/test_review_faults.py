@@ -1,12 +1,13 @@
-"""Faults found in review: whatever a tenant or an API client puts in a name, a delivery settles (never stuck)."""
+"""Faults found in review: names that break e-mail headers, unexpected send errors, rules that could never fire."""
 
 from __future__ import annotations
 
 import pytest
 from django.core import mail
+from django.urls import reverse
 
 from apps.accounts.services import record_sign_in_failure
-from apps.alerts.models import Delivery, DeliveryAttempt, Metric
+from apps.alerts.models import AlertRule, Delivery, DeliveryAttempt, Metric
 from apps.alerts.services import delivery as delivery_service
 from apps.alerts.services import evaluation
 from tests.alerts.helpers import threshold_rule
@@ -59,3 +60,23 @@ def test_an_unexpected_error_while_sending_is_an_attempt_not_a_stuck_row(cast, m
     errors = list(DeliveryAttempt.objects.filter(delivery=row).values_list("error", flat=True))
     assert len(errors) == 2
     assert all("RuntimeError" in e and "boom" not in e for e in errors)
+
+
+@pytest.mark.parametrize("threshold", ["100", "250.5"])
+def test_a_tool_error_rate_threshold_of_100_percent_or_more_is_a_form_error(cast, client_for, threshold) -> None:
+    # The rate never exceeds 100 %, so the rule would never fire: say so instead of saving a dead rule.
+    response = client_for(cast.owner).post(
+        reverse("alerts:rule_create", kwargs={"tenant_slug": "acme"}),
+        {
+            "name": "Tool errors",
+            "metric": Metric.TOOL_ERROR_RATE,
+            "mode": "threshold",
+            "threshold": threshold,
+            "factor": "3",
+            "alpha": "0.3",
+            "min_volume": "5",
+        },
+    )
+    assert response.status_code == 200
+    assert "below 100" in response.content.decode()
+    assert not AlertRule.objects.for_tenant(cast.acme).exists()

@@ -96,6 +96,9 @@ def validate_rule(data: dict[str, Any]) -> None:
         errors.setdefault("metric", []).append("Choose one of the listed metrics.")
     if threshold is not None and threshold <= 0:
         errors.setdefault("threshold", []).append("The threshold must be greater than zero.")
+    if data.get("metric") == Metric.TOOL_ERROR_RATE and threshold is not None and threshold >= 100:
+        # A rate is at most 100 % and must exceed the threshold: such a rule could never fire.
+        errors.setdefault("threshold", []).append("The tool error rate is a percentage: use a threshold below 100.")
     if data.get("mode") == AlertRule.Mode.THRESHOLD and threshold is None:
         errors.setdefault("threshold", []).append("A fixed-threshold rule needs a threshold.")
     if data.get("mode") not in AlertRule.Mode.values:
