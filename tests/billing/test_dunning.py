@@ -107,7 +107,9 @@ def test_the_whole_timeline(cast, acme, send, client_for) -> None:
         refused = owner.post("/t/acme/billing/portal/")
         assert refused.status_code == 403  # a write in a suspended tenant
         html = owner.get("/t/acme/billing/").content.decode()
+        assert "suspended for non-payment" in html
         assert "read-only until the unpaid invoice is paid" in html
+        assert "read-only until platform staff reactivate it" not in html
         assert "Pay the invoice at Stripe" in html  # paying needs no write in Bastion
     # Paid: the case closes and the non-payment suspension is lifted at once.
     send("invoice.paid", failed_invoice(status="paid", amount_paid=12900), T0 + timedelta(days=14, hours=3))

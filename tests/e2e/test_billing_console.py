@@ -15,6 +15,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from apps.billing import dunning
 from apps.billing.models import DunningCase, Invoice, PaymentProfile, Plan, StripeCustomer, Subscription
 from apps.tenants.models import Membership
 from tests.billing.fake_stripe import fake_stripe_fixture  # noqa: F401 — the fake_stripe fixture
@@ -138,4 +139,23 @@ def test_billing_pages_in_the_browser(live_server, browser, screenshot_dir, fake
     staff_page.goto(f"{live_server.url}/platform/billing/dunning/")
     expect(staff_page.get_by_role("link", name="Extend grace")).to_be_visible()
     shot(staff_page, screenshot_dir, "billsubs-05-platform-failed-payments")
+
+    # Past the grace the daily run makes the tenant read-only; staff give more time, which lifts it.
+    DunningCase.objects.update(grace_until=timezone.now() - timedelta(hours=1))
+    assert dunning.dunning_enforce() == 1
+    page.goto(f"{live_server.url}/t/acme/billing/")
+    expect(page.get_by_text("This tenant is suspended for non-payment.")).to_be_visible()
+    expect(page.locator(".banner-dunning")).to_have_count(0)  # one banner says it all
+    expect(page.get_by_role("button", name="Manage payment")).to_have_count(0)
+    expect(page.get_by_role("link", name="Pay the invoice at Stripe")).to_be_visible()
+    shot(page, screenshot_dir, "billsubs-06-suspended-for-non-payment")
+    staff_page.goto(f"{live_server.url}/platform/billing/dunning/")
+    staff_page.get_by_role("link", name="Extend grace").click()
+    staff_page.get_by_label("Days").fill("7")
+    staff_page.get_by_label("Reason").fill("Bank transfer announced, ticket 4711")
+    shot(staff_page, screenshot_dir, "billsubs-07-platform-extend-grace")
+    staff_page.get_by_role("button", name="Extend grace").click()
+    expect(staff_page.get_by_text("Grace of Acme Corp extended by 7 days")).to_be_visible()
+    page.goto(f"{live_server.url}/t/acme/billing/")
+    expect(page.get_by_role("button", name="Manage payment")).to_be_visible()
     assert errors == []

@@ -52,7 +52,8 @@ def overview(request: TenantRequest) -> HttpResponse:
         "billing": subscriptions.overview(tenant=request.tenant),
         "invoices": subscriptions.invoices_recent(tenant=request.tenant),
         "offered": list(plans.plans_offered()),
-        "can_manage": request.can("billing.manage"),
+        "can_manage": request.can("billing.manage"),  # False while suspended: writes are refused
+        "holds_manage": request.can("billing.manage", for_reading=True),
         "plan_form": ChangePlanForm(),
     }
     return render(request, "billing/overview.html", context)
