@@ -224,7 +224,8 @@ def elevation_window(elevation: Elevation) -> tuple[datetime, datetime] | None:
     """
     if elevation.activated_at is None:
         return None
-    end = elevation.ended_at or elevation.expires_at or timezone.now()
+    # Never past the time box (rows swept before the sweep stored expires_at kept the sweep's time).
+    end = min(t for t in (elevation.ended_at, elevation.expires_at) if t is not None)
     return elevation.activated_at, min(end, max(timezone.now(), elevation.activated_at))
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.access import services as access_services
@@ -264,12 +265,17 @@ def elevation_request(
     incident_ref = (incident_ref or "").strip()
     if policy.incident_required and not incident_ref:
         raise BreakglassError("This policy needs an incident reference.")
+    now = timezone.now()
+    # Open by the clock: a time box that is over (or a request past its lifetime) no longer counts,
+    # whether or not the beat task has marked it yet.
     open_ = Elevation.objects.for_tenant(policy.tenant_id).filter(
-        policy=policy, requester=requester, status__in=[Elevation.Status.PENDING, Elevation.Status.ACTIVE]
+        Q(status=Elevation.Status.ACTIVE, expires_at__gt=now)
+        | Q(status=Elevation.Status.PENDING, pending_until__gt=now),
+        policy=policy,
+        requester=requester,
     )
     if open_.exists():
         raise BreakglassError("You already have an open request or an active elevation for this policy.")
-    now = timezone.now()
     elevation = Elevation.objects.create(
         tenant_id=policy.tenant_id,
         policy=policy,
@@ -515,8 +521,9 @@ def elevations_expire(*, now: datetime | None = None) -> dict[str, int]:
                 .values_list("pk", "tenant_id", "binding_id")[:SWEEP_BATCH]
             )
             for pk, tenant_id, binding_id in claimed:
+                # It ended when its time box did, not when this run noticed (the review window stops there).
                 changed = Elevation.objects.filter(pk=pk, status=Elevation.Status.ACTIVE).update(
-                    status=Elevation.Status.EXPIRED, ended_at=now
+                    status=Elevation.Status.EXPIRED, ended_at=F("expires_at")
                 )
                 if not changed:
                     continue
@@ -542,7 +549,7 @@ def elevations_expire(*, now: datetime | None = None) -> dict[str, int]:
         )
         for pk, tenant_id in stale:
             if Elevation.objects.filter(pk=pk, status=Elevation.Status.PENDING).update(
-                status=Elevation.Status.LAPSED, ended_at=now
+                status=Elevation.Status.LAPSED, ended_at=F("pending_until")
             ):
                 record(
                     "breakglass.lapse",

@@ -17,7 +17,7 @@ from django.urls import reverse
 
 from apps.access import decisions
 from apps.access import services as access_services
-from apps.access.members import member_remove
+from apps.access.members import member_remove, member_set_disabled
 from apps.access.models import Role
 from apps.audit.models import AuditEvent
 from apps.breakglass import selectors, services
@@ -166,3 +166,38 @@ def test_deleting_a_role_an_elevation_holds_is_refused_and_the_elevation_keeps_i
     assert f"#{elevation.pk}" in response.content.decode()
     assert Elevation.objects.get(pk=elevation.pk).role_id == role.pk
     assert decisions.can(member(world.cast, world.cast.member), "dataset.read")
+
+
+def test_a_time_box_over_but_not_swept_does_not_block_a_new_request(world) -> None:
+    elevation = _approve(world, ask(world, duration_minutes=5), world.approver1)
+    with time_machine.travel(elevation.expires_at + timedelta(seconds=1)):
+        again = ask(world)  # no worker ran: the old row still says active, but it is over
+        assert again.status == Elevation.Status.PENDING
+
+
+def test_the_sweep_ends_a_time_box_when_it_ended_not_when_the_worker_ran(world, client_for) -> None:
+    elevation = _approve(world, ask(world, duration_minutes=5), world.approver1)
+    second = services.policy_create(
+        tenant=world.cast.acme,
+        actor=world.owner,
+        name="Second",
+        role=Role.objects.get(tenant=world.cast.acme, key="viewer", builtin=True),
+        approvals_required=1,
+        max_duration_minutes=60,
+    )
+    stale = ask(world, policy=second)
+    late = elevation.expires_at + timedelta(hours=3)  # the worker was down for hours
+    with time_machine.travel(late):
+        assert services.elevations_expire() == {"expired": 1, "lapsed": 1}
+        swept = Elevation.objects.get(pk=elevation.pk)
+        assert swept.ended_at == elevation.expires_at
+        assert Elevation.objects.get(pk=stale.pk).ended_at == stale.pending_until
+        assert selectors.elevation_window(swept) == (swept.activated_at, elevation.expires_at)
+
+
+def test_member_disabled_while_elevated_gets_nothing_back_when_enabled(world) -> None:
+    elevation = _approve(world, ask(world), world.approver1)
+    member_set_disabled(membership=world.member, disabled=True, actor=world.owner)
+    member_set_disabled(membership=member(world.cast, world.cast.member), disabled=False, actor=world.owner)
+    assert Elevation.objects.get(pk=elevation.pk).status == Elevation.Status.ENDED
+    assert not decisions.can(member(world.cast, world.cast.member), "dataset.write")
