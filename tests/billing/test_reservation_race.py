@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-import requests
 
 from apps.api import hot, meter
 from apps.billing import ledger
@@ -31,16 +32,42 @@ def racer(live_server, cast, settings):
     return created, {"Authorization": f"Bearer {issue_token(created)}"}
 
 
-def _all_at_once(calls):
-    """Run the callables from THREADS threads released together; returns their results in order."""
-    barrier = threading.Barrier(len(calls))
+class _Response:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status_code = status
+        self._body = body
 
-    def run(call):
+    def json(self):
+        return json.loads(self._body)
+
+
+def _all_at_once(live_server, path: str, body: dict, headers: dict, count: int = THREADS) -> list[_Response]:
+    """``count`` POSTs of ``body`` released together, each on its own keep-alive connection opened beforehand.
+
+    The connections are opened one by one first (the live server's listen backlog is small), so the
+    race is between requests in flight at once, not between connection attempts.
+    """
+    host, port = live_server.url.removeprefix("http://").split(":")
+    connections = []
+    for _ in range(count):
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.connect()
+        connections.append(connection)
+    barrier = threading.Barrier(count)
+    payload = json.dumps(body)
+
+    def run(connection: http.client.HTTPConnection) -> _Response:
         barrier.wait()
-        return call()
+        connection.request("POST", path, payload, {"Content-Type": "application/json", **headers})
+        answer = connection.getresponse()
+        return _Response(answer.status, answer.read())
 
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        return list(pool.map(run, calls))
+    try:
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            return list(pool.map(run, connections))
+    finally:
+        for connection in connections:
+            connection.close()
 
 
 def _period() -> str:
@@ -56,12 +83,7 @@ def test_parallel_reservations_never_together_exceed_what_is_left(live_server, c
         client=created.client,
         events=[UsageIn("spent", "openai/gpt-test", 8500, 0, datetime.now(UTC))],
     )
-    url = f"{live_server.url}/api/v1/budget/reservations"
-
-    def reserve():
-        return requests.post(url, json={"estimated_cost": "0.5"}, headers=headers, timeout=30)
-
-    responses = _all_at_once([reserve] * THREADS)
+    responses = _all_at_once(live_server, "/api/v1/budget/reservations", {"estimated_cost": "0.5"}, headers)
     codes = sorted(r.status_code for r in responses)
     assert codes == [200] * 3 + [409] * (THREADS - 3), codes
     refused = next(r for r in responses if r.status_code == 409).json()
@@ -78,10 +100,7 @@ def test_parallel_reservations_racing_for_the_last_euro(live_server, cast, racer
     usage_ingest(
         tenant=cast.acme, client=created.client, events=[UsageIn("four", "openai/gpt-test", 4000, 0, datetime.now(UTC))]
     )
-    url = f"{live_server.url}/api/v1/budget/reservations"
-    responses = _all_at_once(
-        [lambda: requests.post(url, json={"estimated_cost": 1}, headers=headers, timeout=30)] * THREADS
-    )
+    responses = _all_at_once(live_server, "/api/v1/budget/reservations", {"estimated_cost": 1}, headers)
     assert sorted(r.status_code for r in responses).count(200) == 1
     (standing,) = ledger.standings([ledger.Line(budget.pk, 10**12)], _period())
     assert standing.spent + standing.reserved == 5_000_000
@@ -90,9 +109,7 @@ def test_parallel_reservations_racing_for_the_last_euro(live_server, cast, racer
 def test_the_same_idempotency_key_sent_at_once_is_stored_and_counted_once(live_server, cast, racer):
     _, headers = racer
     budget = make_budget(cast.acme, "100")
-    url = f"{live_server.url}/api/v1/usage"
-    body = event("one-key", inp=2000)
-    responses = _all_at_once([lambda: requests.post(url, json=body, headers=headers, timeout=30)] * THREADS)
+    responses = _all_at_once(live_server, "/api/v1/usage", event("one-key", inp=2000), headers)
     statuses = sorted(r.json()["results"][0]["status"] for r in responses)
     assert statuses == ["accepted"] + ["duplicate"] * (THREADS - 1)
     assert UsageEvent.objects.for_tenant(cast.acme).filter(idempotency_key="one-key").count() == 1
