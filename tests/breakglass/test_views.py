@@ -176,3 +176,23 @@ def test_over_cap_request_through_the_page_saves_nothing(world, client_for) -> N
     )
     assert "between 1 and 120" in response.content.decode()
     assert not Elevation.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        ({"duration_minutes": "0", "justification": "please"}, "Duration (minutes): Ensure this value is greater than"),
+        ({"duration_minutes": "abc", "justification": "please"}, "Duration (minutes): Enter a whole number."),
+        ({"duration_minutes": "30", "justification": ""}, "Justification: This field is required."),
+        ({"duration_minutes": "30", "justification": "x" * 2001}, "Justification: Ensure this value has at most 2000"),
+        ({"duration_minutes": "30", "justification": "ok", "incident_ref": "I" * 101}, "Incident reference: Ensure"),
+    ],
+)
+def test_bad_request_input_names_the_field_and_saves_nothing(world, client_for, data, says) -> None:
+    response = client_for(world.cast.member).post(
+        reverse("breakglass:request_create", kwargs={"tenant_slug": "acme", "policy_id": world.policy.pk}),
+        data,
+        follow=True,
+    )
+    assert says in response.content.decode().replace("&#x27;", "'")
+    assert not Elevation.objects.exists()

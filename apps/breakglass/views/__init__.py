@@ -47,7 +47,14 @@ def request_create(request: TenantRequest, policy_id: int) -> HttpResponse:
     policy = found_or_404(selectors.policy_get(tenant=request.tenant, policy_id=policy_id))
     form = RequestForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Give a duration in minutes and a justification.")
+        # Name each field and what is wrong with it; nothing is saved.
+        messages.error(
+            request,
+            " ".join(
+                f"{form.fields[name].label or name.capitalize()}: {' '.join(errors)}"
+                for name, errors in form.errors.items()
+            ),
+        )
         return _home(request)
     try:
         elevation = services.elevation_request(policy=policy, requester=request.membership, **form.cleaned_data)
