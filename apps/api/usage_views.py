@@ -4,8 +4,8 @@ Thin callers of ``apps.billing`` (metering, budgets, reservations), declared
 with ``api_view`` like every endpoint (permission ``usage.report``, scopes
 ``usage`` and ``budget``). The tenant and the reporting client are the
 token's; a member named as subject is looked up in that tenant only, and a
-reservation id of another tenant is answered exactly like one that does not
-exist (404). When the budget counters (Redis) do not answer, the answer is a
+reservation id of another tenant (or of another client of the tenant) is
+answered exactly like one that does not exist (404). When the budget counters (Redis) do not answer, the answer is a
 503 to retry with the same idempotency keys: money is never let through
 unchecked.
 """
@@ -182,7 +182,9 @@ def guard(call: ApiCall, body: schemas.GuardRequest) -> schemas.GuardResponse:
         estimate = Decimal(0)
     reservation = None
     if body.reservation_id:
-        reservation = reservations.reservation_get(tenant=call.tenant, uid=body.reservation_id)
+        reservation = reservations.reservation_get(
+            tenant=call.tenant, uid=body.reservation_id, client_id=call.client.pk
+        )
         problem = _reservation_problem(reservation, estimate)
         if problem:
             reasons.append(Reason(code="reservation_unusable", message=problem, path="reservation_id"))
@@ -318,7 +320,9 @@ def reservation_settle(call: ApiCall, body: schemas.SettleRequest) -> schemas.Re
     reservation is no longer held (settled, released, expired); 422 when the cost is over the amount reserved.
     """
     try:
-        row = reservations.reservation_settle(tenant=call.tenant, uid=_reservation_id(call), actual=body.actual_cost)
+        row = reservations.reservation_settle(
+            tenant=call.tenant, uid=_reservation_id(call), actual=body.actual_cost, client_id=call.client.pk
+        )
     except reservations.ReservationError as error:
         raise _refused(error) from None
     except ledger.LedgerUnavailableError:
@@ -338,7 +342,7 @@ def reservation_settle(call: ApiCall, body: schemas.SettleRequest) -> schemas.Re
 def reservation_release(call: ApiCall, body: None) -> schemas.ReservationResponse:
     """Frees the whole amount. 404 for an id not of this tenant; 409 when it is no longer held."""
     try:
-        row = reservations.reservation_release(tenant=call.tenant, uid=_reservation_id(call))
+        row = reservations.reservation_release(tenant=call.tenant, uid=_reservation_id(call), client_id=call.client.pk)
     except reservations.ReservationError as error:
         raise _refused(error) from None
     except ledger.LedgerUnavailableError:

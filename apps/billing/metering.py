@@ -235,7 +235,7 @@ def _deny(row: _Row, reason: str, message: str, budget: dict[str, Any] | None = 
     row.outcome.status, row.outcome.reason, row.outcome.message, row.outcome.budget = DENIED, reason, message, budget
 
 
-def _reservations(tenant_id: int, events: Sequence[UsageIn]) -> dict[str, Reservation]:
+def _reservations(tenant_id: int, client_id: int | None, events: Sequence[UsageIn]) -> dict[str, Reservation]:
     import uuid
 
     wanted = set()
@@ -247,7 +247,9 @@ def _reservations(tenant_id: int, events: Sequence[UsageIn]) -> dict[str, Reserv
                 continue
     if not wanted:
         return {}
-    rows = Reservation.objects.for_tenant(tenant_id).select_for_update().filter(uid__in=wanted).order_by("pk")
+    # A client uses only its own reservations; another client's is "unknown", like another tenant's.
+    rows = Reservation.objects.for_tenant(tenant_id).filter(client_id=client_id)
+    rows = rows.select_for_update().filter(uid__in=wanted).order_by("pk")
     return {str(row.uid): row for row in rows}
 
 
@@ -265,7 +267,7 @@ def usage_ingest(
     seen: set[str] = set()
     denied_by: dict[str, Any] | None = None
     with transaction.atomic():
-        reservations = _reservations(tenant.pk, events)
+        reservations = _reservations(tenant.pk, getattr(client, "pk", None), events)
         claimed: set[str] = set()
         for event, outcome in zip(events, outcomes, strict=True):
             if event.idempotency_key in seen:

@@ -126,13 +126,19 @@ def reservation_create(
     return row
 
 
-def reservation_get(*, tenant: Tenant | int, uid: str) -> Reservation | None:
-    """The reservation ``uid`` of ``tenant``; None for a malformed id or another tenant's (the same answer)."""
+def _owned(tenant: Tenant | int, client_id: int | None) -> Any:
+    """A tenant's reservations, of one client when ``client_id`` is given (a client sees only its own)."""
+    rows = Reservation.objects.for_tenant(tenant)
+    return rows.filter(client_id=client_id) if client_id is not None else rows
+
+
+def reservation_get(*, tenant: Tenant | int, uid: str, client_id: int | None = None) -> Reservation | None:
+    """The reservation ``uid`` of ``tenant`` (and of ``client_id``); None for a malformed id or anyone else's."""
     try:
         parsed = uuid.UUID(str(uid))
     except ValueError:
         return None
-    return Reservation.objects.for_tenant(tenant).filter(uid=parsed).first()
+    return _owned(tenant, client_id).filter(uid=parsed).first()
 
 
 def _lines_of(row: Reservation) -> tuple[list[Budget], list[ledger.Line]]:
@@ -157,13 +163,13 @@ def finish_locked(row: Reservation, *, actual: Decimal, status: str, now: dateti
     return row
 
 
-def _locked_held(tenant: Tenant | int, uid: str, now: datetime) -> Reservation:
+def _locked_held(tenant: Tenant | int, uid: str, now: datetime, client_id: int | None) -> Reservation:
     """The reservation locked, if it is held; an expired one is marked expired (committed) and refused."""
     try:
         parsed = uuid.UUID(str(uid))
     except ValueError:
         raise ReservationNotFoundError("No such reservation in this tenant.") from None
-    row = Reservation.objects.for_tenant(tenant).select_for_update().filter(uid=parsed).first()
+    row = _owned(tenant, client_id).select_for_update().filter(uid=parsed).first()
     if row is None:
         raise ReservationNotFoundError("No such reservation in this tenant.")
     if row.status == Reservation.Status.HELD and row.expires_at <= now:
@@ -185,10 +191,12 @@ def _expired_message(row: Reservation) -> str:
     return f"The reservation expired at {row.expires_at:%Y-%m-%d %H:%M:%S} UTC."
 
 
-def _finish(tenant: Tenant | int, uid: str, actual: Decimal | None, now: datetime) -> Reservation:
+def _finish(
+    tenant: Tenant | int, uid: str, actual: Decimal | None, now: datetime, client_id: int | None
+) -> Reservation:
     with transaction.atomic():
         try:
-            row = _locked_held(tenant, uid, now)
+            row = _locked_held(tenant, uid, now, client_id)
         except _Expired as expired:
             stale = expired.row  # the block ends normally, so the expiry commits; then it is refused
         else:
@@ -203,14 +211,21 @@ def _finish(tenant: Tenant | int, uid: str, actual: Decimal | None, now: datetim
     raise ReservationExpiredError(_expired_message(stale))
 
 
-def reservation_settle(*, tenant: Tenant | int, uid: str, actual: Decimal, now: datetime | None = None) -> Reservation:
-    """Count ``actual`` (at most the amount reserved) as spent and drop the hold. Raises a ``ReservationError``."""
-    return _finish(tenant, uid, actual, now or timezone.now())
+def reservation_settle(
+    *, tenant: Tenant | int, uid: str, actual: Decimal, client_id: int | None = None, now: datetime | None = None
+) -> Reservation:
+    """Count ``actual`` (at most the amount reserved) as spent and drop the hold. Raises a ``ReservationError``.
+
+    With ``client_id``, only that client's reservation is found (another client's is "not found").
+    """
+    return _finish(tenant, uid, actual, now or timezone.now(), client_id)
 
 
-def reservation_release(*, tenant: Tenant | int, uid: str, now: datetime | None = None) -> Reservation:
-    """Drop the hold without spending. Raises a ``ReservationError``."""
-    return _finish(tenant, uid, None, now or timezone.now())
+def reservation_release(
+    *, tenant: Tenant | int, uid: str, client_id: int | None = None, now: datetime | None = None
+) -> Reservation:
+    """Drop the hold without spending. Raises a ``ReservationError`` (``client_id`` as for settling)."""
+    return _finish(tenant, uid, None, now or timezone.now(), client_id)
 
 
 def _expire_locked(row: Reservation, now: datetime) -> None:

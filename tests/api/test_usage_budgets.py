@@ -174,3 +174,18 @@ def test_an_expired_reservation_frees_its_money_without_a_worker_and_cannot_be_s
     assert late.status_code == 409
     assert late.json()["type"].endswith("reservation-expired")
     assert Reservation.objects.for_tenant(cast.acme).get(uid=rid).status == "expired"
+
+
+def test_another_clients_reservation_is_not_found_either(api: Api, cast, priced):
+    from apps.billing.reservations import reservation_create
+
+    sibling = make_client(tenant=cast.acme, builtin_role="developer").client
+    theirs = reservation_create(tenant=cast.acme, client=sibling, amount=Decimal("5"))
+    assert api.post(f"budget/reservations/{theirs.uid}/release", {}).status_code == 404
+    assert api.post(f"budget/reservations/{theirs.uid}/settle", {"actual_cost": "1"}).status_code == 404
+    body = api.post("usage", event("y", reservation_id=str(theirs.uid))).json()
+    assert body["results"][0]["reason"] == "unknown_reservation"
+    guard = api.post("guard", {"model": "openai/gpt-test", "reservation_id": str(theirs.uid)}).json()
+    assert "reservation_unusable" in [r["code"] for r in guard["reasons"]]
+    theirs.refresh_from_db()
+    assert theirs.status == "held"
