@@ -25,6 +25,9 @@ from decimal import Decimal
 
 WARMUP_HOURS = 3
 ZERO = Decimal(0)
+# What the value columns hold (20 digits, 6 places). A flood of usage can measure more; the stored
+# number is capped there, while the comparison itself uses the real value.
+STORED_MAX = Decimal("99999999999999.999999")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,11 @@ class Verdict:
     fire: bool
     expected: Decimal | None  # the threshold or factor × baseline the value was held against
     reason: str  # why it fired or stayed quiet, for the alert's text and the tests
+
+
+def fit(value: Decimal) -> Decimal:
+    """``value`` capped to what the value columns store (see ``STORED_MAX``)."""
+    return max(min(value, STORED_MAX), -STORED_MAX)
 
 
 def ewma(baseline: Decimal | None, value: Decimal, alpha: Decimal) -> Decimal:

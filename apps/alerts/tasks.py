@@ -9,12 +9,15 @@ are de-duplicated by a unique partial index).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import shared_task
 
 from apps.alerts.selectors import active_tenant_ids
 from apps.alerts.services import delivery, evaluation, fraud
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
@@ -30,10 +33,18 @@ def evaluate_all() -> int:
 def evaluate_tenant(tenant_id: int) -> int:
     """Evaluate the tenant's alert rules and screen its usage; returns how many alerts and cases were opened."""
     opened = 0
+    failed: list[BaseException] = []
     for rule_id in evaluation.tenant_rule_ids(tenant_id=tenant_id):
-        raised = evaluation.rule_evaluate(rule_id=rule_id)
+        try:
+            raised = evaluation.rule_evaluate(rule_id=rule_id)
+        except Exception as exc:  # one broken rule must not silence the tenant's other rules and screening
+            logger.exception("alert rule %s could not be evaluated", rule_id)
+            failed.append(exc)
+            continue
         opened += bool(raised and raised.created)
     opened += sum(r.created for r in fraud.tenant_screen(tenant_id=tenant_id))
+    if failed:
+        raise failed[0]  # the run still shows as failed in the worker's log
     return opened
 
 

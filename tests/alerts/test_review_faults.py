@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.core import mail
 from django.urls import reverse
 
 from apps.accounts.services import record_sign_in_failure
-from apps.alerts.models import AlertRule, Delivery, DeliveryAttempt, Metric
+from apps.alerts import tasks
+from apps.alerts.models import Alert, AlertRule, Delivery, DeliveryAttempt, Metric
 from apps.alerts.services import delivery as delivery_service
-from apps.alerts.services import evaluation
+from apps.alerts.services import evaluation, fraud
+from apps.alerts.usage import BillingUsage, Totals
 from tests.alerts.helpers import threshold_rule
 
 pytestmark = pytest.mark.django_db
@@ -80,3 +84,41 @@ def test_a_tool_error_rate_threshold_of_100_percent_or_more_is_a_form_error(cast
     assert response.status_code == 200
     assert "below 100" in response.content.decode()
     assert not AlertRule.objects.for_tenant(cast.acme).exists()
+
+
+class _HugeUsage(BillingUsage):
+    """Usage totals past what the alert columns hold (20 digits, 6 places): a client flooding tokens."""
+
+    def totals(self, *, tenant_id, start, end) -> Totals:
+        return Totals(events=50_000, tokens=10**16, cost=Decimal("1e15"), tool_calls=0)
+
+
+def test_a_value_past_the_columns_still_raises_an_alert(cast) -> None:
+    rule = threshold_rule(cast.acme, Metric.TOKENS_PER_HOUR, threshold="1000", min_volume=1)
+    raised = evaluation.rule_evaluate(rule_id=rule.pk, usage=_HugeUsage())
+    assert raised is not None
+    assert raised.created
+    rule.refresh_from_db()
+    assert rule.last_value is not None
+    assert raised.row.observed >= Decimal("99999999999999")
+
+
+def test_one_failing_rule_does_not_stop_the_others_or_the_screening(cast, monkeypatch) -> None:
+    broken = threshold_rule(cast.acme, Metric.SPEND_PER_HOUR, threshold="1", min_volume=1, name="A broken")
+    working = threshold_rule(cast.acme, Metric.SIGN_IN_FAILURES, threshold="1", min_volume=1, name="B works")
+    record_sign_in_failure(identifier=cast.member.email)
+    record_sign_in_failure(identifier=cast.member.email)
+    real = evaluation.rule_evaluate
+    screened: list[int] = []
+
+    def flaky(*, rule_id, **kwargs):
+        if rule_id == broken.pk:
+            raise RuntimeError("a fault in one rule")
+        return real(rule_id=rule_id, **kwargs)
+
+    monkeypatch.setattr(evaluation, "rule_evaluate", flaky)
+    monkeypatch.setattr(fraud, "tenant_screen", lambda *, tenant_id: screened.append(tenant_id) or [])
+    with pytest.raises(RuntimeError):  # the task still fails, so the fault shows in the worker's log and result
+        tasks.evaluate_tenant(cast.acme.pk)
+    assert Alert.objects.for_tenant(cast.acme).filter(rule=working).exists()
+    assert screened == [cast.acme.pk]

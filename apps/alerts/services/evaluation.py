@@ -44,7 +44,7 @@ def _fold_hours(rule: AlertRule, *, until: datetime, usage: UsageSource) -> None
     hour = hour_floor(start)
     while hour + timedelta(hours=1) <= until:
         m = measure(rule.metric, tenant_id=rule.tenant_id, start=hour, end=hour + timedelta(hours=1), usage=usage)
-        rule.baseline = engine.ewma(rule.baseline, m.value, rule.alpha).quantize(BASELINE_PLACES)
+        rule.baseline = engine.fit(engine.ewma(rule.baseline, m.value, rule.alpha)).quantize(BASELINE_PLACES)
         rule.baseline_hours += 1
         hour += timedelta(hours=1)
     rule.baseline_through = max(hour, rule.baseline_through or hour)
@@ -73,12 +73,13 @@ def rule_evaluate(*, rule_id: int, now: datetime | None = None, usage: UsageSour
             verdict = engine.against_baseline(
                 m, baseline=rule.baseline, hours=rule.baseline_hours, factor=rule.factor, min_volume=rule.min_volume
             )
-        rule.last_evaluated_at, rule.last_value = now, m.value
+        rule.last_evaluated_at, rule.last_value = now, engine.fit(m.value)
         rule.save(update_fields=["baseline", "baseline_hours", "baseline_through", "last_evaluated_at", "last_value"])
         if not verdict.fire:
             return None
+        expected = engine.fit(verdict.expected) if verdict.expected is not None else None
         return alert_raise(
-            rule=rule, observed=m.value, expected=verdict.expected, volume=m.volume, start=start, end=now
+            rule=rule, observed=engine.fit(m.value), expected=expected, volume=m.volume, start=start, end=now
         )
 
 

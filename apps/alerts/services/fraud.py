@@ -77,7 +77,7 @@ def _fold_client_baselines(policy: FraudPolicy, *, until: datetime, usage: Usage
                 continue
             value = costs[client_id].cost if client_id in costs else Decimal(0)
             baseline.cost = engine.ewma(baseline.cost if baseline.hours else None, value, CLIENT_EWMA_ALPHA)
-            baseline.cost = baseline.cost.quantize(Decimal("0.000001"))
+            baseline.cost = engine.fit(baseline.cost).quantize(Decimal("0.000001"))
             baseline.hours += 1
             baseline.through = hour + timedelta(hours=1)
             changed.add(client_id)
