@@ -107,3 +107,22 @@ def test_a_last_rotation_centuries_ago_is_a_form_error(cast, day) -> None:
             last_rotated_at=datetime(1800, 1, 1, 12, tzinfo=UTC),
         )
     assert not Credential.objects.for_tenant(cast.acme).filter(name="Old").exists()
+
+
+@pytest.mark.parametrize(
+    ("address", "status", "words"),
+    [
+        ("https://{host}", "unreachable", "TLS certificate"),  # TLS spoken to a plain-http vault: no handshake
+        ("vault.internal:8200", "not_configured", "not a valid URL"),
+        ("http://", "not_configured", "not a valid URL"),
+    ],
+)
+def test_a_misconfigured_vault_address_says_what_is_wrong(vault, settings, caplog, address, status, words) -> None:
+    settings.VAULT_ADDR = address.format(host=vault.addr.removeprefix("http://"))
+    for result in (
+        secretstores.check(REFERENCE, tenant=ACME),
+        secretstores.write(REFERENCE, tenant=ACME, value="never-written-0000"),
+    ):
+        assert result.status == status
+        assert words in result.detail
+    assert "never-written-0000" not in caplog.text

@@ -276,6 +276,15 @@ def _failure(exc: BaseException, *, writing: bool = False) -> CheckResult:
         return CheckResult(Status.SEALED, "The vault is sealed: unseal it, then check again.")
     if isinstance(exc, errors.InvalidRequest) and writing:
         return CheckResult(Status.ERROR, "The vault refused the write (the secret changed meanwhile? check again).")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return CheckResult(
+            Status.UNREACHABLE,
+            "Bastion could not verify the vault's TLS certificate (set VAULT_CACERT to its CA bundle).",
+        )
+    if isinstance(
+        exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema | requests.exceptions.InvalidSchema
+    ):
+        return CheckResult(Status.NOT_CONFIGURED, "VAULT_ADDR is not a valid URL (e.g. https://vault.example:8200).")
     if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
         return CheckResult(Status.UNREACHABLE, "Bastion cannot reach the vault at VAULT_ADDR.")
     return CheckResult(Status.ERROR, "The vault answered with an error Bastion did not expect.")
