@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -74,3 +76,42 @@ def test_a_name_that_rebinds_after_saving_is_refused_at_delivery_and_nothing_is_
     assert not outcome.ok
     attempt = DeliveryAttempt.objects.get(delivery=pending)
     assert "private or reserved" in attempt.error
+
+
+class _ChattyReceiver(BaseHTTPRequestHandler):
+    """Answers 200 with a sizeable HTML page, as receivers behind some gateways do."""
+
+    hits = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        type(self).hits += 1
+        page = b"<html>" + b"accepted " * 8000 + b"</html>"  # ~70 KiB
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_2xx_answer_with_a_large_body_is_delivered_once_not_retried(cast, settings) -> None:
+    settings.ALERTS_WEBHOOK_ALLOW_LOOPBACK = True
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ChattyReceiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        rules.endpoint_create(tenant=cast.acme, actor=None, name="chatty", url=url)
+        rule = threshold_rule(cast.acme, Metric.SIGN_IN_FAILURES, threshold="1", min_volume=1)
+        record_sign_in_failure(identifier=cast.member.email)
+        record_sign_in_failure(identifier=cast.member.email)
+        alert = evaluation.rule_evaluate(rule_id=rule.pk).row
+        pending = Delivery.objects.get(alert=alert, channel=Delivery.Channel.WEBHOOK)
+        outcome = delivery_service.delivery_attempt(delivery_id=pending.pk)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert outcome.ok
+    assert Delivery.objects.get(pk=pending.pk).status == Delivery.Status.DELIVERED
+    assert _ChattyReceiver.hits == 1

@@ -39,7 +39,10 @@ from apps.tenants.models import Membership
 logger = logging.getLogger(__name__)
 
 WAITING = (Delivery.Status.PENDING, Delivery.Status.RETRYING, Delivery.Status.SENDING)
-MAX_RESPONSE_BYTES = 16 * 1024  # the receiver's answer is only logged by status; its body is not kept
+# The receiver's answer is judged by its status only; its body is read (capped) and dropped. The cap is
+# generous because a body over it fails the attempt although the receiver took the event, and the
+# retry would then deliver it again (gateways answer 200 with whole HTML pages).
+MAX_RESPONSE_BYTES = 1024 * 1024
 USER_AGENT = "Bastion-Alerts/1"
 
 
