@@ -16,6 +16,16 @@ if TYPE_CHECKING:
     from apps.access.decorators import TenantRequest
 
 SHOWN = 5
+_WAITING_ATTR = "_breakglass_waiting_count"
+
+
+def waiting_for(request: TenantRequest) -> int:
+    """Requests waiting for this approver, counted once per request (the card and the nav badge both show it)."""
+    cached = getattr(request, _WAITING_ATTR, None)
+    if cached is None:
+        cached = selectors.waiting_count(tenant=request.tenant, membership=request.membership)
+        setattr(request, _WAITING_ATTR, cached)
+    return cached
 
 
 def elevations_card(request: TenantRequest) -> Card | None:
@@ -23,7 +33,7 @@ def elevations_card(request: TenantRequest) -> Card | None:
     if not (may_approve or request.can("audit.read")):
         return None
     counts = selectors.elevation_counts(tenant=request.tenant)
-    waiting = selectors.waiting_count(tenant=request.tenant, membership=request.membership) if may_approve else 0
+    waiting = waiting_for(request) if may_approve else 0
     active = selectors.active_elevations(tenant=request.tenant, limit=SHOWN) if counts["active"] else []
     return Card(
         template="breakglass/partials/_dashboard_card.html",

@@ -16,7 +16,8 @@ from django.utils.functional import SimpleLazyObject
 
 from apps.access.decisions import Scope
 from apps.access.permsets import for_membership
-from apps.breakglass.selectors import active_for, waiting_count
+from apps.breakglass.dashboard import waiting_for
+from apps.breakglass.selectors import active_for
 from apps.core import context
 from apps.tenants.selectors import tenants_for_user
 
@@ -73,13 +74,13 @@ def _breakglass_item(request: HttpRequest, ask: Any) -> dict[str, Any] | None:
 
     The entry opens the request page for a requester and the approvals page for an approver who
     may not request. Only an approver pays for the badge, and only one COUNT query
-    (``breakglass.selectors.waiting_count``); everyone else adds no query at all.
+    (``breakglass.dashboard.waiting_for``, shared with the dashboard card); everyone else adds no query.
     """
     may_request = ask("breakglass.request", for_reading=True)
     may_approve = ask("breakglass.approve", for_reading=True)
     if not (may_request or may_approve):
         return None
-    waiting = waiting_count(tenant=request.tenant, membership=request.membership) if may_approve else 0  # type: ignore[attr-defined]
+    waiting = waiting_for(request) if may_approve else 0  # type: ignore[arg-type]
     return {
         "label": "Break-glass",
         "url_name": "breakglass:index" if may_request else "breakglass:approvals",
