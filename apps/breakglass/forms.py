@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 
+from apps.breakglass.limits import MAX_GROUP_LENGTH, MAX_GROUPS, MAX_PENDING_MINUTES
 from apps.breakglass.selectors import ElevationFilters
 from apps.breakglass.services import ceiling_minutes
 from apps.core.filtering import KeysetFilterForm
@@ -41,8 +42,13 @@ class DecisionForm(forms.Form):
 
 
 def _split(value: str) -> list[str]:
-    """IdP group names, one a line or comma-separated; blanks dropped."""
-    return [part.strip() for line in value.splitlines() for part in line.split(",") if part.strip()]
+    """IdP group names, one a line or comma-separated; blanks dropped. ValidationError when too many or too long."""
+    groups = [part.strip() for line in value.splitlines() for part in line.split(",") if part.strip()]
+    if len(groups) > MAX_GROUPS:
+        raise forms.ValidationError(f"At most {MAX_GROUPS} groups.")
+    if any(len(group) > MAX_GROUP_LENGTH for group in groups):
+        raise forms.ValidationError(f"A group name has at most {MAX_GROUP_LENGTH} characters.")
+    return groups
 
 
 class PolicyForm(forms.Form):
@@ -68,6 +74,7 @@ class PolicyForm(forms.Form):
     )
     pending_minutes = forms.IntegerField(
         min_value=1,
+        max_value=MAX_PENDING_MINUTES,
         initial=60,
         label="Decide within (minutes)",
         help_text="A request not decided in this time lapses and can no longer be approved.",

@@ -27,6 +27,7 @@ from apps.access.escalation import AccessError, ensure_may_hand_out_role
 from apps.access.models import Role
 from apps.access.selectors import member_roles
 from apps.audit.services import Actor, record
+from apps.breakglass import limits
 from apps.breakglass.models import Approval, Elevation, Policy
 from apps.tenants.models import Membership, Tenant
 
@@ -95,6 +96,8 @@ def _clean_policy(tenant: Tenant, role: Role, fields: dict[str, Any]) -> dict[st
     for key in ("requester_roles", "requester_groups", "approver_roles", "approver_groups"):
         cleaned[key] = sorted({str(v).strip() for v in fields.get(key) or () if str(v).strip()})
     cleaned["name"] = str(fields["name"]).strip()
+    if problem := limits.policy_problem(cleaned):
+        raise BreakglassError(problem)
     return cleaned
 
 
@@ -263,6 +266,8 @@ def elevation_request(
     if not justification:
         raise BreakglassError("Say why you need this access.")
     incident_ref = (incident_ref or "").strip()
+    if problem := limits.request_problem(justification, incident_ref):
+        raise BreakglassError(problem)
     if policy.incident_required and not incident_ref:
         raise BreakglassError("This policy needs an incident reference.")
     now = timezone.now()
@@ -283,7 +288,7 @@ def elevation_request(
         role=policy.role,
         duration_minutes=int(duration_minutes),
         justification=justification,
-        incident_ref=incident_ref[:100],
+        incident_ref=incident_ref,
         approvals_required=approvals_needed(policy.role, policy.approvals_required),
         requester_email=requester.user.email,
         requested_at=now,
