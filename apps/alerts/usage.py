@@ -20,7 +20,7 @@ from typing import Protocol
 
 from django.db import connection
 from django.db.models import Count, F, Func, IntegerField, Max, QuerySet, Sum
-from django.db.models.functions import Coalesce, Greatest, TruncMinute
+from django.db.models.functions import Coalesce, Greatest
 
 from apps.billing.models import UsageEvent
 
@@ -109,20 +109,27 @@ class BillingUsage:
     def repeated_prompts(
         self, *, tenant_id: int, start: datetime, end: datetime, min_repeats: int
     ) -> dict[int, RepeatedPrompt]:
-        """Per client: the prompt hash sent most often within one clock minute, if at least ``min_repeats`` times."""
-        rows = (
-            self._events(tenant_id, start, end)
-            .filter(client__isnull=False)
-            .exclude(prompt_hash="")
-            .annotate(minute=TruncMinute("received_at"))
-            .values("client_id", "prompt_hash", "minute")
-            .annotate(n=Count("id"))
-            .filter(n__gte=min_repeats)
-            .order_by("client_id", "-n")
-        )
+        """Per client: the prompt hash sent most often within any 60 seconds, if at least ``min_repeats`` times.
+
+        A sliding minute (a window function from each event on), not clock minutes: a burst paced
+        across a minute boundary (19 at :59, 19 at :01) is one storm, not two halves under the limit.
+        """
+        table = UsageEvent._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT client_id, prompt_hash, first_at, n FROM ("
+                " SELECT client_id, prompt_hash, received_at AS first_at, count(*) OVER ("
+                "  PARTITION BY client_id, prompt_hash ORDER BY received_at"
+                "  RANGE BETWEEN CURRENT ROW AND INTERVAL '59.999999 seconds' FOLLOWING) AS n"
+                f" FROM {table} WHERE tenant_id = %s AND status = %s AND received_at >= %s AND received_at < %s"
+                " AND client_id IS NOT NULL AND prompt_hash <> ''"
+                ") AS w WHERE n >= %s ORDER BY client_id, n DESC, first_at",
+                [tenant_id, UsageEvent.Status.ACCEPTED, start, end, min_repeats],
+            )
+            rows = cursor.fetchall()
         found: dict[int, RepeatedPrompt] = {}
-        for r in rows:
-            found.setdefault(r["client_id"], RepeatedPrompt(r["prompt_hash"], r["n"], r["minute"]))
+        for client_id, prompt_hash, first_at, n in rows:
+            found.setdefault(client_id, RepeatedPrompt(prompt_hash, n, first_at))
         return found
 
     def tool_names(self, *, tenant_id: int, start: datetime, end: datetime) -> dict[int, dict[str, int]]:

@@ -59,17 +59,28 @@ def test_long_contexts(cast, app) -> None:
 
 def test_retry_storm_counts_one_minute(cast, app) -> None:
     _policy(cast, retry_storm_repeats=10)
-    minute = timezone.now().replace(second=0, microsecond=0)
-    if timezone.now() - minute < timedelta(seconds=2):  # keep both batches in one clock minute
-        minute -= timedelta(minutes=1)
-    usage(cast.acme, app.client, prompt_hash="abc", at=minute + timedelta(seconds=1), n=9)
-    usage(cast.acme, app.client, prompt_hash="abc", at=minute - timedelta(seconds=30), n=9)  # the minute before
-    usage(cast.acme, app.client, prompt_hash="xyz", at=minute + timedelta(seconds=1), n=5)
+    now = timezone.now()
+    usage(cast.acme, app.client, prompt_hash="abc", at=now - timedelta(seconds=1), n=9)
+    usage(cast.acme, app.client, prompt_hash="abc", at=now - timedelta(seconds=90), n=9)  # over a minute before
+    usage(cast.acme, app.client, prompt_hash="xyz", at=now - timedelta(seconds=1), n=5)
     _screen(cast)
     assert not _cases(cast.acme).exists()
-    usage(cast.acme, app.client, prompt_hash="abc", at=minute + timedelta(seconds=1), n=1)
+    usage(cast.acme, app.client, prompt_hash="abc", at=now - timedelta(seconds=1), n=1)
     fraud.policy_for(tenant=cast.acme).__class__.objects.filter(tenant=cast.acme).update(last_evaluated_at=None)
     _screen(cast)
+    _screen(cast)
+    case = _cases(cast.acme, Signal.RETRY_STORM).get()
+    assert case.evidence["count"] == 10
+
+
+def test_a_storm_paced_across_a_minute_boundary_is_one_storm(cast, app) -> None:
+    # Five retries just before a clock minute and five just after: ten within two seconds.
+    _policy(cast, retry_storm_repeats=10)
+    boundary = timezone.now().replace(second=0, microsecond=0)
+    if timezone.now() - boundary < timedelta(seconds=3):
+        boundary -= timedelta(minutes=1)
+    usage(cast.acme, app.client, prompt_hash="abc", at=boundary - timedelta(seconds=1), n=5)
+    usage(cast.acme, app.client, prompt_hash="abc", at=boundary + timedelta(seconds=1), n=5)
     _screen(cast)
     case = _cases(cast.acme, Signal.RETRY_STORM).get()
     assert case.evidence["count"] == 10

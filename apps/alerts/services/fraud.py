@@ -7,8 +7,8 @@ minimum volume:
   hour whose context (``context_tokens``, or the input when none is reported)
   reached ``long_context_tokens``;
 - **retry storm**: the same prompt hash at least ``retry_storm_repeats`` times
-  within one clock minute (looked at over the minutes since the last
-  screening, at most 15);
+  within any 60 seconds (a sliding minute, so a burst across a clock minute
+  counts whole; looked at over the minutes since the last screening, at most 15);
 - **tool outside the allowlist**: a tool named in the client's usage that the
   client may not run — not in the catalog, not allowlisted, or the client lacks
   ``tool.execute`` on it (asked of ``apps.access``, as the runtime API does);
