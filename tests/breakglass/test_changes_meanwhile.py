@@ -201,3 +201,10 @@ def test_member_disabled_while_elevated_gets_nothing_back_when_enabled(world) ->
     member_set_disabled(membership=member(world.cast, world.cast.member), disabled=False, actor=world.owner)
     assert Elevation.objects.get(pk=elevation.pk).status == Elevation.Status.ENDED
     assert not decisions.can(member(world.cast, world.cast.member), "dataset.write")
+
+
+def test_times_that_may_be_days_away_carry_their_date(world, client_for) -> None:
+    services.policy_update(policy=world.policy, actor=world.owner, pending_minutes=3 * 24 * 60)
+    requested = ask(world)
+    html = client_for(world.cast.owner).get(reverse("breakglass:approvals", kwargs={"tenant_slug": "acme"}))
+    assert f"{requested.pending_until:%-d %b %Y %H:%M} UTC" in html.content.decode()
