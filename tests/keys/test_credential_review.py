@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 from hvac.api.secrets_engines.kv_v2 import KvV2
 
@@ -126,3 +127,27 @@ def test_a_misconfigured_vault_address_says_what_is_wrong(vault, settings, caplo
         assert result.status == status
         assert words in result.detail
     assert "never-written-0000" not in caplog.text
+
+
+@pytest.mark.django_db
+def test_a_credential_removed_during_its_rotation_is_a_message_not_a_500(fresh, cast, client_for, monkeypatch) -> None:
+    CredentialSettings.objects.create(tenant=cast.acme, allow_vault_writes=True)
+    credential = services.credential_create(
+        tenant=cast.acme, data=CredentialInput("Review", "openai", "prod", "", None, REFERENCE)
+    )
+    real_write = secretstores.write
+
+    def write_then_removed(reference, *, tenant, value):
+        result = real_write(reference, tenant=tenant, value=value)
+        Credential.objects.filter(pk=credential.pk).delete()  # another admin removed it meanwhile
+        return result
+
+    monkeypatch.setattr(secretstores, "write", write_then_removed)
+    http = client_for(cast.owner)
+    response = http.post(reverse("credentials:rotate", kwargs={"tenant_slug": "acme", "pk": credential.pk}))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("credentials:list", kwargs={"tenant_slug": "acme"})
+    page = http.get(response["Location"]).content.decode()
+    assert "removed from Bastion meanwhile" in page
+    assert "version 2" in page
+    assert not CredentialRotation.objects.exists()

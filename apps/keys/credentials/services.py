@@ -285,7 +285,10 @@ def _rotated(
     version: int | None,
     check: CheckResult | None = None,
 ) -> CredentialRotation:
-    locked = Credential.objects.for_tenant(credential.tenant_id).select_for_update().get(pk=credential.pk)
+    locked = Credential.objects.for_tenant(credential.tenant_id).select_for_update().filter(pk=credential.pk).first()
+    if locked is None:  # removed from Bastion while the rotation was under way
+        detail = f" The vault keeps the new version {version}." if version is not None else ""
+        raise CredentialError("This credential was removed from Bastion meanwhile; nothing was recorded." + detail)
     rotation = CredentialRotation.objects.create(
         tenant_id=locked.tenant_id,
         credential=locked,

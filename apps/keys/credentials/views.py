@@ -45,6 +45,13 @@ def _detail(request: TenantRequest, credential: Credential) -> HttpResponse:
     return redirect("credentials:detail", tenant_slug=request.tenant.slug, pk=credential.pk)
 
 
+def _detail_or_list(request: TenantRequest, credential: Credential) -> HttpResponse:
+    """Back to the credential, or to the list when it was removed meanwhile (its page would be a 404)."""
+    if selectors.credential_get(tenant=request.tenant, pk=credential.pk) is None:
+        return redirect("credentials:list", tenant_slug=request.tenant.slug)
+    return _detail(request, credential)
+
+
 def _input(form: CredentialForm) -> CredentialInput:
     data = form.cleaned_data
     return CredentialInput(
@@ -181,7 +188,7 @@ def credential_rotate(request: TenantRequest, pk: int) -> HttpResponse:
         )
     except CredentialError as exc:
         messages.error(request, str(exc))
-        return _detail(request, credential)
+        return _detail_or_list(request, credential)
     if result.ok:
         messages.success(request, f"New version {result.version} written to the vault; the schedule starts again.")
     else:
@@ -205,6 +212,7 @@ def credential_record(request: TenantRequest, pk: int) -> HttpResponse:
             )
         except CredentialError as exc:
             messages.error(request, str(exc))
+            return _detail_or_list(request, credential)
         else:
             messages.success(request, "Rotation recorded.")
     else:
