@@ -364,6 +364,7 @@ def _validate(budget: Budget) -> None:
     clash = Budget.objects.for_tenant(budget.tenant_id).exclude(pk=budget.pk)
     if clash.filter(name=budget.name).exists():
         raise ValidationError({"name": ["A budget with this name exists already."]})
+    clash = clash.filter(source=Budget.Source.TENANT)  # the plan's budget applies besides the tenant's own
     same_target = Q(scope=budget.scope)
     if budget.scope == Budget.Scope.ROLE:
         same_target &= Q(role_id=budget.role_id)
@@ -406,10 +407,25 @@ def budget_create(*, tenant: Tenant, data: Mapping[str, Any], actor: Any | None 
     return budget
 
 
+PLAN_MANAGED = "This budget comes from your plan: it changes with the plan and cannot be edited or deleted here."
+
+
+class PlanManagedError(ValidationError):
+    """A tenant tried to change or delete the budget its plan manages (``apps.billing.plan_budgets``)."""
+
+    def __init__(self) -> None:
+        super().__init__(PLAN_MANAGED, code="plan_managed")
+
+
 @transaction.atomic
 def budget_update(*, budget: Budget, data: Mapping[str, Any], actor: Any | None = None) -> Budget:
-    """Change a budget (locked and re-read in its tenant); the audit event lists before and after."""
+    """Change a budget (locked and re-read in its tenant); the audit event lists before and after.
+
+    Raises PlanManagedError for the budget the tenant's plan manages.
+    """
     locked = Budget.objects.for_tenant(budget.tenant_id).select_for_update().get(pk=budget.pk)
+    if locked.source == Budget.Source.PLAN:
+        raise PlanManagedError()
     before = _snapshot(locked)
     _assign(locked, data)
     _validate(locked)
@@ -422,7 +438,10 @@ def budget_update(*, budget: Budget, data: Mapping[str, Any], actor: Any | None 
 
 @transaction.atomic
 def budget_delete(*, budget: Budget, actor: Any | None = None) -> None:
-    """Delete a budget; its counters in Redis expire by themselves."""
+    """Delete a budget; its counters in Redis expire by themselves. Raises PlanManagedError for the plan's."""
+    locked = Budget.objects.for_tenant(budget.tenant_id).select_for_update().filter(pk=budget.pk).first()
+    if locked is not None and locked.source == Budget.Source.PLAN:
+        raise PlanManagedError()
     snapshot = _snapshot(budget)
     record("budget.delete", tenant=budget.tenant_id, actor=_actor(actor), target=budget, metadata=snapshot)
     Budget.objects.for_tenant(budget.tenant_id).filter(pk=budget.pk).delete()
@@ -445,7 +464,10 @@ class BudgetStanding:
 
 
 def budget_list(*, tenant: Tenant) -> QuerySet[Budget]:
-    return Budget.objects.for_tenant(tenant).select_related("role", "client").order_by("scope", "name")
+    # The plan's budget first, then the tenant's own.
+    return (
+        Budget.objects.for_tenant(tenant).select_related("role", "client", "plan").order_by("source", "scope", "name")
+    )
 
 
 def budget_get(*, tenant: Tenant, pk: int) -> Budget | None:

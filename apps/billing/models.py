@@ -322,8 +322,15 @@ class Budget(TenantOwned):
         ROLE = "role", "Role"
         CLIENT = "client", "API client"
 
+    class Source(models.TextChoices):
+        TENANT = "tenant", "Set by the tenant"
+        PLAN = "plan", "From the plan"  # managed by apps.billing.plan_budgets; tenants cannot change it
+
     name = models.CharField(max_length=100)
     scope = models.CharField(max_length=10, choices=Scope.choices)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.TENANT)
+    # The plan whose limits this budget carries (source "plan" only).
+    plan = models.ForeignKey("billing.Plan", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     role = models.ForeignKey("access.Role", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     client = models.ForeignKey("keys.ApiClient", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     amount = models.DecimalField(max_digits=14, decimal_places=2)  # the hard limit per calendar month (UTC)
@@ -340,7 +347,14 @@ class Budget(TenantOwned):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "name"], name="budget_unique_name"),
             models.UniqueConstraint(
-                fields=["tenant"], condition=models.Q(scope="tenant"), name="budget_one_tenant_budget"
+                fields=["tenant"], condition=models.Q(scope="tenant", source="tenant"), name="budget_one_tenant_budget"
+            ),
+            models.UniqueConstraint(
+                fields=["tenant"], condition=models.Q(source="plan"), name="budget_one_plan_budget"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(source="tenant") | models.Q(source="plan", scope="tenant"),
+                name="budget_plan_is_tenant_wide",
             ),
             models.UniqueConstraint(
                 fields=["tenant", "role"], condition=models.Q(scope="role"), name="budget_one_per_role"

@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
 from apps.audit.services import Actor, record
+from apps.billing import plan_budgets
 from apps.billing.errors import BillingError
 from apps.billing.models import Plan
 
@@ -69,6 +70,7 @@ def plan_save(*, plan: Plan | None, values: dict[str, Any], by: Any) -> Plan:
     """
     _validate(values)
     before = _snapshot(plan) if plan is not None else None
+    old_price_id = plan.stripe_price_id if plan is not None else ""
     target = plan if plan is not None else Plan()
     for field in FIELDS:
         if field in values:
@@ -87,4 +89,6 @@ def plan_save(*, plan: Plan | None, values: dict[str, Any], by: Any) -> Plan:
         target=target,
         metadata={"plan": after} if before is None else {"changed": changed},
     )
+    if before is not None:  # subscribed tenants' plan budgets follow the new limits (or the new price id)
+        plan_budgets.plan_budgets_sync_for_plan(plan=target, old_price_id=old_price_id, actor=Actor.for_user(by))
     return target

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apps.audit.services import Actor, record
-from apps.billing import dunning, stripe_api
+from apps.billing import dunning, plan_budgets, stripe_api
 from apps.billing.errors import BillingError, TenantMismatchError
 from apps.billing.models import Invoice, PaymentProfile, StripeCustomer, Subscription
 from apps.tenants.models import Tenant
@@ -130,6 +130,8 @@ def _subscription_changed(event: dict[str, Any]) -> int:
         target=sub,
         metadata={"event_id": event["id"], "type": event["type"], "status": status},
     )
+    # The plan's limits are a tenant-wide budget: follow the plan (or remove it when the subscription ended).
+    plan_budgets.plan_budget_sync(tenant_id=mapping.tenant_id, actor=Actor.system("stripe webhook"))
     return mapping.tenant_id
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
@@ -146,7 +146,8 @@ def _save(request: TenantRequest, form: BudgetForm, budget: Any | None) -> HttpR
             saved = budgets.budget_update(budget=budget, data=form.cleaned_data, actor=request.user)
             messages.success(request, f"Budget “{saved.name}” saved.")
     except ValidationError as error:
-        for field, errors in error.message_dict.items():
+        by_field = error.message_dict if hasattr(error, "error_dict") else {None: error.messages}
+        for field, errors in by_field.items():
             form.add_error(field if field in form.fields else None, errors)
         return None
     return redirect("billing_usage:budget_list", tenant_slug=request.tenant.slug)
@@ -161,10 +162,18 @@ def budget_create(request: TenantRequest) -> HttpResponse:
     return render(request, "billing/budgets_form.html", {"form": form, "budget": None})
 
 
+def _own_budget(request: TenantRequest, pk: int) -> Any:
+    """The tenant's budget ``pk`` (404 if none); 403 for the one the plan manages (it follows the plan)."""
+    budget = found_or_404(budgets.budget_get(tenant=request.tenant, pk=pk), "No such budget")
+    if budget.source == budget.Source.PLAN:
+        raise PermissionDenied(budgets.PLAN_MANAGED)
+    return budget
+
+
 @tenant_view("billing.manage")
 @require_http_methods(["GET", "POST"])
 def budget_edit(request: TenantRequest, pk: int) -> HttpResponse:
-    budget = found_or_404(budgets.budget_get(tenant=request.tenant, pk=pk), "No such budget")
+    budget = _own_budget(request, pk)
     data = request.POST if request.method == "POST" else None
     form = BudgetForm(data, tenant=request.tenant, initial=BudgetForm.initial_for(budget))
     if request.method == "POST" and (done := _save(request, form, budget)) is not None:
@@ -175,9 +184,12 @@ def budget_edit(request: TenantRequest, pk: int) -> HttpResponse:
 @tenant_view("billing.manage")
 @require_http_methods(["GET", "POST"])
 def budget_delete(request: TenantRequest, pk: int) -> HttpResponse:
-    budget = found_or_404(budgets.budget_get(tenant=request.tenant, pk=pk), "No such budget")
+    budget = _own_budget(request, pk)
     if request.method == "POST":
-        budgets.budget_delete(budget=budget, actor=request.user)
+        try:
+            budgets.budget_delete(budget=budget, actor=request.user)
+        except budgets.PlanManagedError:
+            raise PermissionDenied(budgets.PLAN_MANAGED) from None
         messages.success(request, f"Budget “{budget.name}” deleted.")
         return redirect("billing_usage:budget_list", tenant_slug=request.tenant.slug)
     return render(request, "billing/budgets_delete.html", {"budget": budget})
