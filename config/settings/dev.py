@@ -15,4 +15,6 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = True
+# base.py read DEBUG before this module set it: the development default follows DEBUG here.
+ALERTS_WEBHOOK_ALLOW_LOOPBACK = env_bool("ALERTS_WEBHOOK_ALLOW_LOOPBACK", DEBUG)
 WHITENOISE_AUTOREFRESH = True
