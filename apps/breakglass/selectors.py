@@ -11,6 +11,7 @@ from django.db.models.functions import Upper
 from django.utils import timezone
 
 from apps.access.models import RoleBinding
+from apps.audit.models import AuditEvent
 from apps.breakglass.models import Approval, Elevation, IncidentClosure, IncidentWebhook, Policy
 from apps.breakglass.services import may_approve, may_request
 from apps.core.pagination import Page, keyset_page, within
@@ -214,6 +215,32 @@ def elevation_detail(*, tenant: Tenant, elevation_id: int) -> Elevation | None:
         .first()
     )
     return elevation.settle(timezone.now()) if elevation is not None else None
+
+
+END_ACTIONS = ("breakglass.end", "breakglass.cancel")
+
+
+def end_cause(*, tenant: Tenant, elevation: Elevation) -> str:
+    """Why a system end happened (no person ended it): the incident closed, or the member left. One query.
+
+    Read from the audit event that ended it, so the timeline says what the audit log says.
+    """
+    if elevation.ended_by_id is not None or elevation.status not in ("ended", "cancelled"):
+        return ""
+    event = (
+        AuditEvent.objects.for_tenant(tenant)
+        .filter(action__in=END_ACTIONS, metadata__elevation=elevation.pk)
+        .order_by("-id")
+        .only("metadata")
+        .first()
+    )
+    data = event.metadata if event is not None else {}
+    if data.get("incident"):
+        via = "the incident webhook" if data.get("source") in ("generic", "pagerduty") else "the console"
+        return f"incident {data['incident']} closed by {via}"
+    if data.get("reason"):
+        return str(data["reason"])
+    return "the system"
 
 
 def elevation_window(elevation: Elevation) -> tuple[datetime, datetime] | None:

@@ -208,3 +208,24 @@ def test_times_that_may_be_days_away_carry_their_date(world, client_for) -> None
     requested = ask(world)
     html = client_for(world.cast.owner).get(reverse("breakglass:approvals", kwargs={"tenant_slug": "acme"}))
     assert f"{requested.pending_until:%-d %b %Y %H:%M} UTC" in html.content.decode()
+
+
+def test_the_timeline_says_why_the_system_ended_it(world, client_for) -> None:
+    from apps.breakglass import incidents
+    from tests.breakglass.webhook_helpers import deliver, generic_body, generic_headers
+
+    hook, secret = incidents.incident_webhook_enable(tenant=world.cast.acme, actor=world.owner)
+    by_webhook = _approve(world, ask(world, incident_ref="INC-9"), world.approver1)
+    body = generic_body("INC-9")
+    url = reverse("breakglass_webhooks:incident", args=[hook.token])
+    assert deliver(url, body, generic_headers(secret, body)).status_code == 200
+    by_removal = _approve(world, ask(world), world.approver1)
+    member_remove(membership=member(world.cast, world.cast.member), actor=world.owner)
+    client = client_for(world.cast.owner)
+
+    def timeline(pk: int) -> str:
+        url = reverse("breakglass:elevation_detail", kwargs={"tenant_slug": "acme", "pk": pk})
+        return client.get(url).content.decode()
+
+    assert "Ended early</strong>: incident INC-9 closed by the incident webhook" in timeline(by_webhook.pk)
+    assert "Ended early</strong>: member removed" in timeline(by_removal.pk)

@@ -81,7 +81,12 @@ def elevation_detail(request: TenantRequest, pk: int) -> HttpResponse:
     elevation = found_or_404(selectors.elevation_detail(tenant=request.tenant, elevation_id=pk))
     filters = _events_filters(elevation)
     detail_url = _url("elevation_detail", request, pk=elevation.pk)
-    context: dict[str, Any] = {"elevation": elevation, "window": selectors.elevation_window(elevation), "page": None}
+    context: dict[str, Any] = {
+        "elevation": elevation,
+        "window": selectors.elevation_window(elevation),
+        "end_cause": selectors.end_cause(tenant=request.tenant, elevation=elevation),
+        "page": None,
+    }
     cursor = request.GET.get("cursor") or None
     if filters is not None:
         try:
