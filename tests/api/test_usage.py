@@ -126,6 +126,23 @@ def test_unknown_model_and_member_are_rejected_and_not_stored(api: Api, cast, pr
         (json.dumps([event("x")]), 422, "validation-failed"),
         (json.dumps({"events": [event("x")], "padding": "x" * (1024 * 1024)}), 413, "content-too-large"),
     ],
+    # Stable ids: the bodies carry the collection time, and pytest-xdist workers must collect the same names.
+    ids=[
+        "malformed-json",
+        "key-only",
+        "negative-tokens",
+        "boolean-tokens",
+        "huge-tokens",
+        "tenant-in-body",
+        "naive-timestamp",
+        "bad-tool-name",
+        "empty-key",
+        "newline-in-key",
+        "empty-batch",
+        "batch-of-1001",
+        "bare-list",
+        "over-1-mib",
+    ],
 )
 def test_bad_input_is_a_problem_never_a_500_and_nothing_is_stored(api: Api, cast, priced, body, status, slug):
     response = api.http.post("/api/v1/usage", body, content_type="application/json", **api.headers)
