@@ -140,6 +140,9 @@ def _forged_batch() -> str:
         ("bad success", lambda: notification(item(success="maybe"))),
         ("bad eventDate", lambda: notification(item(eventDate="yesterday"))),
         ("empty body", lambda: ""),
+        ("deeply nested", lambda: "[" * 100_000 + "]" * 100_000),
+        ("items not a list", lambda: json.dumps({"notificationItems": {"a": 1}})),
+        ("body not an object", lambda: json.dumps([1, 2])),
     ],
 )
 def test_forged_or_malformed_is_400_nothing_stored_and_audited(case: str, body) -> None:

@@ -138,7 +138,9 @@ class AdyenProvider(Provider):
         keys = _keys()
         try:
             body = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            # Parsed before any signature can be checked (it is inside): a deeply nested body from
+            # anyone must be a 400, not a 500.
             raise WebhookRejectedError("malformed JSON") from exc
         items = body.get("notificationItems") if isinstance(body, dict) else None
         if not isinstance(items, list) or not 0 < len(items) <= MAX_ITEMS:

@@ -38,7 +38,7 @@ class StripeProvider(Provider):
             raise WebhookRejectedError(f"signature: {last}")
         try:
             event = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise WebhookRejectedError("malformed JSON") from exc
         if not isinstance(event, dict):
             raise WebhookRejectedError("malformed event")
