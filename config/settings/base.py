@@ -65,6 +65,9 @@ BILLING_WEBHOOK_MAX_BYTES = env.int("BILLING_WEBHOOK_MAX_BYTES", default=256 * 1
 # Stored webhook events arriving within this many milliseconds leave as one processing message (each
 # still claimed and applied alone); 0 = one message per event, sent on the request's thread.
 BILLING_WEBHOOK_ENQUEUE_BATCH_MS = env.float("BILLING_WEBHOOK_ENQUEUE_BATCH_MS", default=5.0)
+# Failed processing attempts of one webhook event (backoff 30 s, 1 min, 2 min … 1 h) before it is
+# dead-lettered on /platform/billing/webhooks/ for staff to replay.
+BILLING_WEBHOOK_MAX_ATTEMPTS = env.int("BILLING_WEBHOOK_MAX_ATTEMPTS", default=8)
 # Provider credentials (apps/keys/credentials): Bastion stores references, the secrets live in a
 # HashiCorp Vault / OpenBao KV v2 engine. Empty VAULT_ADDR = no vault (vault:// references report
 # "not configured"; env:// ones still work). Authenticate with VAULT_TOKEN (or VAULT_TOKEN_FILE), or
