@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -150,6 +151,41 @@ def forget_callers() -> None:
     _callers.clear()
 
 
+def _nul_paths(value: Any, path: list[str], found: list[list[str]]) -> None:
+    if len(found) >= MAX_ERRORS:
+        return
+    if isinstance(value, str):
+        if "\x00" in value:
+            found.append(path[:10])
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                found.append([*path, key.replace("\x00", "\\u0000")][:10])
+            _nul_paths(item, [*path, str(key)], found)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _nul_paths(item, [*path, str(index)], found)
+
+
+def _refuse_nul(raw: bytes) -> None:
+    """422 naming each string that holds a NUL (U+0000): PostgreSQL stores no NUL in text or jsonb.
+
+    Checked on the whole body, before the model: a NUL in any field (an e-mail, an id,
+    tool arguments that end up in the decision log) would otherwise fail in the database.
+    """
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return  # malformed: the model's parser answers 400
+    found: list[list[str]] = []
+    _nul_paths(parsed, [], found)
+    if found:
+        listed = [
+            {"loc": loc, "msg": "NUL characters (U+0000) are not allowed.", "type": "string_nul"} for loc in found
+        ]
+        raise ApiProblem(422, "validation-failed", f"The body has {len(found)} problem(s).", extra={"errors": listed})
+
+
 def _parse_body(request: HttpRequest, model: type[BaseModel]) -> BaseModel:
     content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
     if content_type not in JSON_TYPES:
@@ -164,6 +200,8 @@ def _parse_body(request: HttpRequest, model: type[BaseModel]) -> BaseModel:
     raw = request.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise ApiProblem(413, "content-too-large", f"The body is over {MAX_BODY_BYTES:,} bytes.")
+    if b"\\u0000" in raw:  # the only way a NUL gets past the JSON parser (a raw NUL byte is malformed JSON)
+        _refuse_nul(raw)
     try:
         return model.model_validate_json(raw)
     except ValidationError as error:

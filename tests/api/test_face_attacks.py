@@ -190,7 +190,7 @@ def test_batch_over_100_checks_is_422(api: Api) -> None:
 
 # --- ids and other tenants ----------------------------------------------------------------------
 
-UNICODE_IDS = ["٣", "１", "1\u0000", "🙂", "1 OR 1=1", "-1", "0", "9" * 40, "١٢", "Ⅻ", "\u202e1", "1.0", "0x10"]
+UNICODE_IDS = ["٣", "１", "🙂", "1 OR 1=1", "-1", "0", "9" * 40, "١٢", "Ⅻ", "\u202e1", "1.0", "0x10"]
 
 
 @pytest.mark.parametrize("ident", UNICODE_IDS)
@@ -199,6 +199,12 @@ def test_unicode_and_odd_ids_are_a_clean_deny(api: Api, ident: str) -> None:
     assert response.status_code == 200, response.content
     assert response.json()["allowed"] is False
     assert response.json()["reasons"] == ["no such dataset in this tenant"]
+
+
+def test_an_id_with_a_nul_is_422_naming_it(api: Api) -> None:
+    # PostgreSQL stores no NUL: refused for every string of every body (tests/api/test_hostile_text.py).
+    response = _problem(api.post("authorize", _check(api, ident="1\u0000")), 422)
+    assert response["errors"][0]["loc"] == ["resource", "id"]
 
 
 def test_an_id_over_64_characters_is_422(api: Api) -> None:
