@@ -13,9 +13,10 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from apps.access.models import Role
 from apps.audit.services import Actor, record
-from apps.breakglass.models import Elevation
-from apps.breakglass.services import end_locked
+from apps.breakglass.models import Approval, Elevation
+from apps.breakglass.services import approvals_needed, end_locked
 
 
 @transaction.atomic
@@ -43,3 +44,30 @@ def member_leaving(*, tenant_id: int, membership_id: int, reason: str) -> int:
             metadata={"elevation": elevation.pk, "reason": reason},
         )
     return len(rows)
+
+
+@transaction.atomic
+def role_changed(*, role: Role) -> int:
+    """End active elevations to ``role`` that now need more approvals than they had; returns how many.
+
+    A role edited during an elevation (say it gained ``member.manage``) would otherwise hand the
+    new permission out on one approval: the two-person rule holds for the role as it is now.
+    """
+    needed = approvals_needed(role, 1)
+    if needed < 2:
+        return 0
+    rows = list(
+        Elevation.objects.for_tenant(role.tenant_id)
+        .filter(role=role, status=Elevation.Status.ACTIVE, expires_at__gt=timezone.now())
+        .select_for_update(of=("self",))
+        .select_related("policy", "role")
+    )
+    ended = 0
+    for elevation in rows:
+        approved = Approval.objects.for_tenant(role.tenant_id).filter(
+            elevation=elevation, decision=Approval.Decision.APPROVE
+        )
+        if approved.count() < max(needed, elevation.approvals_required):
+            end_locked(elevation, actor=None, now=timezone.now(), reason="role changed: needs more approvals")
+            ended += 1
+    return ended

@@ -1,4 +1,5 @@
-"""Membership hooks: a member removed or disabled keeps no elevation (``departures.member_leaving``).
+"""Membership and role hooks: a member removed or disabled keeps no elevation (``departures.member_leaving``);
+a role that gains an administrative permission ends its one-approval elevations (``departures.role_changed``).
 
 Connected by ``BreakglassConfig.ready()``. Signals, because the services that remove
 and disable members live in ``tenants``/``access``, which must not import break-glass.
@@ -11,7 +12,8 @@ from typing import Any
 from django.db.models.signals import post_save, pre_delete
 from django.dispatch import receiver
 
-from apps.breakglass.departures import member_leaving
+from apps.access.models import Role
+from apps.breakglass.departures import member_leaving, role_changed
 from apps.tenants.models import Membership
 
 
@@ -24,3 +26,9 @@ def _member_removed(sender: type[Membership], instance: Membership, **kwargs: An
 def _member_disabled(sender: type[Membership], instance: Membership, created: bool, **kwargs: Any) -> None:
     if not created and instance.status == Membership.Status.DISABLED:
         member_leaving(tenant_id=instance.tenant_id, membership_id=instance.pk, reason="member disabled")
+
+
+@receiver(post_save, sender=Role, dispatch_uid="breakglass.role_changed")
+def _role_changed(sender: type[Role], instance: Role, created: bool, **kwargs: Any) -> None:
+    if not created:
+        role_changed(role=instance)

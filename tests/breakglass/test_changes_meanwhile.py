@@ -229,3 +229,19 @@ def test_the_timeline_says_why_the_system_ended_it(world, client_for) -> None:
 
     assert "Ended early</strong>: incident INC-9 closed by the incident webhook" in timeline(by_webhook.pk)
     assert "Ended early</strong>: member removed" in timeline(by_removal.pk)
+
+
+def test_role_given_an_administrative_permission_during_an_elevation_ends_it(world) -> None:
+    role = _custom_role(world, ["dataset.read"])
+    services.policy_update(policy=world.policy, actor=world.owner, role=role)
+    elevation = _approve(world, ask(world), world.approver1)
+    # An edit that adds nothing administrative leaves the elevation alone.
+    access_services.role_update(role=role, name="Responder 2", permissions=["dataset.read"], actor=world.owner)
+    assert Elevation.objects.get(pk=elevation.pk).status == Elevation.Status.ACTIVE
+    access_services.role_update(
+        role=Role.objects.get(pk=role.pk), name="Responder", permissions=["dataset.read", "member.manage"]
+    )
+    assert Elevation.objects.get(pk=elevation.pk).status == Elevation.Status.ENDED
+    assert not decisions.can(member(world.cast, world.cast.member), "member.manage")
+    end = AuditEvent.objects.get(action="breakglass.end", metadata__elevation=elevation.pk)
+    assert end.metadata["reason"] == "role changed: needs more approvals"
