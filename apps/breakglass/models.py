@@ -125,6 +125,12 @@ class Elevation(TenantOwned):
             return self.requester_email
         return self.requester.user.email if self.requester is not None else "(a former member)"
 
+    @property
+    def window_end(self) -> datetime | None:
+        """When it stopped (or will stop) giving access: its end, never past its time box."""
+        ends = [t for t in (self.ended_at, self.expires_at) if t is not None]
+        return min(ends) if ends else None
+
     def settle(self, now: datetime) -> Elevation:
         """Show a time box that is over as expired (a request past its lifetime as lapsed), in memory.
 

@@ -245,3 +245,14 @@ def test_role_given_an_administrative_permission_during_an_elevation_ends_it(wor
     assert not decisions.can(member(world.cast, world.cast.member), "member.manage")
     end = AuditEvent.objects.get(action="breakglass.end", metadata__elevation=elevation.pk)
     assert end.metadata["reason"] == "role changed: needs more approvals"
+
+
+def test_the_list_never_shows_a_window_past_the_time_box(world, client_for) -> None:
+    elevation = _approve(world, ask(world, duration_minutes=5), world.approver1)
+    # A row swept late by the earlier code: ended_at is the sweep's time, hours after the time box.
+    Elevation.objects.filter(pk=elevation.pk).update(
+        status=Elevation.Status.EXPIRED, ended_at=elevation.expires_at + timedelta(hours=3)
+    )
+    html = client_for(world.cast.owner).get(reverse("breakglass:elevation_list", kwargs={"tenant_slug": "acme"}))
+    window = f"{elevation.activated_at:%H:%M}–{elevation.expires_at:%H:%M}"
+    assert window in html.content.decode()
