@@ -289,8 +289,11 @@ def api_view(
                     raise ApiProblem(
                         403,
                         "forbidden",
-                        f"This client's role does not grant {permission}.",
-                        extra={"permission": permission},
+                        # A suspended tenant (e.g. for non-payment) refuses writes whatever the role grants: say so.
+                        "The tenant is suspended (read-only): this call is refused until it is reactivated."
+                        if tenant.is_suspended
+                        else f"This client's role does not grant {permission}.",
+                        extra={"permission": permission, "reasons": list(decision.reasons)},
                     )
                 parsed = _parse_body(request, body) if body is not None else None
                 result = handler(ApiCall(request, token, client, tenant), parsed)
