@@ -164,6 +164,19 @@ def alerts_after(
             alert_enqueue(budget_id=budget.pk, period=period, kind=BudgetAlert.Kind.SOFT)
 
 
+def alerts_rearm(budget: Budget, *, now: datetime | None = None) -> int:
+    """Drop this month's alerts of ``budget`` that its (changed) limits no longer reach; returns how many.
+
+    An alert is once per budget and period; when the limit or the share moves (a plan
+    change, an edit), the alert of the old threshold must not stand in for the new one.
+    Alerts the recorded spend still reaches stay, so nobody gets a second e-mail for them.
+    """
+    soft = budget.amount * budget.soft_percent / 100
+    this_month = BudgetAlert.objects.filter(budget=budget, period=period_start(period_of(now or timezone.now())))
+    gone = this_month.filter(kind=BudgetAlert.Kind.SOFT, spent__lt=soft).delete()[0]
+    return gone + this_month.filter(kind=BudgetAlert.Kind.HARD, spent__lt=budget.amount).delete()[0]
+
+
 def alert_enqueue(*, budget_id: int, period: str, kind: str) -> None:
     budget_alert_enqueue(budget_id=budget_id, period=period, kind=kind)
 
@@ -430,6 +443,8 @@ def budget_update(*, budget: Budget, data: Mapping[str, Any], actor: Any | None 
     _assign(locked, data)
     _validate(locked)
     locked.save()
+    if locked.amount != Decimal(before["amount"]) or str(locked.soft_percent) != before["soft_percent"]:
+        alerts_rearm(locked)
     after = _snapshot(locked)
     changes = {k: {"from": before[k], "to": after[k]} for k in BUDGET_FIELDS if before[k] != after[k]}
     record("budget.update", tenant=locked.tenant_id, actor=_actor(actor), target=locked, metadata={"changes": changes})

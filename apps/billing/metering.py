@@ -50,7 +50,7 @@ QUANTUM = Decimal("0.000001")
 THOUSAND = Decimal(1000)
 
 ACCEPTED, DUPLICATE, DENIED, REJECTED = "accepted", "duplicate", "denied", "rejected"
-_hard_alerted: set[tuple[int, str]] = set()
+_hard_alerted: set[tuple[int, str, str]] = set()  # (budget, period, limit): a raised limit is asked again
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,9 +327,10 @@ def usage_ingest(
                     described = budgets.describe(budget)
                     _deny(row, budgets.REASONS[verdict.reason], budgets.deny_message(budget, verdict.reason), described)
                     denied_by = denied_by or {**described, "reason": budgets.REASONS[verdict.reason]}
-                    if verdict.reason == ledger.OVER_LIMIT and (budget.pk, period) not in _hard_alerted:
-                        # Once per process and period is enough to ask; the alert row makes it once in all.
-                        _hard_alerted.add((budget.pk, period))
+                    memo = (budget.pk, period, str(budget.amount))
+                    if verdict.reason == ledger.OVER_LIMIT and memo not in _hard_alerted:
+                        # Once per process, period and limit is enough to ask; the alert row makes it once in all.
+                        _hard_alerted.add(memo)
                         budgets.alert_enqueue(budget_id=budget.pk, period=period, kind="hard")
             budgets.alerts_after(found.budgets, period, result.before, result.after)
         for row in fresh:

@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import transaction
 
 from apps.audit.services import Actor, record
+from apps.billing import budgets
 from apps.billing.models import Budget, Plan, Subscription
 from apps.tenants.models import Tenant
 
@@ -149,6 +150,7 @@ def plan_budget_sync(*, tenant_id: int, actor: Actor | None = None) -> Budget | 
         setattr(existing, field, value)
     existing.name = _name(tenant_id, plan, existing.pk)
     existing.save()
+    budgets.alerts_rearm(existing)
     existing.plan = plan
     record(
         "budget.plan_apply",

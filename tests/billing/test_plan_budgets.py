@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.billing import budgets, plan_budgets, plans
-from apps.billing.models import Budget, Plan, StripeCustomer, UsageEvent, WebhookEvent
+from apps.billing.models import Budget, BudgetAlert, Plan, StripeCustomer, UsageEvent, WebhookEvent
 from tests.api import conftest as api_conftest
 from tests.api.conftest import Api
 from tests.billing.conftest import deliver, event, subscription
@@ -204,3 +205,29 @@ def test_sync_is_idempotent_and_audits_only_changes(cast, team, send) -> None:
     plan_budgets.plan_budget_sync(tenant_id=cast.acme.pk)
     assert AuditEvent.objects.filter(action__startswith="budget.plan").count() == before
     assert Budget.objects.for_tenant(cast.acme).count() == 1
+
+
+def test_a_plan_change_rearms_the_alerts_its_new_limits_no_longer_reach(cast, team, send) -> None:
+    send(on_price("price_starter", created=NOW - 10))
+    budget = plan_budget(cast.acme)
+    period = budgets.period_start(budgets.period_of(timezone.now()))
+    for kind, spent in (("soft", "2.50"), ("hard", "3.00")):
+        BudgetAlert.objects.create(tenant=cast.acme, budget=budget, period=period, kind=kind, spent=Decimal(spent))
+    Plan.objects.create(
+        name="Wide", stripe_price_id="price_wide", currency="eur", soft_limit=Decimal("2"), hard_limit=Decimal("100")
+    )
+    send(on_price("price_wide", created=NOW - 5))
+    # Soft (2 of 100) is still reached by 2.50: kept, no second e-mail. The hard limit moved to 100: re-armed.
+    assert set(BudgetAlert.objects.filter(budget=budget).values_list("kind", flat=True)) == {"soft"}
+    send(on_price("price_team", created=NOW))
+    assert not BudgetAlert.objects.filter(budget=budget).exists()  # Team's soft share (8) is not reached by 2.50
+
+
+def test_raising_an_own_budget_rearms_its_alerts_but_an_unchanged_limit_keeps_them(cast) -> None:
+    own = make_budget(cast.acme, "10", name="Own")
+    period = budgets.period_start(budgets.period_of(timezone.now()))
+    BudgetAlert.objects.create(tenant=cast.acme, budget=own, period=period, kind="soft", spent=Decimal("8.5"))
+    budgets.budget_update(budget=own, data={"name": "Own cap"})
+    assert BudgetAlert.objects.filter(budget=own).count() == 1  # nothing moved: the alert stands
+    budgets.budget_update(budget=own, data={"amount": Decimal("100")})
+    assert not BudgetAlert.objects.filter(budget=own).exists()
