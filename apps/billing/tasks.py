@@ -6,11 +6,13 @@ from typing import Any
 
 from celery import shared_task
 
-from apps.billing.services import webhook_process, webhooks_process_batch, webhooks_sweep
+from apps.billing.services import DRAIN_SECONDS, Outcome, webhooks_drain, webhooks_process_batch, webhooks_sweep
 
 
 # Ids only; the claim (SKIP LOCKED on a pending/failed row) makes a second run a no-op, and acks_late
 # redelivers a message whose worker died (its transaction rolled back, the row still pending).
+# While other stored rows are waiting (a backlog after a worker outage), one run also applies them for
+# up to services.DRAIN_SECONDS, batched; the messages of those rows then cost one query each.
 @shared_task(
     name="apps.billing.tasks.process_webhook_event",
     bind=True,
@@ -21,17 +23,25 @@ from apps.billing.services import webhook_process, webhooks_process_batch, webho
     max_retries=None,  # the row's attempt count decides when to dead-letter, not Celery's
 )
 def process_webhook_event(self: Any, event_pk: int) -> str:
-    """Process one inbox row; a failure is retried after the row's backoff."""
-    outcome = webhook_process(event_pk=event_pk)
+    """Process one inbox row (and others waiting); a failure is retried after the row's backoff."""
+    outcome, others = webhooks_drain(event_pk=event_pk)
+    _retry_later(others)
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
     return outcome.status
 
 
+def _retry_later(outcomes: dict[int, Outcome]) -> None:
+    """Schedule each failed row's next attempt after its backoff (the sweeper would find it too)."""
+    for event_pk, outcome in outcomes.items():
+        if outcome.retry_in is not None:
+            process_webhook_event.apply_async((event_pk,), countdown=outcome.retry_in)
+
+
 # Several stored events in one message (the intake's publisher under load, the sweeper): claimed in
 # one query and applied under one commit, each event in its own savepoint with its own done mark, so
 # exactly-once still holds per event; a worker lost mid-batch rolls the batch back, and the message's
-# redelivery or the sweeper runs it again. A failed event is retried alone after its row's backoff.
+# redelivery or the sweeper runs it again. Other pending rows are drained afterwards as above.
 @shared_task(
     name="apps.billing.tasks.process_webhook_events",
     acks_late=True,
@@ -41,10 +51,8 @@ def process_webhook_event(self: Any, event_pk: int) -> str:
 )
 def process_webhook_events(event_pks: list[int]) -> int:
     """Process inbox rows as one batch; returns how many were claimed."""
-    outcomes = webhooks_process_batch(event_pks=[int(pk) for pk in event_pks])
-    for event_pk, outcome in outcomes.items():
-        if outcome.retry_in is not None:
-            process_webhook_event.apply_async((event_pk,), countdown=outcome.retry_in)
+    outcomes = webhooks_process_batch(event_pks=[int(pk) for pk in event_pks], drain_seconds=DRAIN_SECONDS)
+    _retry_later(outcomes)
     return len(outcomes)
 
 
