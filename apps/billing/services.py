@@ -339,17 +339,60 @@ def _drain(event_pks: list[int], *, deadline: float | None) -> dict[int, Outcome
                 )
                 rows += extra
                 more = len(extra) == room and deadline is not None and time.monotonic() < deadline
-            done: list[tuple[int, int | None]] = []
-            outcomes.update((row.pk, _apply(row, done)) for row in rows)
-            _mark_done(done)
+            outcomes.update(_apply_slice(rows))
     return outcomes
 
 
-def _apply(row: WebhookEvent, done: list[tuple[int, int | None]] | None = None) -> Outcome:
+class _Redo(Exception):  # noqa: N818 — control flow of _apply_slice, never leaves it
+    """A handler raised on the slice's fast path: roll the slice back, then apply it with that outcome fixed."""
+
+    def __init__(self, pk: int, error: Exception) -> None:
+        super().__init__(pk)
+        self.pk, self.error = pk, error
+
+
+def _apply_slice(rows: list[WebhookEvent]) -> dict[int, Outcome]:
+    """Apply claimed rows and mark the successful ones done, inside the caller's (claiming) transaction.
+
+    Fast path: one savepoint around the slice instead of one per event (two round trips
+    less per event). If a handler raises, the slice is rolled back to that savepoint
+    (the rows stay locked by the claim); the rows before it are applied again (as after
+    a crash: handlers are idempotent), the failing one gets its failure outcome without a
+    second run of its handler (one run per attempt), and the rest go on the same way.
+    """
+    if not rows:
+        return {}
+    try:
+        with transaction.atomic():
+            done: list[tuple[int, int | None]] = []
+            outcomes = {row.pk: _apply(row, done, isolated=False) for row in rows}
+            _mark_done(done)
+        return outcomes
+    except _Redo as redo:
+        failed_pk, error = redo.pk, redo.error
+    fresh = {row.pk: row for row in WebhookEvent.objects.filter(pk__in=[row.pk for row in rows])}  # still ours
+    rows = [fresh[row.pk] for row in rows]
+    at = next(n for n, row in enumerate(rows) if row.pk == failed_pk)
+    outcomes = _apply_slice(rows[:at])
+    outcomes[failed_pk] = _apply(rows[at], failure=error)
+    outcomes.update(_apply_slice(rows[at + 1 :]))
+    return outcomes
+
+
+def _apply(
+    row: WebhookEvent,
+    done: list[tuple[int, int | None]] | None = None,
+    *,
+    isolated: bool = True,
+    failure: Exception | None = None,
+) -> Outcome:
     """Apply a claimed row's handler and record the outcome on the row (inside the caller's transaction).
 
     With ``done`` (a batch), a successful row's (id, tenant id) is appended there for the batch's
-    one UPDATE before its commit, instead of an UPDATE of its own.
+    one UPDATE before its commit, instead of an UPDATE of its own. ``isolated=False`` (the
+    fast path of ``_apply_slice``): no savepoint of its own, and a handler exception is raised
+    as ``_Redo`` for the caller to roll back; ``failure``: that exception, recorded as this
+    attempt's outcome without running the handler again.
     """
     now = timezone.now()
     adapter = providers.get(row.provider)
@@ -358,8 +401,18 @@ def _apply(row: WebhookEvent, done: list[tuple[int, int | None]] | None = None) 
     if handler is None:
         return _finish_ignored(row, now, f"no handler for {row.provider} event type {row.event_type}")
     try:
-        with transaction.atomic():  # savepoint: a failed handler leaves no partial effect
-            tenant_id = handler(row.payload)
+        if failure is not None:
+            raise failure
+        if isolated:
+            with transaction.atomic():  # savepoint: a failed handler leaves no partial effect
+                tenant_id = handler(row.payload)
+        else:
+            try:
+                tenant_id = handler(row.payload)
+            except Exception as exc:  # every outcome but success is recorded after the rollback
+                raise _Redo(row.pk, exc) from exc
+    except _Redo:
+        raise
     except Ignored as exc:
         return _finish_ignored(row, now, str(exc))
     except TenantMismatchError as exc:

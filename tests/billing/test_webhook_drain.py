@@ -142,3 +142,33 @@ def test_a_backlog_of_one_message_per_event_drains_on_the_real_worker(cast, cele
     wait_for(lambda: WebhookEvent.objects.filter(status="done").count() == 40, timeout=60)
     assert Subscription.objects.count() == 40
     assert AuditEvent.objects.filter(action="billing.subscription_synced").count() == 40
+
+
+@pytest.mark.django_db
+def test_a_failing_event_in_a_slice_runs_its_handler_once_and_rolls_back_only_itself(cast, monkeypatch) -> None:
+    """The slice's fast path (one savepoint for all) rolls back on a failure and applies the rest again."""
+    from apps.billing.providers import Ignored
+
+    StripeCustomer.objects.create(tenant=cast.acme, customer_id="cus_acme")
+    real = services.HANDLERS["customer.subscription.created"]
+    calls: Counter[str] = Counter()
+
+    def mixed(payload: dict) -> int | None:
+        sub_id = payload["data"]["object"]["id"]
+        calls[sub_id] += 1
+        tenant = real(payload)  # the effect is written before the failure: it must be rolled back
+        if sub_id == "sub_mix1":
+            raise RuntimeError("boom")
+        if sub_id == "sub_mix3":
+            raise Ignored("not ours")
+        return tenant
+
+    monkeypatch.setitem(services.HANDLERS, "customer.subscription.created", mixed)
+    pks = _backlog(5, "mix")
+    outcomes = services.webhooks_process_batch(event_pks=pks)
+    assert [outcomes[pk].status for pk in pks] == ["done", "failed", "done", "ignored", "done"]
+    assert (calls["sub_mix1"], calls["sub_mix3"]) == (1, 1)  # one handler run per attempt of a failing event
+    applied = sorted(Subscription.objects.values_list("subscription_id", flat=True))
+    assert applied == ["sub_mix0", "sub_mix2", "sub_mix4"]
+    assert AuditEvent.objects.filter(action="billing.subscription_synced").count() == 3
+    assert WebhookEvent.objects.get(pk=pks[1]).attempts == 1
