@@ -17,7 +17,6 @@ from apps.alerts.services import delivery as delivery_services
 from apps.alerts.services import evaluation, fraud, rules
 from apps.keys.models import ApiClient
 from tests.alerts.helpers import threshold_rule, usage
-from tests.e2e.conftest import browser, screenshot_dir  # noqa: F401 -- the browser tests' fixtures
 from tests.e2e.helpers import shot, signed_in_context
 from tests.keys.helpers import make_client
 
@@ -52,7 +51,7 @@ def _world(cast, receiver_url: str) -> None:
         delivery_services.delivery_attempt(delivery_id=pk)
 
 
-def test_alert_pages_walk(live_server, browser, screenshot_dir, cast, fast_delivery, receiver) -> None:  # noqa: F811
+def test_alert_pages_walk(live_server, browser, screenshot_dir, cast, fast_delivery, receiver) -> None:
     r = receiver([500])  # the receiver is down: every webhook delivery is retrying, its attempts logged
     _world(cast, r.url)
     errors: list[str] = []

@@ -20,7 +20,6 @@ from tests.billing.metering_helpers import (  # noqa: F401
     make_budget,
     make_priced,
 )
-from tests.e2e.conftest import browser, screenshot_dir  # noqa: F401  # the browser fixtures live there
 from tests.e2e.helpers import shot, signed_in_context
 from tests.keys.helpers import make_client
 
@@ -62,7 +61,7 @@ def _seed(cast) -> None:
     rollup_usage()
 
 
-def test_usage_and_budget_pages(live_server, browser, screenshot_dir, cast) -> None:  # noqa: F811
+def test_usage_and_budget_pages(live_server, browser, screenshot_dir, cast) -> None:
     _seed(cast)
     page = signed_in_context(browser, live_server, cast.owner).new_page()
     errors: list[str] = []

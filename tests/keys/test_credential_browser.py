@@ -16,7 +16,6 @@ from apps.access.services import builtin_roles_seed
 from apps.keys.credentials import services
 from apps.keys.credentials.services import CredentialInput
 from apps.tenants.models import Membership
-from tests.e2e.conftest import browser, screenshot_dir  # noqa: F401 - the browser fixtures
 from tests.e2e.helpers import shot, signed_in_context
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
 
@@ -39,7 +38,7 @@ def _credential(tenant, owner, name, reference, days_ago, provider="openai", env
     )
 
 
-def test_credentials_walk(live_server, browser, screenshot_dir, vault) -> None:  # noqa: F811
+def test_credentials_walk(live_server, browser, screenshot_dir, vault) -> None:
     kv = vault.client().secrets.kv.v2
     kv.delete_metadata_and_all_versions(path="bastion/acme/openai", mount_point="secret")
     kv.create_or_update_secret(path="bastion/acme/openai", secret={"api_key": SECRET}, mount_point="secret")

@@ -17,14 +17,13 @@ from apps.runbook import services
 from apps.runbook.drill import drill_request, drill_run
 from apps.runbook.models import RunbookItem
 from apps.tenants.models import Membership
-from tests.e2e.conftest import browser, screenshot_dir  # noqa: F401  # the browser fixtures live there
 from tests.e2e.helpers import shot, signed_in_context
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_staff_drill_page(live_server, browser, screenshot_dir) -> None:  # noqa: F811
+def test_staff_drill_page(live_server, browser, screenshot_dir) -> None:
     staff = UserFactory(email="staff@bastion.example", is_staff=True)
     page = signed_in_context(browser, live_server, staff).new_page()
     page.goto(f"{live_server.url}/platform/runbook/drills/")
@@ -32,7 +31,7 @@ def test_staff_drill_page(live_server, browser, screenshot_dir) -> None:  # noqa
     shot(page, screenshot_dir, "runbook-drills")
 
 
-def test_mark_a_line_with_htmx_and_print(live_server, browser, screenshot_dir) -> None:  # noqa: F811
+def test_mark_a_line_with_htmx_and_print(live_server, browser, screenshot_dir) -> None:
     acme = TenantFactory(slug="acme", name="Acme Corp")
     owner_user = UserFactory(email="olivia@acme.example")
     owner = MembershipFactory(tenant=acme, user=owner_user, role=Membership.Role.OWNER)
