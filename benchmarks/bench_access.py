@@ -57,7 +57,7 @@ USERS_PER_TENANT = 200
 CUSTOM_ROLES_PER_TENANT = 2
 DATASETS_PER_TENANT = 10
 TOOLS_PER_TENANT = 10
-TARGET_RATIO = 10.0
+TARGET_RATIO = 100.0  # the warm path, elevations in the data set (issue #11, item 3)
 TARGET_NEW_REQUEST_RATIO = 100.0  # an aim (issue #8), reported; the exit status checks TARGET_RATIO
 MAX_COLD_QUERIES = 2
 PAGE_DECISIONS = 15  # tenant_view + 12 nav entries + 2 controls
@@ -444,7 +444,7 @@ def main() -> int:
     rows = [
         ("warm authorize()", f"{bastion_rate:,.0f} decisions/s"),
         ("casbin FastEnforcer.enforce()", f"{casbin_rate:,.0f} decisions/s"),
-        ("ratio (target ≥ 10×)", f"{ratio:,.1f}×"),
+        ("ratio (target ≥ 100×)", f"{ratio:,.1f}×"),
         ("new request, first decision", f"{first_rate:,.0f} decisions/s ({1e6 / first_rate:.1f} µs)"),
         ("  ratio to casbin (aim ≥ 100×)", f"{first_ratio:,.1f}×"),
         (f"new request, a page of {PAGE_DECISIONS} decisions", f"{page_rate:,.0f} decisions/s"),
