@@ -17,10 +17,14 @@
      ``process_webhook_events`` messages of 100 ids.
 3. ONE ``celery worker`` (default ``--pool prefork --concurrency 1``: one process applies every event;
    ``--pool threads --concurrency 2`` as scripts/run.py starts it) is started and timed until every row
-   is finished. Each event is still claimed (SKIP LOCKED), applied and marked
-   done in its own transaction: batching changes the messages, not the exactly-once unit.
+   is finished. Each event is still claimed (SKIP LOCKED), applied and marked done in the
+   transaction of its slice: batching changes the messages, not the exactly-once unit. A task
+   that finds other pending rows drains them too (``services.webhooks_drain``, up to
+   ``DRAIN_SECONDS`` per run), so most per-event messages find their row done: one query each.
    "events/s" = events / (last processed_at − first processed_at), so the worker's start-up is
-   left out; the wall time including start-up is printed too.
+   left out; the wall time including start-up is printed too, and "msgs left" = the messages
+   still queued when the last event was finished (no-ops by then; ``--until-queue-empty`` also
+   times the worker until the queue is empty).
 
 Target (issue #12): ≥ 300 events/s. Prints a table, writes bench-results/webhooks-backlog.json,
 exits 1 if a mode misses it.
@@ -140,7 +144,9 @@ def count(url: str, sql: str) -> Any:
         return conn.execute(sql).fetchone()
 
 
-def drain(url: str, broker: str, events: int, timeout: float, pool: str, concurrency: int) -> dict[str, float]:
+def drain(
+    url: str, broker: str, events: int, timeout: float, pool: str, concurrency: int, until_empty: bool = False
+) -> dict[str, float]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": SETTINGS,
@@ -164,6 +170,13 @@ def drain(url: str, broker: str, events: int, timeout: float, pool: str, concurr
             time.sleep(0.2)
         wall = time.monotonic() - started
         cpu = _tree_cpu_seconds(worker.pid)
+        left = queued(broker)
+        emptied = float("nan")
+        while until_empty and time.monotonic() - started < timeout:
+            if queued(broker) == 0:
+                emptied = time.monotonic() - started
+                break
+            time.sleep(0.2)
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         try:
@@ -187,6 +200,8 @@ def drain(url: str, broker: str, events: int, timeout: float, pool: str, concurr
         # The worker's own CPU (main process and pool children) per event: what the box's other load
         # does not inflate much, and 1000 / cpu_ms_per_event is the rate if a core were the worker's.
         "cpu_ms_per_event": cpu * 1000 / max(finished, 1),
+        "messages_left": left,
+        "queue_empty_wall_s": emptied,
     }
 
 
@@ -202,6 +217,18 @@ def _tree_cpu_seconds(pid: int) -> float:
             continue
         total += int(fields[11]) + int(fields[12])
     return total / ticks
+
+
+def queued(broker: str) -> int:
+    """Messages waiting in the benchmark's queue (not counting the one a worker holds)."""
+    from kombu import Connection
+    from kombu.exceptions import ChannelError
+
+    with Connection(broker) as conn:
+        try:
+            return int(conn.default_channel.queue_declare(queue=QUEUE, passive=True).message_count)
+        except ChannelError:  # Redis drops an empty list's key: "no queue" is an empty queue
+            return 0
 
 
 def purge(broker: str) -> None:
@@ -222,6 +249,7 @@ def main() -> int:
     # ONE worker: prefork 1 is one child process; scripts/run.py starts a thread pool of 2.
     parser.add_argument("--pool", choices=["threads", "prefork", "solo"], default="prefork")
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--until-queue-empty", action="store_true", help="also time the no-op messages left over")
     args = parser.parse_args()
 
     os.environ["CELERY_BROKER_URL"] = args.broker
@@ -243,7 +271,7 @@ def main() -> int:
                 raise SystemExit(f"the sweeper took {swept} of {args.events} rows")
         results[mode] = {
             "store_s": stored_s,
-            **drain(url, args.broker, args.events, args.timeout, args.pool, args.concurrency),
+            **drain(url, args.broker, args.events, args.timeout, args.pool, args.concurrency, args.until_queue_empty),
         }
         purge(args.broker)
         subs, payments, audits = count(
@@ -259,11 +287,12 @@ def main() -> int:
     targets["all_finished"] = all(r["finished"] == args.events for r in results.values())
     print(f"{args.events} events ({args.tenants} tenants), ONE worker process: --pool={args.pool} "
           f"--concurrency={args.concurrency}")  # fmt: skip
-    print(f"{'mode':<10}{'events/s':>10}{'processing s':>14}{'wall s':>9}{'cpu ms/event':>14}  statuses")
+    print(f"{'mode':<10}{'events/s':>10}{'processing s':>14}{'wall s':>9}{'cpu ms/event':>14}{'msgs left':>11}"
+          f"{'queue empty s':>15}  statuses")  # fmt: skip
     for mode, r in results.items():
         print(
             f"{mode:<10}{r['events_per_s']:>10.0f}{r['processing_s']:>14.1f}{r['wall_s']:>9.1f}"
-            f"{r['cpu_ms_per_event']:>14.2f}  {r['statuses']}"
+            f"{r['cpu_ms_per_event']:>14.2f}{r['messages_left']:>11}{r['queue_empty_wall_s']:>15.1f}  {r['statuses']}"
         )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     for target, met in targets.items():
