@@ -184,6 +184,11 @@ def bump_version(tenant_id: int) -> int:
     return version
 
 
+def tenant_status_changed(*, tenant: Tenant, **kwargs: object) -> None:
+    """``tenants.events.status_changed``: a suspended tenant is read-only everywhere at once."""
+    bump_version(tenant.pk)
+
+
 def _committed(tenant_id: int, version: int, bumped: set[int] | None = None) -> None:
     if bumped is not None:
         bumped.discard(tenant_id)

@@ -28,7 +28,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.access.decisions import held_permissions
-from apps.access.permsets import bump_version
 from apps.audit.services import Actor, record
 from apps.billing.errors import BillingError
 from apps.billing.models import DunningCase, Invoice
@@ -136,8 +135,7 @@ def _lift_if_clear(tenant_id: int, *, now: datetime, why: str) -> bool:
         return False  # active, or suspended by staff for another reason: never ours to lift
     if _past_grace(tenant_id, now):
         return False
-    tenant_set_status(tenant=tenant, suspended=False)
-    bump_version(tenant_id)  # the runtime API keeps tenant rows per access version: make it see the change
+    tenant_set_status(tenant=tenant, suspended=False)  # publishes a new access version (tenants.events)
     record(
         "billing.dunning_lifted",
         tenant=tenant_id,
@@ -237,10 +235,9 @@ def dunning_enforce(*, now: datetime | None = None) -> int:
                 continue
             if not cases.exists():
                 continue  # paid or extended meanwhile
+            # Publishes a new access version (tenants.events), so a warm runtime-API process stops
+            # accepting usage and reservations of the suspended tenant at once.
             tenant_set_status(tenant=tenant, suspended=True, reason=NON_PAYMENT)
-            # The runtime API keeps tenant rows per access version: without a new one, a warm process
-            # would go on accepting usage and reservations of the suspended tenant.
-            bump_version(tenant.pk)
             cases.filter(suspended_at__isnull=True).update(suspended_at=now)
             record(
                 "billing.dunning_suspended",

@@ -25,6 +25,7 @@ from apps.accounts import services as account_services
 from apps.accounts.models import User
 from apps.accounts.services import sign_out_everywhere
 from apps.audit.services import Actor, record
+from apps.tenants import events
 from apps.tenants.invitations import (
     INVITATION_MAX_AGE,
     INVITATION_SALT,
@@ -423,4 +424,5 @@ def tenant_set_status(*, tenant: Tenant, suspended: bool, reason: str = "", acto
     meta: dict[str, Any] = {"before": before, "after": locked.status, "reason": locked.suspended_reason}
     record(action, tenant=locked, actor=_audit_actor(actor), target=locked, metadata=meta)
     record(action, tenant=None, actor=_audit_actor(actor), target=locked, metadata={**meta, "slug": locked.slug})
+    events.status_changed.send(sender=Tenant, tenant=locked, suspended=suspended)
     return locked

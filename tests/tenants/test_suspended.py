@@ -6,7 +6,7 @@ import pytest
 
 from apps.audit.models import AuditEvent
 from apps.tenants import services
-from apps.tenants.models import Membership
+from apps.tenants.models import Membership, Tenant
 from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
@@ -59,3 +59,19 @@ def test_reactivated_tenant_accepts_writes_again(suspended, client_for):
     member = Membership.objects.get(tenant=suspended.acme, user=suspended.member)
     response = client_for(suspended.admin).post(f"/t/acme/members/{member.pk}/role/", {"role": "viewer"})
     assert response.status_code == 302
+
+
+def test_suspension_and_reactivation_publish_a_new_access_version(cast, django_capture_on_commit_callbacks):
+    """Whoever suspends (staff here), warm runtime-API processes see it: the access version moves and is published."""
+    from django.core.cache import cache
+
+    from apps.access.permsets import version_cache_key
+
+    before = Tenant.objects.get(pk=cast.acme.pk).access_version
+    with django_capture_on_commit_callbacks(execute=True):  # published after the commit
+        suspended = services.tenant_set_status(tenant=cast.acme, suspended=True, reason="audit", actor=cast.staff)
+    assert suspended.access_version <= before + 1  # the row was saved before the bump
+    assert Tenant.objects.get(pk=cast.acme.pk).access_version == before + 1
+    assert int(cache.get(version_cache_key(cast.acme.pk))) == before + 1
+    services.tenant_set_status(tenant=cast.acme, suspended=False, actor=cast.staff)
+    assert Tenant.objects.get(pk=cast.acme.pk).access_version == before + 2
