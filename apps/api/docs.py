@@ -10,6 +10,7 @@ from django.shortcuts import render
 
 from apps.access.decorators import TenantRequest, public_view, tenant_view
 from apps.api import openapi
+from apps.core.decorators import cookieless_view
 
 
 @public_view
@@ -22,7 +23,7 @@ def openapi_json(request: HttpRequest) -> HttpResponse:
     return response
 
 
-openapi_json.api_face = True  # type: ignore[attr-defined]
+cookieless_view(openapi_json)
 
 
 def _operations() -> list[dict[str, Any]]:

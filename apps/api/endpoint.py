@@ -41,6 +41,7 @@ from apps.access.permissions import require_known
 from apps.api import limits, meter
 from apps.api.problems import ApiProblem, problem_response
 from apps.core import context
+from apps.core.decorators import cookieless_view
 from apps.keys import conf as keys_conf
 from apps.keys.models import ApiClient
 from apps.keys.tokens import API_SCOPES, TokenContext, TokenError, verify_access_token
@@ -310,7 +311,6 @@ def api_view(
             return answer
 
         view.required_permission = permission  # type: ignore[attr-defined]
-        view.api_face = True  # type: ignore[attr-defined]  # apps.api.middleware takes the short way
-        return view
+        return cookieless_view(view)  # apps.core.middleware.ShortcutMiddleware takes the short way
 
     return decorate

@@ -20,7 +20,7 @@ from apps.api.problems import problem
 from apps.catalog.models import Tool
 from apps.catalog.selectors import resource_for_decision
 from apps.core import context
-from apps.core.decorators import public_view
+from apps.core.decorators import cookieless_view, public_view
 from apps.guardrails.services import check_tool_call, check_tool_output
 from apps.tenants.selectors import membership_for_decision
 
@@ -168,4 +168,4 @@ def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     return problem(404, "not-found", "There is no such endpoint; see /api/v1/openapi.json.")
 
 
-not_found.api_face = True  # type: ignore[attr-defined]
+cookieless_view(not_found)

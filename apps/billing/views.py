@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 from apps.access.decorators import platform_view, public_view
 from apps.billing import conf, providers, selectors, services
 from apps.billing.errors import BillingError, WebhookRejectedError
+from apps.core.decorators import cookieless_view
 from apps.core.middleware import client_ip
 from apps.core.pagination import InvalidCursorError, keyset_page
 from apps.core.shortcuts import found_or_404
@@ -40,7 +41,7 @@ def _receive(request: HttpRequest, provider: str) -> HttpResponse:
 
 
 # Providers cannot send a CSRF token; the signature on the raw body authenticates each delivery.
-# ``webhook_face``: the billing shortcut middleware hands these straight to the view (no session,
+# ``cookieless_view``: apps.core.middleware.ShortcutMiddleware hands these straight to the view (no session,
 # CSRF, sign-in or messages middleware: a webhook carries no cookie).
 @csrf_exempt
 @public_view
@@ -56,8 +57,8 @@ def adyen_webhook(request: HttpRequest) -> HttpResponse:
     return _receive(request, "adyen")
 
 
-stripe_webhook.webhook_face = True  # type: ignore[attr-defined]
-adyen_webhook.webhook_face = True  # type: ignore[attr-defined]
+cookieless_view(stripe_webhook)
+cookieless_view(adyen_webhook)
 
 
 DEAD_LETTER_PAGE_SIZE = 50

@@ -9,8 +9,10 @@ from collections.abc import Callable
 
 from csp.middleware import CSPMiddleware as _LibraryCSPMiddleware
 from csp.middleware import PolicyParts
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
+from django.urls import Resolver404, resolve
 
 from apps.core import context
 
@@ -102,3 +104,34 @@ class CSPMiddleware(_LibraryCSPMiddleware):
     ) -> PolicyParts:
         self._make_nonce(request)
         return super().get_policy_parts(request, response, report_only)
+
+
+class ShortcutMiddleware:
+    """Requests for ``cookieless_view`` views skip the console's middleware.
+
+    A runtime API call carries a bearer token and a payment webhook a signature, never a session
+    cookie: sessions, CSRF, authentication, allauth, the sign-in policy, MFA enrolment, messages
+    and htmx have nothing to do for them, yet together they cost more than the work itself
+    (benchmarks/bench_api.py, bench_webhooks.py). Placed right after the security, CSP and
+    Permissions-Policy middleware (so those headers, the request id and the access line still
+    apply), it hands a request under one of ``settings.SHORTCUT_PATH_PREFIXES`` whose view is
+    marked ``cookieless`` straight to that view; anything else goes down the full chain.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.prefixes = tuple(getattr(settings, "SHORTCUT_PATH_PREFIXES", ()))
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path_info.startswith(self.prefixes):
+            return self.get_response(request)
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return self.get_response(request)
+        if not getattr(match.func, "cookieless", False):
+            return self.get_response(request)
+        request.resolver_match = match
+        response = match.func(request, *match.args, **match.kwargs)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response

@@ -144,11 +144,10 @@ MIDDLEWARE = [
     # response, errors included: outside everything that can answer early.
     "apps.core.middleware.CSPMiddleware",
     "django_permissions_policy.PermissionsPolicyMiddleware",
-    # Runtime API calls (bearer tokens, no cookies) go straight to their view from here: the
+    # Runtime API calls (bearer tokens) and payment webhooks (signed bodies) carry no cookie: their
+    # views (``cookieless_view``) are reached straight from here, under SHORTCUT_PATH_PREFIXES; the
     # session, CSRF, sign-in and htmx middleware below have nothing to do for them.
-    "apps.api.middleware.ApiShortcutMiddleware",
-    # Payment-provider webhooks (signed, no cookies) likewise go straight to their view (#12).
-    "apps.billing.middleware.WebhookShortcutMiddleware",
+    "apps.core.middleware.ShortcutMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -182,6 +181,10 @@ TENANT_DASHBOARD_CARDS: list[str] = [
     "apps.alerts.dashboard.open_alerts_card",  # open alerts, and fraud cases for reviewers (#13, #12)
     "apps.keys.dashboard.credentials_card",  # credentials overdue or due soon, expiring SSO certificates (#13)
 ]
+
+# Where ShortcutMiddleware looks for cookieless views (anything else, and any view not marked, takes
+# the full middleware chain).
+SHORTCUT_PATH_PREFIXES = ["/api/v1/", "/billing/webhooks/"]
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

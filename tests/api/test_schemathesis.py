@@ -49,5 +49,8 @@ def test_the_api_keeps_its_schema_and_never_answers_5xx(case, api: Api) -> None:
     # send as a header literally named HTTP_AUTHORIZATION, i.e. no token at all). The token endpoint
     # gets none: its generated bodies carry client_secret_post credentials.
     headers = {} if case.path.endswith("/oauth/token") else {"Authorization": f"Bearer {api.token}"}
-    response = case.call_and_validate(headers=headers)
+    # Not "schema-valid data must be accepted": some rules are beyond JSON Schema (a usage timestamp
+    # within the last 35 days, no NUL in a string PostgreSQL will store), and a body breaking them
+    # is answered 422 — a documented problem+json answer that the other checks still validate.
+    response = case.call_and_validate(headers=headers, excluded_checks=[schemathesis.checks.positive_data_acceptance])
     assert response.status_code < 500
