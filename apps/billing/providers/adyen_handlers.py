@@ -1,6 +1,6 @@
 """Adyen event handlers: AUTHORISATION records the payment for its tenant; other event codes are ignored.
 
-Called by ``services.webhook_process`` inside the transaction that marks the inbox row
+Called by ``services`` processing (one event, a drain or a batch) inside the transaction that marks the inbox row
 done, so each is idempotent (one ``ProviderPayment`` per pspReference) and order-safe
 (an older event never overwrites a newer one).
 

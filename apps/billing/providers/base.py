@@ -2,7 +2,7 @@
 
 Every payment provider is one ``Provider``: intake (``services.webhook_receive``) calls
 ``verify`` on the raw body and headers and stores what it returns in the one inbox
-table; processing (``services.webhook_process``) asks ``handler`` for each stored
+table; processing (``services.webhooks_drain`` and the batch) asks ``handler`` for each stored
 row. Nothing here touches the database or Django's request: a provider is protocol
 code, testable with bytes and a dict of headers.
 """
