@@ -41,9 +41,10 @@ from django.dispatch import receiver
 
 logger = logging.getLogger(__name__)
 
-BUCKET_PREFIX = "bastion:api:bucket:"
-USE_PREFIX = "bastion:api:use:"
-FLUSHING_PREFIX = "bastion:api:use-flushing:"
+_NS = getattr(settings, "REDIS_KEY_NAMESPACE", "bastion")  # see config/settings/base.py
+BUCKET_PREFIX = f"{_NS}:api:bucket:"
+USE_PREFIX = f"{_NS}:api:use:"
+FLUSHING_PREFIX = f"{_NS}:api:use-flushing:"
 # An hour's hash stays this long if no flush ever runs: a day of beat outage loses nothing.
 USE_TTL_SECONDS = 2 * 24 * 3600
 FIELD_SEP = "|"

@@ -36,7 +36,9 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-PREFIX = "bastion:budget:"
+# The Redis namespace (REDIS_KEY_NAMESPACE; tests give each xdist worker its own, since its budget ids
+# start at 1 like every other worker's).
+PREFIX = f"{getattr(settings, 'REDIS_KEY_NAMESPACE', 'bastion')}:budget:"
 MICROS = Decimal(1_000_000)
 KEY_TTL_SECONDS = 45 * 24 * 3600  # a month's counters outlive the month by two weeks (reconciliation reads them)
 

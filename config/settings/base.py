@@ -338,6 +338,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # "client:<client_id>" / "tenant:<tenant id>". Access changes reach the API on the next call (the
 # tenant's access version is published to the shared cache on commit); API_HOT_CACHE_SECONDS bounds
 # only how long a process keeps dataset and tool rows in memory (catalog writes move the version too).
+# First part of every Redis key Bastion writes (API buckets and token-use counts, budget counters), so
+# several installations (or the test suite's parallel workers) can share one Redis.
+REDIS_KEY_NAMESPACE = env.str("REDIS_KEY_NAMESPACE", default="bastion")
 _REDIS_DEFAULT = CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "redis://127.0.0.1:6379/0"
 API_REDIS_URL = env.str("API_REDIS_URL", default=_REDIS_DEFAULT)
 API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)

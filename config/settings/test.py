@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from config.settings.base import *  # noqa: F403
 from config.settings.env import env
 
@@ -38,3 +40,8 @@ SSO_DNS_TIMEOUT = 1.0
 ACCESS_DENIAL_LOG_FLUSH_MS = 0
 # Webhook tasks are published on the caller's thread at once (one message per stored event).
 BILLING_WEBHOOK_ENQUEUE_BATCH_MS = 0
+
+# Each pytest-xdist worker has its own test database, whose ids start at 1 like every other worker's:
+# Redis keys built from ids (budget counters, API buckets) get a namespace per worker, so parallel
+# workers sharing one Redis database never count into each other's keys.
+REDIS_KEY_NAMESPACE = f"bastion-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
