@@ -112,8 +112,9 @@ def waiting_count(*, tenant: Tenant, membership: Membership) -> int:
     their own, not yet decided by them), but done in SQL so the badge on every page costs one
     query: the member's role keys (base role, plus roles bound to them or to one of their groups
     and still in force) are an array subquery overlapped with the policy's approver roles.
-    Requests past their pending lifetime are not counted: nobody can approve them any more (the
-    application clock, as the services read it, not the database's).
+    Requests past their pending lifetime, and requests of a policy paused since, are not counted:
+    nobody can approve them any more (the application clock, as the services read it, not the
+    database's); the approvals page still lists them, so they can be denied.
     The caller asks first whether the member holds ``breakglass.approve`` (no query from the
     request's permission set), as the service does again at decision time.
     """
@@ -134,7 +135,7 @@ def waiting_count(*, tenant: Tenant, membership: Membership) -> int:
         eligible |= Q(policy__approver_groups__overlap=groups)
     return (
         Elevation.objects.for_tenant(tenant)
-        .filter(status=Elevation.Status.PENDING, pending_until__gt=timezone.now())
+        .filter(status=Elevation.Status.PENDING, pending_until__gt=timezone.now(), policy__paused=False)
         .exclude(requester=membership)
         .exclude(approvals__approver=membership)
         .filter(eligible)

@@ -114,3 +114,12 @@ def test_the_badge_shows_in_the_page(world, client_for) -> None:
     html = page.content.decode()
     assert "1 request waiting for your approval" in html
     assert 'href="/t/acme/break-glass/approvals/"' in html
+
+
+def test_a_request_of_a_policy_paused_since_is_not_counted(world) -> None:
+    ask(world)
+    assert _count(world, world.approver1) == 1
+    services.policy_update(policy=world.policy, actor=world.owner, paused=True)  # approving it is refused now
+    assert _count(world, world.approver1) == 0
+    services.policy_update(policy=world.policy, actor=world.owner, paused=False)
+    assert _count(world, world.approver1) == 1
