@@ -21,29 +21,30 @@ from apps.breakglass.selectors import active_for
 from apps.core import context
 from apps.tenants.selectors import tenants_for_user
 
-# (label, permission that opens the area, its scope as the page's ``tenant_view`` declares it, URL name),
-# in the order the nav shows them.
-NAV_ITEMS: tuple[tuple[str, str, Scope, str], ...] = (
-    ("Dashboard", "tenant.view", "tenant", "tenants:dashboard"),
-    ("Members", "tenant.view", "tenant", "tenants:members"),
-    ("Datasets", "dataset.read", "any_object", "catalog:dataset_list"),
-    ("Tools", "tool.execute", "any_object", "catalog:tool_list"),
-    ("Models", "model.use", "tenant", "catalog:model_list"),
-    ("Try a tool call", "tool.execute", "tenant", "guardrails:try"),
-    ("SSO", "sso.manage", "tenant", "sso_settings:list"),
-    ("API clients", "apiclient.manage", "tenant", "keys:client_list"),
-    ("Credentials", "key.manage", "tenant", "credentials:list"),
-    ("Roles", "role.manage", "tenant", "access:role_list"),
-    ("Grants", "role.manage", "tenant", "access:grants"),
-    ("Explain access", "role.manage", "tenant", "access:explain"),
-    ("Denied checks", "audit.read", "tenant", "access:denied"),
-    ("Audit log", "audit.read", "tenant", "audit:tenant_list"),
-    ("Alerts", "audit.read", "tenant", "alerts:alert_list"),
-    ("Fraud cases", "apiclient.manage", "tenant", "alerts:case_list"),
-    ("Runbooks", "audit.read", "tenant", "runbook:list"),
-    ("Billing", "billing.view", "tenant", "billing_console:overview"),
-    ("Usage", "billing.view", "tenant", "billing_usage:usage"),
-    ("Budgets", "billing.view", "tenant", "billing_usage:budget_list"),
+# (section, label, permission that opens the area, its scope as the page's ``tenant_view`` declares it,
+# URL name), in the order the nav shows them; the sidebar heads each section once.
+ACCESS = "People and access"
+NAV_ITEMS: tuple[tuple[str, str, str, Scope, str], ...] = (
+    ("", "Dashboard", "tenant.view", "tenant", "tenants:dashboard"),
+    (ACCESS, "Members", "tenant.view", "tenant", "tenants:members"),
+    (ACCESS, "Roles", "role.manage", "tenant", "access:role_list"),
+    (ACCESS, "Grants", "role.manage", "tenant", "access:grants"),
+    (ACCESS, "Explain access", "role.manage", "tenant", "access:explain"),
+    (ACCESS, "Denied checks", "audit.read", "tenant", "access:denied"),
+    ("AI catalog", "Datasets", "dataset.read", "any_object", "catalog:dataset_list"),
+    ("AI catalog", "Tools", "tool.execute", "any_object", "catalog:tool_list"),
+    ("AI catalog", "Models", "model.use", "tenant", "catalog:model_list"),
+    ("AI catalog", "Try a tool call", "tool.execute", "tenant", "guardrails:try"),
+    ("Security", "SSO", "sso.manage", "tenant", "sso_settings:list"),
+    ("Security", "API clients", "apiclient.manage", "tenant", "keys:client_list"),
+    ("Security", "Credentials", "key.manage", "tenant", "credentials:list"),
+    ("Security", "Audit log", "audit.read", "tenant", "audit:tenant_list"),
+    ("Security", "Alerts", "audit.read", "tenant", "alerts:alert_list"),
+    ("Security", "Fraud cases", "apiclient.manage", "tenant", "alerts:case_list"),
+    ("Security", "Runbooks", "audit.read", "tenant", "runbook:list"),
+    ("Billing", "Billing", "billing.view", "tenant", "billing_console:overview"),
+    ("Billing", "Usage", "billing.view", "tenant", "billing_usage:usage"),
+    ("Billing", "Budgets", "billing.view", "tenant", "billing_usage:budget_list"),
 )
 
 
@@ -59,13 +60,14 @@ def _nav(request: HttpRequest) -> list[dict[str, str]]:
     if ask is None:
         return []
     items: list[dict[str, Any]] = [
-        {"label": label, "url_name": url_name}
-        for label, permission, scope, url_name in NAV_ITEMS
+        {"section": section, "label": label, "url_name": url_name}
+        for section, label, permission, scope, url_name in NAV_ITEMS
         if ask(permission, for_reading=True, scope=scope)
     ]
     breakglass = _breakglass_item(request, ask)
-    if breakglass is not None:
-        items.append(breakglass)
+    if breakglass is not None:  # last of its section
+        after = [i for i, item in enumerate(items) if item["section"] == ACCESS]
+        items.insert(after[-1] + 1 if after else len(items), breakglass)
     return items
 
 
@@ -82,6 +84,7 @@ def _breakglass_item(request: HttpRequest, ask: Any) -> dict[str, Any] | None:
         return None
     waiting = waiting_for(request) if may_approve else 0  # type: ignore[arg-type]
     return {
+        "section": ACCESS,
         "label": "Break-glass",
         "url_name": "breakglass:index" if may_request else "breakglass:approvals",
         "badge": waiting,
