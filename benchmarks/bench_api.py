@@ -30,7 +30,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import database_url, ensure_database, setup_django, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    database_url,
+    ensure_database,
+    setup_django,
+    start_gunicorn,
+    stop_gunicorn,
+    write_results,
+)
 
 BENCH_DB = "bastion_bench_api"
 TENANT_SLUG = "bench-api"
@@ -156,40 +162,8 @@ def start_server(url: str, workers: int, redis_url: str) -> subprocess.Popen:
         "API_REDIS_URL": redis_url,
         "CACHE_URL": redis_url,
         "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
     }
-    command = [
-        str(ROOT / ".venv/bin/gunicorn"),
-        "-c",
-        str(ROOT / "config/gunicorn.py"),
-        "--workers",
-        str(workers),
-        "--bind",
-        f"127.0.0.1:{PORT}",
-        "--log-level",
-        "warning",
-        "config.wsgi:application",
-    ]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=1)
-            connection.request("GET", "/healthz")
-            connection.getresponse().read()
-            return server
-        except OSError:
-            time.sleep(0.2)
-    stop_server(server)
-    raise SystemExit("gunicorn did not come up")
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
+    return start_gunicorn(env, port=PORT, workers=workers)
 
 
 def post(connection: http.client.HTTPConnection, path: str, body: str, token: str) -> int:
@@ -347,7 +321,7 @@ def main() -> int:
             for name, path in (("bare", "/bench/bare"), ("authorize", "/api/v1/authorize")):
                 rounds[name].append(load(path, bodies, token, args.seconds, args.connections))
     finally:
-        stop_server(server)
+        stop_gunicorn(server)
     verify_us = verify_cost(token)
 
     def summary(name: str) -> dict[str, float]:

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import bench_api  # noqa: E402
-from benchmarks.common import database_url, ensure_database, setup_django, write_results  # noqa: E402
+from benchmarks.common import database_url, ensure_database, setup_django, stop_gunicorn, write_results  # noqa: E402
 
 BENCH_DB = "bastion_bench_usage"
 TENANT_SLUG = "bench-usage"
@@ -211,7 +211,7 @@ def main() -> int:
                     run(method, path, token, seconds=args.seconds, connections=args.connections, batch=batch)
                 )
     finally:
-        bench_api.stop_server(server)
+        stop_gunicorn(server)
     after = stored()
 
     def summary(name: str) -> dict[str, float]:

@@ -31,7 +31,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -46,7 +45,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import database_url, ensure_database, setup_django, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    database_url,
+    ensure_database,
+    setup_django,
+    start_gunicorn,
+    stop_gunicorn,
+    write_results,
+)
 
 BENCH_DB = "bastion_bench_webhooks"
 SETTINGS = "benchmarks.bench_webhooks_settings"
@@ -163,44 +169,10 @@ def start_server(url: str, workers: int, threads: int, broker: str) -> subproces
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "CELERY_BROKER_URL": broker,
         "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
     }
-    command = [
-        str(ROOT / ".venv/bin/gunicorn"),
-        "-c",
-        str(ROOT / "config/gunicorn.py"),
-        "--workers",
-        str(workers),
-        # As scripts/run.py starts it (2 workers x 4 threads): a gthread worker keeps several requests in
-        # flight, so the commits of concurrent deliveries share PostgreSQL's WAL flushes.
-        "--threads",
-        str(threads),
-        "--bind",
-        f"127.0.0.1:{PORT}",
-        "--log-level",
-        "warning",
-        "config.wsgi:application",
-    ]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=1)
-            connection.request("GET", "/healthz")
-            connection.getresponse().read()
-            return server
-        except OSError:
-            time.sleep(0.2)
-    stop_server(server)
-    raise SystemExit("gunicorn did not come up")
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
+    # As scripts/run.py starts it (2 workers x 4 threads): a gthread worker keeps several requests in
+    # flight, so the commits of concurrent deliveries share PostgreSQL's WAL flushes.
+    return start_gunicorn(env, port=PORT, workers=workers, threads=threads)
 
 
 def post(connection: http.client.HTTPConnection, path: str, line: str) -> tuple[int, bytes]:
@@ -358,7 +330,7 @@ def main() -> int:
                 result["stored_per_s"] = stored / result["seconds"] if name != "bare" else 0.0
                 rounds[name].append(result)
     finally:
-        stop_server(server)
+        stop_gunicorn(server)
         purge_queue(args.broker)
 
     def summary(name: str) -> dict[str, float]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import platform
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -56,3 +60,44 @@ def write_results(name: str, results: dict[str, Any]) -> Path:
     payload = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count()}, **results}
     out.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     return out
+
+
+def start_gunicorn(env: dict[str, str], *, port: int, workers: int, threads: int = 1) -> subprocess.Popen:
+    """gunicorn with config/gunicorn.py on 127.0.0.1:``port`` in its own process group; waits for /healthz.
+
+    ``threads`` > 1 makes gthread workers (as scripts/run.py starts them), 1 sync workers.
+    """
+    command = [
+        str(ROOT / ".venv/bin/gunicorn"),
+        "-c",
+        str(ROOT / "config/gunicorn.py"),
+        "--workers",
+        str(workers),
+        *(["--threads", str(threads)] if threads > 1 else []),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        "config.wsgi:application",
+    ]
+    server = subprocess.Popen(command, cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            connection.request("GET", "/healthz")
+            connection.getresponse().read()
+            return server
+        except OSError:
+            time.sleep(0.2)
+    stop_gunicorn(server)
+    raise SystemExit("gunicorn did not come up")
+
+
+def stop_gunicorn(server: subprocess.Popen) -> None:
+    """SIGTERM the server's process group; SIGKILL it if it has not gone within 15 s."""
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
